@@ -1,0 +1,52 @@
+# lrnn front door. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.install.stamp
+# torch is pinned so that every machine gets the same release: pip takes the local CPU wheel where one is
+# offered (CI), and PyPI's default Linux build (CUDA) elsewhere. Override e.g. TORCH="torch==2.13.0 --index-url ...".
+TORCH ?= torch==2.13.0
+NAME ?=
+ARGS ?=
+GPUS ?=
+WANDB ?= auto
+
+.PHONY: help install test lint format experiment experiments bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+install: $(STAMP)  ## create .venv with torch, lightning, datasets, wandb and the dev tools
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+test: $(STAMP)  ## run the test suite (reads corpora via LRNN_DATA_MIRROR where set)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)  ## ruff check + format check
+	$(VENV)/bin/ruff check lrnn tests benchmarks
+	$(VENV)/bin/ruff format --check lrnn tests benchmarks
+
+format: $(STAMP)  ## apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix lrnn tests benchmarks
+	$(VENV)/bin/ruff format lrnn tests benchmarks
+
+experiment: $(STAMP)  ## run one experiment: NAME=tied_ptb [GPUS=N] [WANDB=off|offline|online] [ARGS="--trainer.max_epochs 1"]
+	$(PY) -m lrnn.launch "$(NAME)" --gpus "$(GPUS)" --wandb "$(WANDB)" -- $(ARGS)
+
+experiments: $(STAMP)  ## list the available experiment names
+	@$(PY) -m lrnn.launch --list
+
+bench: $(STAMP)  ## benchmarks: Lightning overhead, recurrent cores, TBPTT memory
+	$(PY) benchmarks/bench_lightning.py
+	$(PY) benchmarks/bench_cores.py --threads 1
+
+clean:  ## remove caches and build files (keeps runs/ and .venv)
+	rm -rf .pytest_cache .ruff_cache build dist *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

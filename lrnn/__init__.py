@@ -1,0 +1,10 @@
+"""lrnn: should an LSTM share its weights across time? Tied, untied and truncated-BPTT LSTMs."""
+
+from lrnn.cores import *  # noqa: F403
+from lrnn.cores import __all__ as _cores
+from lrnn.data import TextDataModule
+from lrnn.lightning import LanguageModel
+from lrnn.rnnlm import RNNLM
+
+__all__ = [*_cores, "LanguageModel", "RNNLM", "TextDataModule"]
+__version__ = "0.1.0"

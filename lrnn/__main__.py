@@ -1,0 +1,3 @@
+from lrnn.cli import main
+
+main()

@@ -1,0 +1,70 @@
+"""Stream batching (Zaremba et al. 2014; pytorch/examples ``batchify``) with carried hidden state.
+
+The flat token stream of a split is cut into ``num_streams`` contiguous streams of equal length (the tail that does
+not fill a row is dropped). Batch ``i`` holds window ``i`` of every stream, so the hidden state at the end of batch
+``i`` is the right initial state for batch ``i + 1``. Windows have ``seq_len`` inputs and the targets are the inputs
+shifted by one token. The stream has ``L`` tokens per row, so there are ``L - 1`` targets per row and
+``ceil((L - 1) / seq_len)`` windows: the last one is shorter when ``seq_len`` does not divide ``L - 1``; it is kept
+(every target is scored once) unless ``drop_last=True``. Nothing is shuffled.
+
+Under DDP each rank owns a disjoint, contiguous block of streams, all of the same length, so every rank yields the
+same number of batches and together the ranks see exactly what one process with all streams sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import IterableDataset
+
+
+def batchify(tokens: torch.Tensor, num_streams: int) -> torch.Tensor:
+    """Cut a flat stream [N] into ``num_streams`` contiguous rows: [num_streams, N // num_streams]."""
+    if num_streams < 1:
+        raise ValueError(f"num_streams must be >= 1, got {num_streams}")
+    length = tokens.numel() // num_streams
+    if length < 2:
+        raise ValueError(f"{tokens.numel()} tokens are too few for {num_streams} streams (need 2 per stream)")
+    return tokens[: num_streams * length].view(num_streams, length)
+
+
+class StreamWindows(IterableDataset):
+    """Yields ``(inputs, targets)`` batches, each [B, <=seq_len] int64, window by window over B streams.
+
+    ``rank``/``world_size`` select this rank's block of streams out of ``batch_size * world_size`` streams.
+    An ``IterableDataset`` so that Lightning never inserts a ``DistributedSampler`` that would shuffle windows.
+    """
+
+    def __init__(
+        self,
+        tokens: torch.Tensor,
+        batch_size: int,
+        seq_len: int,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        drop_last: bool = False,
+    ) -> None:
+        super().__init__()
+        if seq_len < 1:
+            raise ValueError(f"seq_len must be >= 1, got {seq_len}")
+        streams = batchify(tokens, batch_size * world_size)
+        self.data = streams[rank * batch_size : (rank + 1) * batch_size]
+        self.seq_len = seq_len
+        self.drop_last = drop_last
+
+    def __len__(self) -> int:
+        targets = self.data.size(1) - 1
+        return targets // self.seq_len if self.drop_last else -(-targets // self.seq_len)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for i in range(len(self)):
+            start = i * self.seq_len
+            end = min(start + self.seq_len, self.data.size(1) - 1)
+            yield self.data[:, start:end], self.data[:, start + 1 : end + 1]
+
+    @property
+    def num_tokens(self) -> int:
+        """Number of target tokens this dataset scores in one pass."""
+        return self.data.size(0) * (min(len(self) * self.seq_len, self.data.size(1) - 1))

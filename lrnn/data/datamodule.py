@@ -1,0 +1,156 @@
+"""``TextDataModule``: one LightningDataModule over Hugging Face text datasets, stream-batched."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from lrnn.data.batching import StreamWindows
+from lrnn.data.corpora import SPLITS, CorpusSpec, Level, load_splits, resolve
+from lrnn.data.vocab import Vocabulary
+
+CACHE_ENV = "LRNN_CACHE"
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "lrnn"))
+
+
+class TextDataModule(L.LightningDataModule):
+    """Language-modelling data: a corpus tokenized once (cached), batched as contiguous streams.
+
+    Args:
+        dataset: ``ptb``, ``wikitext2``, ``wikitext103``, ``tiny_shakespeare``, any hub id, or a local folder/file.
+        config: hub config name (built-in corpora know theirs).
+        text_column: column holding the text (built-in corpora know theirs; default ``text``).
+        level: ``word`` (whitespace split + ``<eos>`` per row) or ``char``.
+        batch_size: training streams per device (B).
+        seq_len: window length (T); inputs [B, T], targets the inputs shifted by one.
+        eval_batch_size: validation streams per device (default: ``batch_size``).
+        test_batch_size: test streams per device (default: ``eval_batch_size``). Zaremba et al. use 1.
+        drop_last: drop the last, shorter window of each split instead of scoring it.
+        mirror: folder mirroring the hub (default: ``$LRNN_DATA_MIRROR``).
+        cache_dir: where token ids are cached (default: ``$LRNN_CACHE`` or ``~/.cache/lrnn``).
+    """
+
+    def __init__(
+        self,
+        dataset: str = "ptb",
+        config: str | None = None,
+        text_column: str | None = None,
+        level: Level | None = None,
+        batch_size: int = 20,
+        seq_len: int = 35,
+        eval_batch_size: int | None = None,
+        test_batch_size: int | None = None,
+        drop_last: bool = False,
+        mirror: str | None = None,
+        cache_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        for name, value in (("batch_size", batch_size), ("seq_len", seq_len)):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        self.save_hyperparameters()
+        self.spec: CorpusSpec = resolve(dataset, config, text_column, level)
+        self.batch_size = batch_size
+        self.seq_len = seq_len
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.test_batch_size = test_batch_size or self.eval_batch_size
+        self.drop_last = drop_last
+        self.mirror = mirror
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        self.vocab: Vocabulary | None = None
+        self.tokens: dict[str, torch.Tensor] = {}
+        self.cache_hit: bool | None = None
+
+    # ---- loading and tokenization ------------------------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        """Size of the train-split vocabulary (loads and tokenizes the corpus on first use)."""
+        self._load()
+        assert self.vocab is not None
+        return len(self.vocab)
+
+    def prepare_data(self) -> None:
+        self._load()
+
+    def setup(self, stage: str | None = None) -> None:
+        self._load()
+
+    def _load(self) -> None:
+        if self.vocab is not None:
+            return
+        splits = load_splits(self.spec, self.mirror)
+        key = self._cache_key(splits)
+        path = self.cache_dir / f"{key}.pt"
+        if path.exists():
+            cached = torch.load(path, weights_only=True)
+            self.vocab = Vocabulary(cached["itos"])
+            self.tokens = {s: cached[s] for s in splits}
+            self.cache_hit = True
+            return
+        column, level = self.spec.text_column, self.spec.level
+        self.vocab = Vocabulary.build(splits["train"][column], level)
+        self.tokens = {s: self.vocab.encode(ds[column], level) for s, ds in splits.items()}
+        self.cache_hit = False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        torch.save({"itos": self.vocab.itos, **self.tokens}, tmp)
+        os.replace(tmp, path)  # atomic: concurrent DDP ranks never read a half-written file
+
+    def _cache_key(self, splits: dict[str, Any]) -> str:
+        fingerprints = {s: getattr(ds, "_fingerprint", None) or len(ds) for s, ds in splits.items()}
+        blob = json.dumps([self.spec.__dict__, fingerprints, "v1"], sort_keys=True, default=str)
+        return f"{Path(self.spec.path).name}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+
+    # ---- loaders ----------------------------------------------------------------------------------------------
+    def _rank_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def windows(self, split: str, batch_size: int) -> StreamWindows:
+        """This rank's stream windows of ``split`` ('train', 'validation' or 'test')."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+        self._load()
+        if split not in self.tokens:
+            raise ValueError(f"dataset {self.spec.path!r} has no {split!r} split (has: {list(self.tokens)})")
+        rank, world = self._rank_world()
+        return StreamWindows(
+            self.tokens[split], batch_size, self.seq_len, rank=rank, world_size=world, drop_last=self.drop_last
+        )
+
+    def _loader(self, split: str, batch_size: int) -> DataLoader:
+        return DataLoader(self.windows(split, batch_size), batch_size=None, num_workers=0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation", self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.test_batch_size)
+
+    # ---- the vocabulary travels with the checkpoint -------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"vocab": self.vocab.state_dict()} if self.vocab is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "vocab" not in state_dict:
+            return
+        saved = Vocabulary.from_state_dict(state_dict["vocab"])
+        if self.vocab is not None and saved.itos != self.vocab.itos:
+            raise ValueError(
+                "the checkpoint's vocabulary differs from the one built from this dataset's train split; "
+                "evaluate with the dataset the model was trained on"
+            )
+        self.vocab = saved

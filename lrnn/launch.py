@@ -1,0 +1,71 @@
+"""``make experiment NAME=...``: run ``lrnn fit`` (then test) on ``experiments/<NAME>.yaml``.
+
+python -m lrnn.launch NAME [--gpus N] [--wandb auto|online|offline|off] [-- extra `lrnn fit` args]
+python -m lrnn.launch --list
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+EXPERIMENTS = Path(os.environ.get("LRNN_EXPERIMENTS", Path(__file__).resolve().parent.parent / "experiments"))
+
+
+def available() -> dict[str, str]:
+    """Experiment name -> its one-line description (the YAML's first comment)."""
+    out = {}
+    for path in sorted(EXPERIMENTS.glob("*.yaml")):
+        first = path.read_text().splitlines()[:1]
+        out[path.stem] = first[0].lstrip("# ").strip() if first and first[0].startswith("#") else ""
+    return out
+
+
+def listing() -> str:
+    names = available()
+    width = max((len(n) for n in names), default=0)
+    return "\n".join(f"  {n:<{width}}  {d}" for n, d in names.items())
+
+
+def build_argv(name: str, gpus: str = "", wandb: str = "auto", extra: list[str] | None = None) -> list[str]:
+    argv = ["fit", "--config", str(EXPERIMENTS / f"{name}.yaml"), "--name", name, "--wandb", wandb]
+    if gpus:
+        n = int(gpus)
+        if n < 1:
+            raise ValueError(f"GPUS must be a positive integer, got {gpus!r}")
+        argv += ["--trainer.accelerator", "gpu", "--trainer.devices", str(n)]
+        if n > 1:
+            argv += ["--trainer.strategy", "ddp"]
+    return argv + list(extra or [])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lrnn.launch", description=__doc__.split("\n")[0])
+    parser.add_argument("name", nargs="?", default="")
+    parser.add_argument("--gpus", default="", help="number of GPUs (DDP when > 1); empty: CPU or auto")
+    parser.add_argument("--wandb", default="auto", choices=["auto", "online", "offline", "off"])
+    parser.add_argument("--list", action="store_true", help="list the experiments and exit")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+    if args.list:
+        print(listing())
+        return 0
+    if args.name not in available():
+        problem = "no experiment given" if not args.name else f"unknown experiment {args.name!r}"
+        print(f"error: {problem}. Use NAME=<one of>:\n{listing()}", file=sys.stderr)
+        return 2
+    try:
+        fit_argv = build_argv(args.name, args.gpus, args.wandb, extra)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print("lrnn " + " ".join(fit_argv), flush=True)
+    # exec rather than call: Lightning's DDP launcher re-runs this very command line on every rank
+    os.execv(sys.executable, [sys.executable, "-m", "lrnn", *fit_argv])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
