@@ -7,12 +7,16 @@ STAMP := $(VENV)/.install.stamp
 # torch is pinned so that every machine gets the same release: pip takes the local CPU wheel where one is
 # offered (CI), and PyPI's default Linux build (CUDA) elsewhere. Override e.g. TORCH="torch==2.13.0 --index-url ...".
 TORCH ?= torch==2.13.0
+# glibc hands large freed blocks back to the OS and faults them in again on the next step; the untied cores'
+# per-step weight gradients made that the bottleneck on CPU (~5x). Keep them mapped.
+export MALLOC_MMAP_THRESHOLD_ ?= 33554432
+export MALLOC_TRIM_THRESHOLD_ ?= 2147483647
 NAME ?=
 ARGS ?=
 GPUS ?=
 WANDB ?= auto
 
-.PHONY: help install test lint format experiment experiments bench clean
+.PHONY: help install test lint format experiment experiments bench recall-grid clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,12 +34,12 @@ test: $(STAMP)  ## run the test suite (reads corpora via LRNN_DATA_MIRROR where 
 	$(PY) -m pytest -q
 
 lint: $(STAMP)  ## ruff check + format check
-	$(VENV)/bin/ruff check lrnn tests benchmarks
-	$(VENV)/bin/ruff format --check lrnn tests benchmarks
+	$(VENV)/bin/ruff check lrnn tests benchmarks scripts
+	$(VENV)/bin/ruff format --check lrnn tests benchmarks scripts
 
 format: $(STAMP)  ## apply ruff fixes and formatting
-	$(VENV)/bin/ruff check --fix lrnn tests benchmarks
-	$(VENV)/bin/ruff format lrnn tests benchmarks
+	$(VENV)/bin/ruff check --fix lrnn tests benchmarks scripts
+	$(VENV)/bin/ruff format lrnn tests benchmarks scripts
 
 experiment: $(STAMP)  ## run one experiment: NAME=tied_ptb [GPUS=N] [WANDB=off|offline|online] [ARGS="--trainer.max_epochs 1"]
 	$(PY) -m lrnn.launch "$(NAME)" --gpus "$(GPUS)" --wandb "$(WANDB)" -- $(ARGS)
@@ -46,6 +50,10 @@ experiments: $(STAMP)  ## list the available experiment names
 bench: $(STAMP)  ## benchmarks: Lightning overhead, recurrent cores, TBPTT memory
 	$(PY) benchmarks/bench_lightning.py
 	$(PY) benchmarks/bench_cores.py --threads 1
+	$(PY) benchmarks/bench_tbptt_memory.py --threads 1
+
+recall-grid: $(STAMP)  ## delayed-recall accuracy, lag D x truncation k, tied LSTM (README table; ~10 min) [ARGS=...]
+	$(PY) scripts/recall_grid.py $(ARGS)
 
 clean:  ## remove caches and build files (keeps runs/ and .venv)
 	rm -rf .pytest_cache .ruff_cache build dist *.egg-info

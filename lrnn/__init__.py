@@ -2,9 +2,9 @@
 
 from lrnn.cores import *  # noqa: F403
 from lrnn.cores import __all__ as _cores
-from lrnn.data import TextDataModule
-from lrnn.lightning import LanguageModel
+from lrnn.data import SyntheticDataModule, TextDataModule
+from lrnn.lightning import TBPTT, LanguageModel
 from lrnn.rnnlm import RNNLM
 
-__all__ = [*_cores, "LanguageModel", "RNNLM", "TextDataModule"]
+__all__ = [*_cores, "TBPTT", "LanguageModel", "RNNLM", "SyntheticDataModule", "TextDataModule"]
 __version__ = "0.1.0"

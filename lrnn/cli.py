@@ -5,6 +5,11 @@
 
 Every config is layered on ``lrnn/configs/defaults.yaml``. ``fit`` evaluates the best-validation checkpoint on the
 test split when it finishes (``--test_after_fit false`` to skip) and writes ``results.json`` beside the metrics.
+
+``model.bptt: tbptt`` and ``full`` train with manual optimization, where Lightning forbids
+``trainer.gradient_clip_val`` and ``trainer.accumulate_grad_batches``: the CLI moves them to ``model.grad_clip``
+(+ ``grad_clip_algorithm``) and ``model.accumulate_grad_batches`` (an explicit ``model.grad_clip`` wins), so every
+config and ``--trainer.gradient_clip_val`` mean the same in every mode. The saved ``config.yaml`` shows the result.
 """
 
 from __future__ import annotations
@@ -45,6 +50,9 @@ class LRNNCLI(LightningCLI):
 
     def _run_config(self) -> Any:
         return self.config[self.subcommand] if self.subcommand else self.config
+
+    def before_instantiate_classes(self) -> None:
+        move_manual_optimization_args(self._run_config())
 
     def _experiment_name(self) -> str:
         config = self._run_config()
@@ -94,6 +102,24 @@ class LRNNCLI(LightningCLI):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(results, indent=2) + "\n")
             print(f"results: {path}\n{json.dumps(results, indent=2)}")
+
+
+def move_manual_optimization_args(config: Any) -> None:
+    """For ``model.bptt`` other than ``window``: move the trainer's clipping / accumulation to the model (in place)."""
+    model, trainer = config.get("model"), config.get("trainer")
+    if model is None or trainer is None or (model.get("bptt") or "window") == "window":
+        return
+    clip = trainer.get("gradient_clip_val")
+    if clip:
+        if model.get("grad_clip") is None:
+            model["grad_clip"] = float(clip)
+            model["grad_clip_algorithm"] = trainer.get("gradient_clip_algorithm") or "norm"
+        trainer["gradient_clip_val"] = None
+    accumulate = trainer.get("accumulate_grad_batches") or 1
+    if accumulate != 1:
+        if (model.get("accumulate_grad_batches") or 1) == 1:
+            model["accumulate_grad_batches"] = accumulate
+        trainer["accumulate_grad_batches"] = 1
 
 
 def _scalars(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:

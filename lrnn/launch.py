@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print("lrnn " + " ".join(fit_argv), flush=True)
+    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", "33554432")  # see the Makefile: keeps the untied cores fast
+    os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", "2147483647")
     # exec rather than call: Lightning's DDP launcher re-runs this very command line on every rank
     os.execv(sys.executable, [sys.executable, "-m", "lrnn", *fit_argv])
 

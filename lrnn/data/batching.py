@@ -9,6 +9,10 @@ shifted by one token. The stream has ``L`` tokens per row, so there are ``L - 1`
 
 Under DDP each rank owns a disjoint, contiguous block of streams, all of the same length, so every rank yields the
 same number of batches and together the ranks see exactly what one process with all streams sees.
+
+Tasks whose targets are not the next token (``lrnn.data.synthetic``) pass ``targets`` aligned with the tokens: then
+every position of a row is an input with its own target, and ``mask_first`` targets at the start of each row can be
+set to ``IGNORE_INDEX`` (targets that depend on inputs of another row, e.g. the first D steps of a lag-D recall).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from collections.abc import Iterator
 
 import torch
 from torch.utils.data import IterableDataset
+
+IGNORE_INDEX = -100  # targets with this value are not scored (F.cross_entropy's default ignore_index)
 
 
 def batchify(tokens: torch.Tensor, num_streams: int) -> torch.Tensor:
@@ -34,6 +40,8 @@ class StreamWindows(IterableDataset):
 
     ``rank``/``world_size`` select this rank's block of streams out of ``batch_size * world_size`` streams.
     An ``IterableDataset`` so that Lightning never inserts a ``DistributedSampler`` that would shuffle windows.
+    ``targets`` (optional, [N] like ``tokens``): per-position targets instead of the next token; ``mask_first``:
+    the first that many targets of every row become ``IGNORE_INDEX``.
     """
 
     def __init__(
@@ -45,26 +53,43 @@ class StreamWindows(IterableDataset):
         rank: int = 0,
         world_size: int = 1,
         drop_last: bool = False,
+        targets: torch.Tensor | None = None,
+        mask_first: int = 0,
     ) -> None:
         super().__init__()
         if seq_len < 1:
             raise ValueError(f"seq_len must be >= 1, got {seq_len}")
         streams = batchify(tokens, batch_size * world_size)
         self.data = streams[rank * batch_size : (rank + 1) * batch_size]
+        self.targets: torch.Tensor | None = None
+        if targets is not None:
+            if targets.shape != tokens.shape:
+                raise ValueError(f"targets must have the shape of tokens {tuple(tokens.shape)}, got {targets.shape}")
+            rows = batchify(targets, batch_size * world_size)[rank * batch_size : (rank + 1) * batch_size].clone()
+            rows[:, :mask_first] = IGNORE_INDEX
+            self.targets = rows
         self.seq_len = seq_len
         self.drop_last = drop_last
 
+    @property
+    def _row_targets(self) -> int:
+        """Targets per row: L - 1 next tokens, or all L positions when explicit targets are given."""
+        return self.data.size(1) - (1 if self.targets is None else 0)
+
     def __len__(self) -> int:
-        targets = self.data.size(1) - 1
+        targets = self._row_targets
         return targets // self.seq_len if self.drop_last else -(-targets // self.seq_len)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for i in range(len(self)):
             start = i * self.seq_len
-            end = min(start + self.seq_len, self.data.size(1) - 1)
-            yield self.data[:, start:end], self.data[:, start + 1 : end + 1]
+            end = min(start + self.seq_len, self._row_targets)
+            if self.targets is None:
+                yield self.data[:, start:end], self.data[:, start + 1 : end + 1]
+            else:
+                yield self.data[:, start:end], self.targets[:, start:end]
 
     @property
     def num_tokens(self) -> int:
-        """Number of target tokens this dataset scores in one pass."""
-        return self.data.size(0) * (min(len(self) * self.seq_len, self.data.size(1) - 1))
+        """Number of target positions this dataset scores in one pass (``IGNORE_INDEX`` targets included)."""
+        return self.data.size(0) * (min(len(self) * self.seq_len, self._row_targets))

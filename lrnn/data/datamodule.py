@@ -1,4 +1,4 @@
-"""``TextDataModule``: one LightningDataModule over Hugging Face text datasets, stream-batched."""
+"""``TextDataModule``: one LightningDataModule over Hugging Face text datasets, stream- or sentence-batched."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -14,7 +14,10 @@ from torch.utils.data import DataLoader
 
 from lrnn.data.batching import StreamWindows
 from lrnn.data.corpora import SPLITS, CorpusSpec, Level, load_splits, resolve
-from lrnn.data.vocab import Vocabulary
+from lrnn.data.sentences import SentenceBatches, sentence_sequences
+from lrnn.data.vocab import EOS, Vocabulary
+
+Batching = Literal["stream", "sentence"]
 
 CACHE_ENV = "LRNN_CACHE"
 
@@ -24,18 +27,25 @@ def default_cache_dir() -> Path:
 
 
 class TextDataModule(L.LightningDataModule):
-    """Language-modelling data: a corpus tokenized once (cached), batched as contiguous streams.
+    """Language-modelling data: a corpus tokenized once (cached), batched as contiguous streams or as sentences.
+
+    ``batching="stream"`` (default): batch i is window i of B contiguous streams (:mod:`lrnn.data.batching`); the
+    model carries its state from batch to batch. ``batching="sentence"``: every row (sentence) is its own sequence
+    from a zero state, ``<eos>`` as BOS, padded with target ``-100`` and bucketed by length
+    (:mod:`lrnn.data.sentences`); word level only. ``seq_len`` is not used in sentence mode.
 
     Args:
         dataset: ``ptb``, ``wikitext2``, ``wikitext103``, ``tiny_shakespeare``, any hub id, or a local folder/file.
         config: hub config name (built-in corpora know theirs).
         text_column: column holding the text (built-in corpora know theirs; default ``text``).
         level: ``word`` (whitespace split + ``<eos>`` per row) or ``char``.
-        batch_size: training streams per device (B).
+        batch_size: training streams (stream mode) or sentences (sentence mode) per device (B).
         seq_len: window length (T); inputs [B, T], targets the inputs shifted by one.
         eval_batch_size: validation streams per device (default: ``batch_size``).
         test_batch_size: test streams per device (default: ``eval_batch_size``). Zaremba et al. use 1.
-        drop_last: drop the last, shorter window of each split instead of scoring it.
+        drop_last: drop the last, shorter window of each split instead of scoring it (stream mode).
+        batching: ``stream`` or ``sentence``.
+        seed: sentence mode: fixes the batch composition and the per-epoch order of the training batches.
         mirror: folder mirroring the hub (default: ``$LRNN_DATA_MIRROR``).
         cache_dir: where token ids are cached (default: ``$LRNN_CACHE`` or ``~/.cache/lrnn``).
     """
@@ -53,11 +63,15 @@ class TextDataModule(L.LightningDataModule):
         drop_last: bool = False,
         mirror: str | None = None,
         cache_dir: str | None = None,
+        batching: Batching = "stream",
+        seed: int = 0,
     ) -> None:
         super().__init__()
         for name, value in (("batch_size", batch_size), ("seq_len", seq_len)):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
+        if batching not in ("stream", "sentence"):
+            raise ValueError(f"batching must be 'stream' or 'sentence', got {batching!r}")
         self.save_hyperparameters()
         self.spec: CorpusSpec = resolve(dataset, config, text_column, level)
         self.batch_size = batch_size
@@ -65,11 +79,14 @@ class TextDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
         self.test_batch_size = test_batch_size or self.eval_batch_size
         self.drop_last = drop_last
+        self.batching = batching
+        self.seed = seed
         self.mirror = mirror
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.vocab: Vocabulary | None = None
         self.tokens: dict[str, torch.Tensor] = {}
         self.cache_hit: bool | None = None
+        self._sequences: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     # ---- loading and tokenization ------------------------------------------------------------------------------
     @property
@@ -116,20 +133,47 @@ class TextDataModule(L.LightningDataModule):
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
-    def windows(self, split: str, batch_size: int) -> StreamWindows:
-        """This rank's stream windows of ``split`` ('train', 'validation' or 'test')."""
+    def _split_tokens(self, split: str) -> torch.Tensor:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
         self._load()
         if split not in self.tokens:
             raise ValueError(f"dataset {self.spec.path!r} has no {split!r} split (has: {list(self.tokens)})")
+        return self.tokens[split]
+
+    def windows(self, split: str, batch_size: int) -> StreamWindows:
+        """This rank's stream windows of ``split`` ('train', 'validation' or 'test')."""
+        tokens = self._split_tokens(split)
         rank, world = self._rank_world()
-        return StreamWindows(
-            self.tokens[split], batch_size, self.seq_len, rank=rank, world_size=world, drop_last=self.drop_last
+        return StreamWindows(tokens, batch_size, self.seq_len, rank=rank, world_size=world, drop_last=self.drop_last)
+
+    def sentences(self, split: str, batch_size: int) -> SentenceBatches:
+        """This rank's padded sentence batches of ``split``: shuffled every epoch for 'train', in length order else."""
+        tokens = self._split_tokens(split)
+        if self.spec.level != "word":
+            raise ValueError("sentence batching needs a word-level corpus (sentences end with <eos>)")
+        if split not in self._sequences:  # cut once; the token ids themselves come from the cache
+            assert self.vocab is not None
+            self._sequences[split] = sentence_sequences(tokens, self.vocab.stoi[EOS])
+        rank, world = self._rank_world()
+        train = split == "train"
+        return SentenceBatches(
+            *self._sequences[split],
+            batch_size,
+            shuffle=train,
+            seed=self.seed,
+            rank=rank,
+            world_size=world,
+            drop_uneven=train,
+            epoch_fn=self._current_epoch,
         )
 
+    def _current_epoch(self) -> int | None:
+        return self.trainer.current_epoch if self.trainer is not None else None
+
     def _loader(self, split: str, batch_size: int) -> DataLoader:
-        return DataLoader(self.windows(split, batch_size), batch_size=None, num_workers=0)
+        data = self.sentences(split, batch_size) if self.batching == "sentence" else self.windows(split, batch_size)
+        return DataLoader(data, batch_size=None, num_workers=0)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size)

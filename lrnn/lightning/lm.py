@@ -1,4 +1,5 @@
-"""``LanguageModel``: the LightningModule that trains any recurrent core as a stream-batched language model."""
+"""``LanguageModel``: the LightningModule that trains any recurrent core as a language model (window, TBPTT or
+sentence-level BPTT)."""
 
 from __future__ import annotations
 
@@ -13,21 +14,56 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torchmetrics import MeanMetric
 
+from lrnn.data.batching import IGNORE_INDEX
+from lrnn.lightning.tbptt import TBPTT
 from lrnn.rnnlm import RNNLM, State
 
 LossReduction = Literal["mean", "sum_over_time"]
+Bptt = Literal["window", "tbptt", "full"]
+Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 def detach_state(state: State | None) -> State | None:
     return None if state is None else (state[0].detach(), state[1].detach())
 
 
+class TokenMean(MeanMetric):
+    """``MeanMetric`` without its per-update ``isnan().any()`` check, a host sync per step on GPU. The sums are the
+    same as ``MeanMetric``'s (a NaN loss shows as a NaN metric instead of a warning)."""
+
+    def _cast_and_nan_check_input(
+        self, x: torch.Tensor, weight: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return x.to(self.dtype), (torch.ones_like(x) if weight is None else weight).to(self.dtype)
+
+
 class LanguageModel(L.LightningModule):
-    """Embedding -> recurrent core -> decoder, trained window by window with the hidden state carried.
+    """Embedding -> recurrent core -> decoder, trained window by window, by TBPTT(k1, k2) or per sentence.
+
+    Training modes (``bptt``):
+
+    - ``window`` (default; Zaremba et al.): one update per batch (a window of ``seq_len`` steps of B streams),
+      gradient through that window only, state carried (detached) into the next window. Automatic optimization:
+      ``Trainer(gradient_clip_val, accumulate_grad_batches)`` apply as usual.
+    - ``tbptt``: every ``k1`` new steps one update whose objective is the loss of those k1 steps, with gradients
+      through the last ``k2`` steps (see :mod:`lrnn.lightning.tbptt`; recomputes the k2-step segment). Needs stream
+      batches of any ``seq_len``; ``k1 = k2 = seq_len`` reproduces ``window`` exactly. The core's ``offset`` is the
+      step's position in the k2-step gradient segment.
+    - ``full``: sentence-level BPTT over sentence batches (``batching: sentence``): each sequence from a zero state,
+      gradient through all of it, ``offset`` = position from the sentence start.
+
+    ``tbptt`` and ``full`` use manual optimization, so clipping and accumulation are this module's ``grad_clip``,
+    ``grad_clip_algorithm`` and ``accumulate_grad_batches`` (the ``lrnn`` CLI moves ``trainer.gradient_clip_val`` and
+    ``trainer.accumulate_grad_batches`` there), and the epoch lr schedule is stepped at the end of every epoch.
+
+    Evaluation never truncates: with stream data the state is carried across all windows of a split (one long
+    forward pass); with sentence data every sequence starts from a zero state.
 
     The state is carried (detached) from batch to batch within an epoch, reset at the start of every epoch and of
-    every evaluation split. Logged: ``{train,val,test}/loss`` (mean NLL per token, nats), ``{...}/ppl``,
-    ``train/tokens_per_s``, ``train/lr``, ``train/grad_norm`` (before clipping); parameter counts as hyper-parameters.
+    every evaluation split. Targets equal to -100 (padding, steps without a target) are ignored by the loss and all
+    metrics, and not counted as tokens. Logged: ``{train,val,test}/loss`` (mean NLL per real target, nats),
+    ``{...}/ppl``, ``{...}/acc`` (with ``accuracy=True``), ``train/tokens_per_s``, ``train/lr``, ``train/grad_norm``
+    (before clipping); parameter counts as hyper-parameters.
 
     Args:
         core: the recurrent core (``lrnn.TiedLSTM``, ``lrnn.UntiedLSTM``, ... or any ``nn.LSTM``-like module).
@@ -36,9 +72,16 @@ class LanguageModel(L.LightningModule):
         optimizer: optimizer factory (``params -> Optimizer``); default SGD with lr 1 (Zaremba et al.).
         lr_decay, lr_decay_after: keep the lr constant for ``lr_decay_after`` epochs, then multiply it by
             ``lr_decay`` after every further epoch (Zaremba et al.: 4 and 0.5 for the small model).
-        loss_reduction: ``mean`` minimises the mean NLL per token. ``sum_over_time`` minimises Zaremba's objective,
-            the sum over the window's steps of the batch-mean NLL, i.e. ``seq_len`` x the per-token mean. With SGD
-            at lr 1 and norm clipping at 5 this is what makes the published schedule work.
+        loss_reduction: the objective of one update. ``mean``: the summed NLL of its targets / their number (the
+            per-token mean). ``sum_over_time``: Zaremba's objective, the summed NLL / B, i.e. the sum over the
+            update's steps of the batch-mean NLL (``seq_len`` x the per-token mean for a window; ``k1`` x for a
+            TBPTT update; for padded sentences the per-sentence summed NLL averaged over the batch). With SGD at
+            lr 1 and norm clipping at 5 this is what makes the published schedule work.
+        bptt: ``window``, ``tbptt`` or ``full`` (see above).
+        k1, k2: ``tbptt`` only: new steps per update and steps of gradient (``k2 >= k1``, default ``k2 = k1``).
+        grad_clip, grad_clip_algorithm: ``tbptt``/``full`` only: clip gradients (``norm`` or ``value``).
+        accumulate_grad_batches: ``tbptt``/``full`` only: updates accumulated into one optimizer step.
+        accuracy: also log ``{split}/acc``, the fraction of real targets whose argmax is right (synthetic tasks).
     """
 
     def __init__(
@@ -52,17 +95,53 @@ class LanguageModel(L.LightningModule):
         lr_decay: float = 1.0,
         lr_decay_after: int = 0,
         loss_reduction: LossReduction = "mean",
+        bptt: Bptt = "window",
+        k1: int | None = None,
+        k2: int | None = None,
+        grad_clip: float | None = None,
+        grad_clip_algorithm: Literal["norm", "value"] = "norm",
+        accumulate_grad_batches: int = 1,
+        accuracy: bool = False,
     ) -> None:
         super().__init__()
         if loss_reduction not in ("mean", "sum_over_time"):
             raise ValueError(f"loss_reduction must be 'mean' or 'sum_over_time', got {loss_reduction!r}")
+        if bptt not in ("window", "tbptt", "full"):
+            raise ValueError(f"bptt must be 'window', 'tbptt' or 'full', got {bptt!r}")
+        if bptt == "tbptt" and k1 is None:
+            raise ValueError("bptt='tbptt' needs k1 (and optionally k2 >= k1)")
+        if bptt != "tbptt" and (k1 is not None or k2 is not None):
+            raise ValueError(f"k1/k2 apply to bptt='tbptt' only (bptt={bptt!r}: window = data.seq_len)")
+        if bptt == "window" and (grad_clip is not None or accumulate_grad_batches != 1):
+            raise ValueError(
+                "bptt='window' uses automatic optimization: set trainer.gradient_clip_val and "
+                "trainer.accumulate_grad_batches instead of grad_clip / accumulate_grad_batches"
+            )
         self.save_hyperparameters(ignore=["core", "optimizer"])
         self.model = RNNLM(vocab_size, core, dropout=dropout, tie_embeddings=tie_embeddings, init_range=init_range)
         self.optimizer_factory = optimizer
         self.loss_reduction = loss_reduction
-        self.metrics = nn.ModuleDict({f"{split}_nll": MeanMetric() for split in ("train", "val", "test")})
+        self.bptt = bptt
+        self.accuracy = accuracy
+        self.automatic_optimization = bptt == "window"
+        self.tbptt: TBPTT | None = None
+        if bptt != "window":
+            self.tbptt = TBPTT(
+                k1 if bptt == "tbptt" else None,
+                k2,
+                grad_clip_val=grad_clip,
+                grad_clip_algorithm=grad_clip_algorithm,
+                accumulate_grad_batches=accumulate_grad_batches,
+            )
+        splits = ("train", "val", "test")
+        self.metrics = nn.ModuleDict({f"{s}_nll": TokenMean() for s in splits})
+        if accuracy:
+            self.metrics.update({f"{s}_acc": TokenMean() for s in splits})
         self._state: dict[str, State | None] = {}
-        self._tokens_seen = 0
+        self._carry_eval_state = bptt != "full"
+        self._tokens_seen: torch.Tensor | int = 0
+        self._step_nll: torch.Tensor | float = 0.0
+        self._step_tokens: torch.Tensor | int = 0
         self._epoch_start = 0.0
 
     @property
@@ -73,57 +152,133 @@ class LanguageModel(L.LightningModule):
         """tokens [B, T] -> logits [B, T, V], state."""
         return self.model(tokens, state, offset)
 
-    # ---- steps ------------------------------------------------------------------------------------------------
-    def _nll_sum(self, split: str, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int]:
-        """Run one window with the carried state; returns the summed NLL over the window and its token count."""
-        inputs, targets = batch
-        logits, state = self(inputs, self._state.get(split))
-        self._state[split] = detach_state(state)
-        nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="sum")
-        return nll, targets.numel()
+    def setup(self, stage: str) -> None:
+        """Match the data: evaluation carries the state over stream batches, not over sentence batches."""
+        batching = getattr(getattr(self.trainer, "datamodule", None), "batching", None)
+        if batching is None:
+            return
+        self._carry_eval_state = batching != "sentence"
+        if stage == "fit" and (batching == "sentence") != (self.bptt == "full"):
+            raise ValueError(
+                f"bptt={self.bptt!r} does not fit batching={batching!r}: use bptt='full' with sentence batches and "
+                "'window' or 'tbptt' with stream batches"
+            )
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        nll, n = self._nll_sum("train", batch)
-        mean = nll / n
-        self.metrics["train_nll"].update(mean.detach(), n)
+    # ---- scoring ----------------------------------------------------------------------------------------------
+    def _score(self, logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed NLL of the real targets (-100 ignored) and their number, both 0-dim tensors (no host sync)."""
+        nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="sum")
+        return nll, (targets != IGNORE_INDEX).sum()
+
+    def _record(self, split: str, nll: torch.Tensor, n: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor):
+        """Update the split's metrics with a (detached) NLL sum over n real targets."""
+        weight = n.clamp_min(1)
+        self.metrics[f"{split}_nll"].update(nll / weight, n)
+        if self.accuracy:
+            correct = ((logits.detach().argmax(-1) == targets) & (targets != IGNORE_INDEX)).sum()
+            self.metrics[f"{split}_acc"].update(correct / weight, n)
+
+    def _nll_sum(self, split: str, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run one batch (with the carried state where state is carried); returns the summed NLL, the number of real
+        targets and the logits."""
+        inputs, targets = batch
+        carry = self._carry_eval_state if split != "train" else self.bptt != "full"
+        logits, state = self(inputs, self._state.get(split) if carry else None)
+        self._state[split] = detach_state(state) if carry else None
+        nll, n = self._score(logits, targets)
+        return nll, n, logits
+
+    # ---- steps ------------------------------------------------------------------------------------------------
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
+        if not self.automatic_optimization:
+            return self._manual_training_step(batch)
+        nll, n, logits = self._nll_sum("train", batch)
+        mean = nll / n.clamp_min(1)
+        self._record("train", nll.detach(), n, logits, batch[1])
         self.log("train/loss", mean.detach(), on_step=True, on_epoch=False, prog_bar=True)
         self._tokens_seen += n
         if self.loss_reduction == "sum_over_time":
             return nll / batch[1].size(0)  # sum over steps of the batch-mean NLL
         return mean
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        nll, n = self._nll_sum("val", batch)
-        self.metrics["val_nll"].update(nll / n, n)
+    def _manual_training_step(self, batch: Batch) -> None:
+        assert self.tbptt is not None
+        self._step_nll, self._step_tokens = 0.0, 0
+        updates = self.tbptt.step(self, batch, self._train_chunk, self._advance, self._normalizer)
+        if updates:
+            loss = self._step_nll / self._step_tokens.clamp_min(1)
+            self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
 
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        nll, n = self._nll_sum("test", batch)
-        self.metrics["test_nll"].update(nll / n, n)
+    def _train_chunk(self, chunk: tuple[torch.Tensor, ...], state: State | None, offset: int):
+        """TBPTT loss_fn: the summed NLL of a chunk of steps [B, t] from ``state``, and the state after it."""
+        inputs, targets = chunk
+        logits, state = self(inputs, state, offset)
+        nll, n = self._score(logits, targets)
+        self._record("train", nll.detach(), n, logits, targets)
+        self._step_nll = self._step_nll + nll.detach()
+        self._step_tokens = self._step_tokens + n
+        self._tokens_seen += n
+        return nll, state
+
+    def _advance(self, chunk: tuple[torch.Tensor, ...], state: State | None, offset: int) -> State:
+        """TBPTT advance_fn: embedding and core only (no decoder) over steps that are not scored."""
+        model, tokens = self.model, chunk[0]
+        batch_first = getattr(model.core, "batch_first", False)
+        x = model.drop(model.embedding(tokens if batch_first else tokens.t()))
+        return model.core(x, state, offset=offset)[1]
+
+    def _normalizer(self, scored: tuple[torch.Tensor, ...]) -> torch.Tensor | int:
+        """The update's objective = summed NLL / this (see ``loss_reduction``)."""
+        targets = scored[1]
+        if self.loss_reduction == "sum_over_time":
+            return targets.size(0)
+        return (targets != IGNORE_INDEX).sum().clamp_min(1)
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        nll, n, logits = self._nll_sum("val", batch)
+        self._record("val", nll, n, logits, batch[1])
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        nll, n, logits = self._nll_sum("test", batch)
+        self._record("test", nll, n, logits, batch[1])
 
     # ---- state resets and epoch-level logging -------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
         self._state["train"] = None
+        if self.tbptt is not None:
+            self.tbptt.reset()
         self._tokens_seen = 0
         self._epoch_start = time.perf_counter()
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=False, on_epoch=True)
 
+    def _reset_metrics(self, split: str) -> None:
+        # fresh tensors: a previous trainer.validate() left inference tensors
+        for name in (f"{split}_nll", f"{split}_acc"):
+            if name in self.metrics:
+                self.metrics[name].reset()
+
     def on_validation_epoch_start(self) -> None:
         self._state["val"] = None
+        self._reset_metrics("val")
 
     def on_test_epoch_start(self) -> None:
         self._state["test"] = None
+        self._reset_metrics("test")
 
     def _log_split(self, split: str, prog_bar: bool = False) -> torch.Tensor:
         loss = self.metrics[f"{split}_nll"].compute()  # synced over ranks
         self.metrics[f"{split}_nll"].reset()
         self.log(f"{split}/loss", loss, prog_bar=prog_bar, sync_dist=False)
         self.log(f"{split}/ppl", torch.exp(loss), prog_bar=prog_bar, sync_dist=False)
+        if self.accuracy:
+            self.log(f"{split}/acc", self.metrics[f"{split}_acc"].compute(), prog_bar=prog_bar, sync_dist=False)
+            self.metrics[f"{split}_acc"].reset()
         return loss
 
     def on_train_epoch_end(self) -> None:
         elapsed = time.perf_counter() - self._epoch_start
         loss = self._log_split("train")
-        tokens_per_s = self._tokens_seen * self.trainer.world_size / max(elapsed, 1e-9)
+        tokens_per_s = float(self._tokens_seen) * self.trainer.world_size / max(elapsed, 1e-9)
         self.log("train/tokens_per_s", tokens_per_s, sync_dist=False)
         val = self.trainer.callback_metrics.get("val/ppl")  # validation runs before this hook
         rank_zero_info(
@@ -132,6 +287,8 @@ class LanguageModel(L.LightningModule):
             + f", lr {self.trainer.optimizers[0].param_groups[0]['lr']:.4g}, {tokens_per_s:.0f} tokens/s,"
             f" {elapsed:.0f} s"
         )
+        if self.tbptt is not None:  # manual optimization: Lightning leaves the epoch lr schedule to us
+            self.tbptt.on_train_epoch_end(self)
 
     def on_validation_epoch_end(self) -> None:
         self._log_split("val", prog_bar=True)
@@ -140,6 +297,8 @@ class LanguageModel(L.LightningModule):
         self._log_split("test", prog_bar=True)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if not self.automatic_optimization:
+            return  # TBPTT logs the norm itself, before it clips
         if self.trainer.global_step % self.trainer.log_every_n_steps == 0:
             grads = [p.grad for p in self.parameters() if p.grad is not None]
             self.log("train/grad_norm", torch.nn.utils.get_total_norm(grads), on_step=True, on_epoch=False)

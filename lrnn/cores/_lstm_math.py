@@ -1,0 +1,329 @@
+"""Shared LSTM math for cores whose weights change with the time step.
+
+The core of this module is `StepWeightLSTMLayer`, a custom autograd Function that runs one LSTM layer over a whole
+sequence where step t uses weight set `idx[t]`, each set a separate tensor (w_ih [4H, in], w_hh [4H, H], biases
+[4H]). It avoids the two traps of a naive untied LSTM:
+
+- no autograd graph per step: the forward loop runs without recording and the backward is one hand-written reverse
+  loop, so there is one autograd node per layer instead of ~10 per step and layer;
+- no per-step indexing of a stacked [S, ...] parameter under autograd (each index would back-propagate a full-size
+  zero gradient: O(T^2) memory traffic), and no [S, ...] gradient buffer either: each set's gradient is produced
+  once, by one product over the steps that use it;
+- the work that does not depend on the recurrence (input projection, input and weight gradients, the elementwise
+  derivative factors) is taken out of the sequential loops: one matmul per run of steps sharing a set, one bmm per
+  group of consecutive sets on GPU. On CPU, per-step products are used for steps with distinct sets: a bmm there is
+  a loop of the same GEMMs (measured equal) but needs a stacked copy of the weights.
+
+On CUDA the per-step elementwise work uses PyTorch's fused LSTM cell kernels (the ones nn.LSTMCell uses), which cuts
+the launches per step from ~8 to 2 (forward) and ~7 to 3 (backward).
+
+The Function is differentiable once (double backward raises): gradcheck passes, gradgradcheck does not apply.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+# (t0, t1, s0, diagonal): steps t0..t1-1 use sets s0, s0+1, ... (diagonal) or all use set s0 (a run).
+Segment = tuple[int, int, int, bool]
+
+# Use the fused CUDA LSTM cell kernels on GPU (tests flip this to compare with the generic path).
+USE_FUSED_CUDA_CELL = True
+
+
+def step_segments(idx: Sequence[int]) -> list[Segment]:
+    """Split per-step weight-set indices into pieces that can each be handled by one batched product.
+
+    A "run" is a maximal group of consecutive steps that use the same set (one matmul over all its steps); a
+    "diagonal" is a maximal group of single steps whose sets increase by one (one bmm over sliced, contiguous sets).
+    E.g. idx [0, 1, 2, 3] -> [(0, 4, 0, True)]; idx [0, 0, 1, 1, 1] -> [(0, 2, 0, False), (2, 5, 1, False)].
+    """
+    runs: list[list[int]] = []  # [t0, t1, s]
+    for t, s in enumerate(idx):
+        if runs and runs[-1][2] == s:
+            runs[-1][1] = t + 1
+        else:
+            runs.append([t, t + 1, s])
+    segs: list[Segment] = []
+    for t0, t1, s in runs:
+        if t1 - t0 == 1 and segs:
+            p0, p1, ps, pdiag = segs[-1]
+            if (pdiag or p1 - p0 == 1) and ps + (p1 - p0) == s:  # the set follows on: extend the diagonal
+                segs[-1] = (p0, t1, ps, True)
+                continue
+        segs.append((t0, t1, s, False))
+    return segs
+
+
+def _project(x: Tensor, w: Sequence[Tensor], bias: Tensor | None, segs: list[Segment], batched: bool) -> Tensor:
+    """out[t] = x[t] @ w[idx[t]].T (+ bias[idx[t]]) for all steps; x [T, B, in], w: sets [G, in] -> [T, B, G]."""
+    T, B, _ = x.shape
+    G = w[0].shape[0]
+    out = x.new_empty(T, B, G)
+    for t0, t1, s0, diag in segs:
+        n = t1 - t0
+        if diag and batched:  # one bmm over the steps (GPU: one launch)
+            w_t = torch.stack(w[s0 : s0 + n]).transpose(1, 2)
+            if bias is None:
+                torch.bmm(x[t0:t1], w_t, out=out[t0:t1])
+            else:
+                torch.baddbmm(bias[s0 : s0 + n].unsqueeze(1), x[t0:t1], w_t, out=out[t0:t1])
+        elif diag:  # CPU: per-step products are as fast as a bmm and need no stacked copy of the weights
+            for j in range(n):
+                if bias is None:
+                    torch.mm(x[t0 + j], w[s0 + j].t(), out=out[t0 + j])
+                else:
+                    torch.addmm(bias[s0 + j], x[t0 + j], w[s0 + j].t(), out=out[t0 + j])
+        else:  # a run of steps sharing one set: one matmul over all of them
+            xs, o = x[t0:t1].reshape(n * B, -1), out[t0:t1].view(n * B, G)
+            if bias is None:
+                torch.mm(xs, w[s0].t(), out=o)
+            else:
+                torch.addmm(bias[s0], xs, w[s0].t(), out=o)
+    return out
+
+
+def _weight_grads(d_gates: Tensor, inp: Tensor, segs: list[Segment], num_sets: int, batched: bool) -> list[Tensor]:
+    """grad[s] = sum over the steps t using set s of d_gates[t].T @ inp[t]; d_gates [T, B, 4H], inp [T, B, in].
+
+    Returns one [4H, in] gradient per set. A run (steps sharing a set) is one matmul summing over its steps; a
+    diagonal (one step per set) is one bmm on GPU, per-step matmuls on CPU. Every gradient is written by its product
+    (no zero-fill, no read-modify-write) except for sets used by several segments (cycling past max_len). On CPU each
+    set's gradient is its own allocation: one [S, 4H, in] buffer per backward would be a fresh multi-MB allocation
+    that page-faults on every call (measured: 5 ms to zero 12.8 MB fresh vs 0.5 ms reused).
+    """
+    grads: list[Tensor | None] = [None] * num_sets
+
+    def put(s: int, g: Tensor) -> None:
+        grads[s] = g if grads[s] is None else grads[s].add_(g)
+
+    for t0, t1, s0, diag in segs:
+        n = t1 - t0
+        if diag and batched:
+            for j, g in enumerate(torch.bmm(d_gates[t0:t1].transpose(1, 2), inp[t0:t1]).unbind(0)):
+                put(s0 + j, g)
+        elif diag:
+            for j in range(n):
+                put(s0 + j, torch.mm(d_gates[t0 + j].t(), inp[t0 + j]))
+        else:
+            put(s0, torch.mm(d_gates[t0:t1].flatten(0, 1).t(), inp[t0:t1].flatten(0, 1)))
+    return grads  # every set appears in idx, so none is None
+
+
+def _input_grad(d_gates: Tensor, w_ih: Sequence[Tensor], segs: list[Segment], batched: bool) -> Tensor:
+    """dx[t] = d_gates[t] @ w_ih[idx[t]]; d_gates [T, B, 4H], w_ih: sets [4H, in] -> [T, B, in]."""
+    T, B, _ = d_gates.shape
+    dx = d_gates.new_empty(T, B, w_ih[0].shape[1])
+    for t0, t1, s0, diag in segs:
+        n = t1 - t0
+        if diag and batched:
+            torch.bmm(d_gates[t0:t1], torch.stack(w_ih[s0 : s0 + n]), out=dx[t0:t1])
+        elif diag:
+            for j in range(n):
+                torch.mm(d_gates[t0 + j], w_ih[s0 + j], out=dx[t0 + j])
+        else:
+            torch.mm(d_gates[t0:t1].flatten(0, 1), w_ih[s0], out=dx[t0:t1].view(n * B, -1))
+    return dx
+
+
+class StepWeightLSTMLayer(torch.autograd.Function):
+    """One LSTM layer over a sequence; step t uses weight set idx[t] (gate order i, f, g, o as in nn.LSTM).
+
+    apply(x, h0, c0, idx, num_sets, has_bias, *w_ih, *w_hh, *b_ih, *b_hh): x [T, B, in], h0/c0 [B, H]; idx: tuple
+    of T ints in [0, num_sets); then num_sets tensors [4H, in], num_sets [4H, H] and, if has_bias, 2 * num_sets
+    [4H]. Every set must be used by some step. Returns out [T, B, H] (h of every step), h_n [B, H], c_n [B, H].
+    """
+
+    @staticmethod
+    def forward(ctx, x, h0, c0, idx, num_sets, has_bias, *weights):  # noqa: D102
+        U = num_sets
+        w_ih, w_hh = weights[:U], weights[U : 2 * U]
+        bias = torch.stack(weights[2 * U : 3 * U]) + torch.stack(weights[3 * U :]) if has_bias else None
+        T, H = x.shape[0], w_hh[0].shape[1]
+        segs = step_segments(idx)
+        batched = x.is_cuda
+        w_hh_t = [w.t() for w in w_hh]
+        gates = _project(x, w_ih, bias, segs, batched)  # [T, B, 4H] pre-activations of the input part
+        fused = USE_FUSED_CUDA_CELL and x.is_cuda
+        h, c = h0, c0
+        if fused:
+            hs, cs, ws = [], [], []
+            for t, s in enumerate(idx):
+                h, c, w = torch.ops.aten._thnn_fused_lstm_cell(gates[t], torch.mm(h, w_hh_t[s]), c)
+                hs.append(h)
+                cs.append(c)
+                ws.append(w)
+            out, c_all, gates = torch.stack(hs), torch.stack(cs), torch.stack(ws)
+            tanh_c = None
+        else:
+            out = x.new_empty(T, x.shape[1], H)
+            c_all = torch.empty_like(out)
+            tanh_c = torch.empty_like(out)
+            for t, s in enumerate(idx):
+                g = gates[t]
+                g.addmm_(h, w_hh_t[s])
+                g[:, : 2 * H].sigmoid_()
+                g[:, 2 * H : 3 * H].tanh_()
+                g[:, 3 * H :].sigmoid_()
+                i, f, gg, o = g.chunk(4, 1)
+                c = torch.mul(f, c, out=c_all[t]).addcmul_(i, gg)
+                h = torch.mul(o, torch.tanh(c, out=tanh_c[t]), out=out[t])
+        ctx.segs, ctx.idx, ctx.fused, ctx.batched, ctx.num_sets, ctx.has_bias = segs, idx, fused, batched, U, has_bias
+        # gates (activated), c_all and tanh_c are intermediates: saving them here (not on ctx) keeps
+        # saved-tensor hooks (offloading, memory accounting) working.
+        ctx.save_for_backward(x, h0, c0, out, gates, c_all, tanh_c, *w_ih, *w_hh)
+        return out, out[-1].clone(), c_all[-1].clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out, grad_hn, grad_cn):  # noqa: D102
+        x, h0, c0, out, gates, c_all, tanh_c, *ws = ctx.saved_tensors
+        U, segs, idx, batched = ctx.num_sets, ctx.segs, ctx.idx, ctx.batched
+        w_ih, w_hh = ws[:U], ws[U:]
+        T, B, H = out.shape
+        c_prev = torch.cat([c0.unsqueeze(0), c_all[:-1]])
+        dh, dc = grad_hn, grad_cn  # dh: gradient reaching h_t from step t+1 (and h_n); dc: reaching c_t likewise
+        if ctx.fused:
+            dgs = [None] * T
+            for t in range(T - 1, -1, -1):
+                dg, dc, _ = torch.ops.aten._thnn_fused_lstm_cell_backward_impl(
+                    grad_out[t] + dh, dc, c_prev[t], c_all[t], gates[t], False
+                )
+                dh = torch.mm(dg, w_hh[idx[t]])
+                dgs[t] = dg
+            d_gates = torch.stack(dgs)
+        else:
+            # Everything that does not depend on the reverse recurrence is computed for all steps at once, so that
+            # the sequential loop is 6 small ops per step. With y = tanh(c_t):
+            #   dc_t = dc_{t+1} f_{t+1} + dh_t o (1 - y^2)
+            #   d[i, f, g] = dc_t * [g i (1 - i), c_{t-1} f (1 - f), i (1 - g^2)],  d[o] = dh_t * y o (1 - o)
+            i, f, g, o = gates.chunk(4, 2)
+            to_dc = o * (1 - tanh_c * tanh_c)
+            factors = torch.empty_like(gates)
+            fi, ff, fg, fo = factors.chunk(4, 2)
+            torch.mul(g, i * (1 - i), out=fi)
+            torch.mul(c_prev, f * (1 - f), out=ff)
+            torch.mul(i, 1 - g * g, out=fg)
+            torch.mul(tanh_c, o * (1 - o), out=fo)
+            factors4 = factors.view(T, B, 4, H)
+            d_gates = torch.empty_like(gates)
+            d_gates4 = d_gates.view(T, B, 4, H)
+            for t in range(T - 1, -1, -1):
+                dh_t = grad_out[t] + dh
+                dc = torch.addcmul(dc, dh_t, to_dc[t])
+                torch.mul(factors4[t, :, :3], dc.unsqueeze(1), out=d_gates4[t, :, :3])
+                torch.mul(factors4[t, :, 3], dh_t, out=d_gates4[t, :, 3])
+                dc = dc * f[t]
+                dh = torch.mm(d_gates[t], w_hh[idx[t]])
+
+        need = ctx.needs_input_grad
+        dx = _input_grad(d_gates, w_ih, segs, batched) if need[0] else None
+        none = [None] * U
+        dw_ih = _weight_grads(d_gates, x, segs, U, batched) if any(need[6 : 6 + U]) else none
+        if any(need[6 + U : 6 + 2 * U]):
+            dw_hh = _weight_grads(d_gates, torch.cat([h0.unsqueeze(0), out[:-1]]), segs, U, batched)
+        else:
+            dw_hh = none
+        db_ih = db_hh = []
+        if ctx.has_bias:
+            db_steps = d_gates.sum(1)  # [T, 4H]
+            db_ih = [None] * U
+            for t0, t1, s0, diag in segs:
+                for j, db in enumerate(db_steps[t0:t1].unbind(0) if diag else [db_steps[t0:t1].sum(0)]):
+                    db_ih[s0 + j] = db if db_ih[s0 + j] is None else db_ih[s0 + j] + db
+            db_hh = [db.clone() for db in db_ih]  # b_ih and b_hh get equal but distinct gradient tensors
+        return dx, dh, dc, None, None, None, *dw_ih, *dw_hh, *db_ih, *db_hh
+
+
+LayerWeights = tuple[Sequence[Tensor], Sequence[Tensor], Sequence[Tensor] | None, Sequence[Tensor] | None]
+
+
+def step_weight_lstm(
+    input: Tensor,
+    hx: tuple[Tensor, Tensor] | None,
+    layers: Sequence[LayerWeights],
+    idx: Sequence[int],
+    *,
+    batch_first: bool,
+    dropout: float,
+    training: bool,
+) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """Multi-layer LSTM with per-step weight sets and nn.LSTM's calling convention.
+
+    input: [T, B, in] ([B, T, in] if batch_first, or unbatched [T, in]); hx: (h0, c0) each [L, B, H] ([L, H] if
+    unbatched) or None for zeros; layers: per layer the weight sets (w_ih: S x [4H, in], w_hh: S x [4H, H],
+    b_ih: S x [4H] or None, b_hh: S x [4H] or None); idx: the weight set of each of the T steps. Only the sets that
+    some step uses take part (the others get no gradient). Returns output [T, B, H] (batch_first / unbatched as the
+    input) and (h_n, c_n) each [L, B, H]. Dropout is applied to the outputs of every layer but the last, in training.
+    """
+    L = len(layers)
+    H = layers[0][1][0].shape[1]
+    in_size = layers[0][0][0].shape[1]
+    if input.dim() not in (2, 3):
+        raise ValueError(f"expected input of 2 (unbatched) or 3 dimensions, got shape {tuple(input.shape)}")
+    unbatched = input.dim() == 2
+    x = input.unsqueeze(1) if unbatched else (input.transpose(0, 1) if batch_first else input)
+    if x.shape[2] != in_size:
+        raise ValueError(f"input.size(-1) must be equal to input_size. Expected {in_size}, got {x.shape[2]}")
+    if x.shape[0] != len(idx):
+        raise ValueError(f"got {len(idx)} weight-set indices for a sequence of length {x.shape[0]}")
+    if x.shape[0] == 0:
+        raise ValueError("expected a sequence of at least one step, got length 0")
+    B = x.shape[1]
+    if hx is None:
+        h0 = c0 = x.new_zeros(L, B, H)
+    else:
+        h0, c0 = hx
+        if unbatched:
+            h0, c0 = h0.unsqueeze(1), c0.unsqueeze(1)
+        for name, st in (("h0", h0), ("c0", c0)):
+            if st.shape != (L, B, H):
+                raise ValueError(f"expected {name} of shape {(L, B, H)}, got {tuple(st.shape)}")
+    used = list(dict.fromkeys(int(s) for s in idx))  # the sets in order of first use
+    local = {s: u for u, s in enumerate(used)}
+    local_idx = tuple(local[int(s)] for s in idx)
+    h_n, c_n = [], []
+    for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(layers):
+        weights = [w_ih[s] for s in used] + [w_hh[s] for s in used]
+        if b_ih is not None and b_hh is not None:
+            weights += [b_ih[s] for s in used] + [b_hh[s] for s in used]
+        x, h, c = StepWeightLSTMLayer.apply(x, h0[k], c0[k], local_idx, len(used), b_ih is not None, *weights)
+        h_n.append(h)
+        c_n.append(c)
+        if dropout > 0 and training and k < L - 1:
+            x = F.dropout(x, dropout, training=True)
+    output = x.squeeze(1) if unbatched else (x.transpose(0, 1) if batch_first else x)
+    h_n, c_n = torch.stack(h_n), torch.stack(c_n)
+    if unbatched:
+        h_n, c_n = h_n.squeeze(1), c_n.squeeze(1)
+    return output, (h_n, c_n)
+
+
+def check_lstm_args(input_size: int, hidden_size: int, num_layers: int, dropout: float) -> None:
+    """Validate the constructor arguments every lrnn LSTM core shares (clear ValueErrors, like nn.LSTM)."""
+    for name, v in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            raise ValueError(f"{name} must be a positive int, got {v!r}")
+    if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0 <= dropout <= 1:
+        raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
+    if dropout > 0 and num_layers == 1:
+        warnings.warn(
+            f"dropout={dropout} has no effect with num_layers=1 (it is applied between layers)",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def lstm_init_(tensors: Sequence[Tensor], hidden_size: int) -> None:
+    """nn.LSTM's initialisation: every weight and bias uniform in [-1/sqrt(H), 1/sqrt(H)]."""
+    bound = 1.0 / math.sqrt(hidden_size)
+    with torch.no_grad():
+        for w in tensors:
+            w.uniform_(-bound, bound)

@@ -1,0 +1,194 @@
+"""TimeVaryingLSTM: LSTM weights that are a smooth function of the position, with a fixed parameter budget."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from lrnn.cores._lstm_math import LayerWeights, check_lstm_args, lstm_init_, step_weight_lstm
+
+Basis = Literal["fourier", "gaussian"]
+BASES = ("fourier", "gaussian")
+
+
+def basis_functions(positions: Tensor, num_bases: int, period: float, basis: Basis) -> Tensor:
+    """Mixture coefficients a_k(p) of each position: positions [T] (float) -> [T, num_bases].
+
+    fourier:  [1, cos(w p), sin(w p), cos(2 w p), sin(2 w p), ...][:num_bases] with w = 2 pi / period. Periodic in p
+              with period `period`; a_0 = 1 is a constant basis.
+    gaussian: softmax over k of -(p - c_k)^2 / (2 s^2), centres c_k spread evenly over [0, period], width s = their
+              spacing. A partition of unity (sums to 1); beyond `period` it saturates to the last centre (a smooth
+              clamp).
+    """
+    p = positions.unsqueeze(1)
+    if basis == "fourier":
+        k = torch.arange(1, num_bases, device=positions.device)
+        freq = torch.div(k + 1, 2, rounding_mode="floor").to(positions.dtype) * (2 * math.pi / period)
+        angle = p * freq
+        feats = torch.where(k % 2 == 1, torch.cos(angle), torch.sin(angle))
+        return torch.cat([torch.ones_like(p), feats], dim=1)
+    if num_bases == 1:
+        return torch.ones_like(p)
+    centres = torch.linspace(0, period, num_bases, dtype=positions.dtype, device=positions.device)
+    width = period / (num_bases - 1)
+    return torch.softmax(-((p - centres) ** 2) / (2 * width**2), dim=1)
+
+
+class TimeVaryingLSTM(nn.Module):
+    """An LSTM whose weights vary smoothly with the position, W(p) = sum_k a_k(p) W_k, from K = num_bases sets.
+
+    The absolute position of step t is p = t + offset (see UntiedLSTM for what position means under stream vs
+    sentence batching). The coefficients a_k(p) are fixed functions (`basis_functions`): "fourier" features with
+    period `period`, or normalised "gaussian" bumps spread over [0, period]. Every weight and bias of every layer is
+    mixed the same way, so the parameter count is num_bases times an nn.LSTM's whatever the sequence length: it runs
+    on any length and interpolates between positions. Both bases can represent a tied LSTM exactly (fourier: W_0 = W,
+    other W_k = 0; gaussian: all W_k = W), which is what `from_lstm` builds.
+
+    Parameters, per layer k (in = input_size for k = 0, else hidden_size; H = hidden_size; K = num_bases):
+        weight_ih_l{k}: [K, 4H, in]   weight_hh_l{k}: [K, 4H, H]   bias_ih_l{k}, bias_hh_l{k}: [K, 4H] (if bias)
+    gate order i, f, g, o. Initialisation: every basis uniform in [-1/sqrt(H), 1/sqrt(H)] like nn.LSTM.
+
+    Each forward mixes one weight set per step of the window ([T, 4H, in + H] per layer, one matmul) and runs the
+    UntiedLSTM machinery on them; that memory is T weight sets per layer, like an UntiedLSTM with max_len=T.
+    Differentiable once (double backward is not supported).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        *,
+        num_bases: int = 4,
+        period: float = 128.0,
+        basis: Basis = "fourier",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        check_lstm_args(input_size, hidden_size, num_layers, dropout)
+        if not isinstance(num_bases, int) or isinstance(num_bases, bool) or num_bases <= 0:
+            raise ValueError(f"num_bases must be a positive int, got {num_bases!r}")
+        if not isinstance(period, (int, float)) or isinstance(period, bool) or not period > 0:
+            raise ValueError(f"period must be a positive number (the position scale), got {period!r}")
+        if basis not in BASES:
+            raise ValueError(f"basis must be one of {BASES}, got {basis!r}")
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.num_bases = num_bases
+        self.period = float(period)
+        self.basis = basis
+        self.bias = bias
+        self.batch_first = batch_first
+        self.dropout = float(dropout)
+        K, H = num_bases, hidden_size
+        for k in range(num_layers):
+            layer_in = input_size if k == 0 else hidden_size
+            self.register_parameter(f"weight_ih_l{k}", nn.Parameter(torch.empty(K, 4 * H, layer_in)))
+            self.register_parameter(f"weight_hh_l{k}", nn.Parameter(torch.empty(K, 4 * H, H)))
+            if bias:
+                self.register_parameter(f"bias_ih_l{k}", nn.Parameter(torch.empty(K, 4 * H)))
+                self.register_parameter(f"bias_hh_l{k}", nn.Parameter(torch.empty(K, 4 * H)))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """nn.LSTM's initialisation, independently for every basis: uniform in [-1/sqrt(H), 1/sqrt(H)]."""
+        lstm_init_(list(self.parameters()), self.hidden_size)
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Keys: num_bases, per_basis (= the tied nn.LSTM's count), total (= num_bases * per_basis)."""
+        H, per = self.hidden_size, 0
+        for k in range(self.num_layers):
+            layer_in = self.input_size if k == 0 else H
+            per += 4 * H * (layer_in + H) + (8 * H if self.bias else 0)
+        return {"num_bases": self.num_bases, "per_basis": per, "total": self.num_bases * per}
+
+    def mixing_coefficients(self, seq_len: int, offset: int = 0) -> Tensor:
+        """a_k(p) for the positions offset .. offset + seq_len - 1: [seq_len, num_bases]."""
+        if offset < 0:
+            raise ValueError(f"offset must be >= 0, got {offset}")
+        w = self.weight_hh_l0
+        positions = torch.arange(offset, offset + seq_len, dtype=w.dtype, device=w.device)
+        return basis_functions(positions, self.num_bases, self.period, self.basis)
+
+    def step_weights(self, seq_len: int, offset: int = 0) -> list[LayerWeights]:
+        """Per layer, the weights of each step: (weight_ih, weight_hh, bias_ih, bias_hh), each seq_len tensors of
+        nn.LSTM's shapes ([4H, in], [4H, H], [4H], [4H]; biases None if bias=False), mixed in one matmul per name."""
+        a = self.mixing_coefficients(seq_len, offset)
+
+        def mix(name: str) -> tuple[Tensor, ...] | None:  # [K, ...] -> seq_len x [...]
+            if name.startswith("bias") and not self.bias:
+                return None
+            w = getattr(self, name)
+            return (a @ w.flatten(1)).view(seq_len, *w.shape[1:]).unbind(0)
+
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        return [tuple(mix(f"{n}_l{k}") for n in names) for k in range(self.num_layers)]
+
+    def forward(
+        self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None, *, offset: int = 0
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """Run the LSTM; shapes as nn.LSTM (see UntiedLSTM.forward). offset: position of the first step."""
+        T = input.shape[1] if self.batch_first and input.dim() == 3 else input.shape[0]
+        return step_weight_lstm(
+            input,
+            hx,
+            self.step_weights(T, offset),
+            range(T),
+            batch_first=self.batch_first,
+            dropout=self.dropout,
+            training=self.training,
+        )
+
+    @classmethod
+    def from_lstm(
+        cls, lstm: nn.LSTM, *, num_bases: int = 4, period: float = 128.0, basis: Basis = "fourier"
+    ) -> TimeVaryingLSTM:
+        """A TimeVaryingLSTM that computes exactly what `lstm` computes (at every position).
+
+        fourier: the constant basis gets lstm's weights, the others zero; gaussian: every basis gets lstm's weights.
+        """
+        if not isinstance(lstm, nn.LSTM):
+            raise TypeError(f"from_lstm expects an nn.LSTM (or subclass), got {type(lstm).__name__}")
+        if lstm.bidirectional:
+            raise ValueError("from_lstm does not support bidirectional LSTMs")
+        if lstm.proj_size:
+            raise ValueError(f"from_lstm does not support LSTMs with projections (proj_size={lstm.proj_size})")
+        ref = lstm.weight_ih_l0
+        core = cls(
+            lstm.input_size,
+            lstm.hidden_size,
+            lstm.num_layers,
+            num_bases=num_bases,
+            period=period,
+            basis=basis,
+            bias=lstm.bias,
+            batch_first=lstm.batch_first,
+            dropout=lstm.dropout,
+        ).to(device=ref.device, dtype=ref.dtype)
+        with torch.no_grad():
+            for name, p in core.named_parameters():
+                w = getattr(lstm, name)
+                if basis == "fourier":
+                    p.zero_()
+                    p[0].copy_(w)
+                else:
+                    p.copy_(w.unsqueeze(0).expand_as(p))
+        return core
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, num_bases={self.num_bases}"
+        s += f", period={self.period}, basis={self.basis!r}"
+        if not self.bias:
+            s += ", bias=False"
+        if self.batch_first:
+            s += ", batch_first=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        return s

@@ -1,0 +1,225 @@
+"""UntiedLSTM: an LSTM whose weights are not shared across time steps (or shared only within blocks of steps)."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from lrnn.cores._lstm_math import LayerWeights, check_lstm_args, lstm_init_, step_weight_lstm
+
+Extrapolation = Literal["error", "clamp", "cycle"]
+EXTRAPOLATIONS = ("error", "clamp", "cycle")
+
+
+class UntiedLSTM(nn.Module):
+    """An LSTM with a separate weight set per time step (or per block of `share_every` steps).
+
+    Step t of the input (0-based) is at position p = t + offset and uses weight set p // share_every, so there are
+    S = num_weight_sets = ceil(max_len / share_every) sets. share_every=1 is fully untied; share_every >= max_len is a
+    single set, i.e. an ordinary tied LSTM. Equations, gate order (i, f, g, o), shapes and the calling convention are
+    those of nn.LSTM; only the weights depend on the position.
+
+    What "position" means is up to the caller through `offset`: under stream batching (truncated BPTT over a
+    continuous token stream) the caller passes offset=0 for every window, so the weights repeat every window and the
+    position is the step inside the training window; under sentence-level batching offset counts from the sentence
+    start, so the position is the token's place in its sentence.
+
+    Positions >= max_len are handled by `extrapolation`: "error" raises a ValueError, "clamp" reuses the last weight
+    set, "cycle" wraps the position modulo max_len (then // share_every).
+
+    Parameters, per layer k (in = input_size for k = 0, else hidden_size; H = hidden_size; S = num_weight_sets):
+        weight_ih_l{k}: ParameterList of S tensors [4H, in]      weight_hh_l{k}: ParameterList of S [4H, H]
+        bias_ih_l{k}, bias_hh_l{k}: ParameterList of S [4H] (if bias)
+    i.e. nn.LSTM's parameters, one copy per weight set: `weight_ih_l0[s]` is set s's nn.LSTM `weight_ih_l0` (rows
+    are gates i, f, g, o); state_dict keys are `weight_ih_l0.{s}`. `stacked("weight_ih_l0")` gives the [S, 4H, in]
+    view of a name. Sets are separate tensors rather than one [S, ...] tensor for CPU speed: each backward then
+    allocates S gradients the size of one set instead of one S-times larger buffer, which is a fresh allocation
+    that page-faults on every call (measured ~20 of ~90 ms per fwd+bwd at B20 T20 H200, 1 thread). Sets no step
+    used get no gradient (.grad stays None), exactly like the naive ModuleList of LSTMCells.
+    The parameter count is S times that of the same nn.LSTM (see `parameter_counts`).
+
+    The forward/backward is a custom autograd Function (see lrnn/cores/_lstm_math.py): differentiable once, double
+    backward is not supported.
+
+    Example:
+        >>> core = UntiedLSTM(8, 16, num_layers=2, max_len=35)
+        >>> out, (h, c) = core(torch.randn(35, 4, 8))  # out [35, 4, 16], h and c [2, 4, 16]
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        *,
+        max_len: int,
+        share_every: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        extrapolation: Extrapolation = "error",
+    ) -> None:
+        super().__init__()
+        check_lstm_args(input_size, hidden_size, num_layers, dropout)
+        if not isinstance(max_len, int) or isinstance(max_len, bool) or max_len <= 0:
+            raise ValueError(f"max_len must be a positive int (the number of positions with weights), got {max_len!r}")
+        if not isinstance(share_every, int) or isinstance(share_every, bool) or share_every <= 0:
+            raise ValueError(f"share_every must be a positive int (steps per weight set), got {share_every!r}")
+        if extrapolation not in EXTRAPOLATIONS:
+            raise ValueError(f"extrapolation must be one of {EXTRAPOLATIONS}, got {extrapolation!r}")
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.max_len = max_len
+        self.share_every = share_every
+        self.bias = bias
+        self.batch_first = batch_first
+        self.dropout = float(dropout)
+        self.extrapolation = extrapolation
+        S, H = self.num_weight_sets, hidden_size
+        for k in range(num_layers):
+            shapes = {f"weight_ih_l{k}": (4 * H, input_size if k == 0 else H), f"weight_hh_l{k}": (4 * H, H)}
+            if bias:
+                shapes |= {f"bias_ih_l{k}": (4 * H,), f"bias_hh_l{k}": (4 * H,)}
+            for name, shape in shapes.items():
+                setattr(self, name, nn.ParameterList(nn.Parameter(torch.empty(shape)) for _ in range(S)))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """nn.LSTM's initialisation, independently for every weight set: uniform in [-1/sqrt(H), 1/sqrt(H)]."""
+        lstm_init_(list(self.parameters()), self.hidden_size)
+
+    @property
+    def num_weight_sets(self) -> int:
+        return math.ceil(self.max_len / self.share_every)
+
+    def parameters_per_set(self) -> int:
+        """Parameters of one weight set, i.e. of the equivalent tied nn.LSTM."""
+        H, n = self.hidden_size, 0
+        for k in range(self.num_layers):
+            layer_in = self.input_size if k == 0 else H
+            n += 4 * H * (layer_in + H) + (8 * H if self.bias else 0)
+        return n
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameter counts that show the growth with the number of weight sets.
+
+        Keys: num_weight_sets, per_set (= the tied nn.LSTM's count), total (= num_weight_sets * per_set),
+        recurrent (weight_hh only, all sets), input (weight_ih only, all sets), bias (all sets).
+        """
+        S, H = self.num_weight_sets, self.hidden_size
+        recurrent = S * self.num_layers * 4 * H * H
+        bias = S * self.num_layers * 8 * H if self.bias else 0
+        total = S * self.parameters_per_set()
+        return {
+            "num_weight_sets": S,
+            "per_set": self.parameters_per_set(),
+            "total": total,
+            "recurrent": recurrent,
+            "input": total - recurrent - bias,
+            "bias": bias,
+        }
+
+    @property
+    def num_recurrent_parameters(self) -> int:
+        """Number of recurrent (weight_hh) parameters over all layers and weight sets."""
+        return self.parameter_counts()["recurrent"]
+
+    def weight_set_index(self, position: int) -> int:
+        """The weight set used at absolute position `position` (= step + offset)."""
+        if position < 0:
+            raise ValueError(f"positions must be >= 0, got {position}")
+        if position >= self.max_len:
+            if self.extrapolation == "error":
+                raise ValueError(
+                    f"position {position} is beyond max_len={self.max_len} of this UntiedLSTM (it has weights for "
+                    f"positions 0..{self.max_len - 1}); raise max_len, or pass extrapolation='clamp' (reuse the last "
+                    "weight set) or extrapolation='cycle' (wrap positions modulo max_len)"
+                )
+            if self.extrapolation == "clamp":
+                return self.num_weight_sets - 1
+            position %= self.max_len
+        return position // self.share_every
+
+    def weight_set_indices(self, seq_len: int, offset: int = 0) -> list[int]:
+        """The weight set of each step of a sequence of length seq_len starting at position offset."""
+        if offset < 0:
+            raise ValueError(f"offset must be >= 0, got {offset}")
+        return [self.weight_set_index(offset + t) for t in range(seq_len)]
+
+    def stacked(self, name: str) -> Tensor:
+        """All weight sets of parameter `name` (e.g. "weight_hh_l0") stacked: [S, *nn.LSTM's shape of name]."""
+        return torch.stack(list(getattr(self, name)))
+
+    def layer_weights(self, k: int) -> LayerWeights:
+        """The weight sets of layer k: (weight_ih, weight_hh, bias_ih, bias_hh), each S tensors (biases None if
+        bias=False)."""
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        w_ih, w_hh, b_ih, b_hh = (list(getattr(self, f"{n}_l{k}")) if self.bias or n[0] == "w" else None for n in names)
+        return w_ih, w_hh, b_ih, b_hh
+
+    def forward(
+        self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None, *, offset: int = 0
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """Run the LSTM; shapes as nn.LSTM.
+
+        input: [T, B, input_size] ([B, T, input_size] if batch_first; [T, input_size] unbatched);
+        hx: (h0, c0) each [num_layers, B, hidden_size], or None for zeros; offset: position of the first step.
+        Returns output [T, B, hidden_size] (batch_first as the input) and (h_n, c_n) each [num_layers, B, hidden_size].
+        """
+        T = input.shape[1] if self.batch_first and input.dim() == 3 else input.shape[0]
+        idx = self.weight_set_indices(T, offset)
+        layers = [self.layer_weights(k) for k in range(self.num_layers)]
+        return step_weight_lstm(
+            input, hx, layers, idx, batch_first=self.batch_first, dropout=self.dropout, training=self.training
+        )
+
+    @classmethod
+    def from_lstm(
+        cls, lstm: nn.LSTM, max_len: int, share_every: int = 1, extrapolation: Extrapolation = "error"
+    ) -> UntiedLSTM:
+        """An UntiedLSTM whose every weight set is a copy of `lstm`'s weights (so both compute the same function).
+
+        Copies num_layers, bias, batch_first and dropout; the result has lstm's dtype and device.
+        """
+        if not isinstance(lstm, nn.LSTM):
+            raise TypeError(f"from_lstm expects an nn.LSTM (or subclass), got {type(lstm).__name__}")
+        if lstm.bidirectional:
+            raise ValueError("from_lstm does not support bidirectional LSTMs (an untied LSTM runs forward in time)")
+        if lstm.proj_size:
+            raise ValueError(f"from_lstm does not support LSTMs with projections (proj_size={lstm.proj_size})")
+        ref = lstm.weight_ih_l0
+        core = cls(
+            lstm.input_size,
+            lstm.hidden_size,
+            lstm.num_layers,
+            max_len=max_len,
+            share_every=share_every,
+            bias=lstm.bias,
+            batch_first=lstm.batch_first,
+            dropout=lstm.dropout,
+            extrapolation=extrapolation,
+        ).to(device=ref.device, dtype=ref.dtype)
+        with torch.no_grad():
+            for name, p in core.named_parameters():
+                p.copy_(getattr(lstm, name.split(".")[0]))
+        return core
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, max_len={self.max_len}"
+        if self.share_every != 1:
+            s += f", share_every={self.share_every}"
+        s += f", num_weight_sets={self.num_weight_sets}"
+        if not self.bias:
+            s += ", bias=False"
+        if self.batch_first:
+            s += ", batch_first=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        if self.extrapolation != "error":
+            s += f", extrapolation={self.extrapolation!r}"
+        return s

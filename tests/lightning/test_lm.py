@@ -1,0 +1,106 @@
+"""LanguageModel: carried state equals one long forward pass; training lowers validation perplexity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lrnn import LanguageModel, TextDataModule, TiedLSTM
+from lrnn.rnnlm import RNNLM
+
+
+def _trainer(**kwargs) -> L.Trainer:
+    defaults = dict(
+        accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, num_sanity_val_steps=0,
+    )  # fmt: skip
+    return L.Trainer(**{**defaults, **kwargs})
+
+
+def test_carried_state_equals_concatenated_window() -> None:
+    torch.manual_seed(0)
+    model = RNNLM(50, TiedLSTM(8, 16, num_layers=2)).eval()
+    tokens = torch.randint(0, 50, (3, 12))
+    full, full_state = model(tokens)
+    first, state = model(tokens[:, :5])
+    second, state = model(tokens[:, 5:], state)
+    torch.testing.assert_close(torch.cat([first, second], dim=1), full, rtol=0, atol=1e-6)
+    torch.testing.assert_close(state, full_state, rtol=0, atol=1e-6)
+
+
+def test_validation_carries_state_across_batches(tiny_corpus: Path) -> None:
+    """The logged validation loss equals one untruncated forward pass over each validation stream."""
+    torch.manual_seed(0)
+    dm = TextDataModule(str(tiny_corpus), batch_size=4, seq_len=7, eval_batch_size=3)
+    dm.setup()
+    lm = LanguageModel(TiedLSTM(16, 16, num_layers=2), vocab_size=dm.vocab_size)
+    metrics = _trainer().validate(lm, datamodule=dm, verbose=False)[0]
+    streams = dm.windows("validation", 3).data  # [3, L]
+    with torch.no_grad():
+        logits, _ = lm.model.eval()(streams[:, :-1])
+    expected = F.cross_entropy(logits.reshape(-1, logits.size(-1)), streams[:, 1:].reshape(-1))
+    assert metrics["val/loss"] == pytest.approx(expected.item(), abs=1e-5)
+    assert metrics["val/ppl"] == pytest.approx(expected.exp().item(), rel=1e-5)
+
+
+def test_short_training_lowers_validation_perplexity(tiny_corpus: Path) -> None:
+    torch.manual_seed(0)
+    dm = TextDataModule(str(tiny_corpus), batch_size=8, seq_len=10)
+    dm.setup()
+    lm = LanguageModel(
+        TiedLSTM(32, 32),
+        vocab_size=dm.vocab_size,
+        optimizer=lambda params: torch.optim.Adam(params, lr=1e-2),
+    )
+    before = _trainer().validate(lm, datamodule=dm, verbose=False)[0]["val/ppl"]
+    trainer = _trainer(max_epochs=3, gradient_clip_val=5.0)
+    trainer.fit(lm, datamodule=dm)
+    after = trainer.callback_metrics["val/ppl"].item()
+    assert after < 0.5 * before, (before, after)
+    assert after < 8.0  # the grammar has ~3-4 choices per position
+    assert trainer.callback_metrics["train/tokens_per_s"] > 0
+
+
+def test_zaremba_objective_scales_gradient_by_window_length() -> None:
+    """loss_reduction='sum_over_time' is seq_len x the per-token mean: same direction, T times the norm."""
+    torch.manual_seed(0)
+    batch = (torch.randint(0, 20, (4, 6)), torch.randint(0, 20, (4, 6)))
+    grads = {}
+    for reduction in ("mean", "sum_over_time"):
+        torch.manual_seed(1)
+        lm = LanguageModel(TiedLSTM(8, 8), vocab_size=20, loss_reduction=reduction)
+        logits, _ = lm(batch[0])
+        nll = F.cross_entropy(logits.reshape(-1, 20), batch[1].reshape(-1), reduction="sum")
+        loss = nll / batch[1].numel() if reduction == "mean" else nll / batch[1].size(0)
+        loss.backward()
+        grads[reduction] = torch.cat([p.grad.flatten() for p in lm.parameters()])
+    torch.testing.assert_close(grads["sum_over_time"], 6 * grads["mean"])
+
+
+def test_tie_embeddings_shares_the_softmax_weights() -> None:
+    model = RNNLM(30, TiedLSTM(16, 16), tie_embeddings=True)
+    assert model.decoder.weight is model.embedding.weight
+    with pytest.raises(ValueError, match="input_size == core.hidden_size"):
+        RNNLM(30, TiedLSTM(8, 16), tie_embeddings=True)
+
+
+def test_parameter_counts() -> None:
+    counts = RNNLM(100, TiedLSTM(10, 20, num_layers=2)).num_parameters()
+    lstm = 4 * 20 * (10 + 20 + 2) + 4 * 20 * (20 + 20 + 2)
+    assert counts == {"total": 100 * 10 + lstm + 20 * 100 + 100, "recurrent": lstm, "non_recurrent": 3100}
+
+
+def test_zaremba_lr_schedule() -> None:
+    lm = LanguageModel(TiedLSTM(4, 4), vocab_size=5, lr_decay=0.5, lr_decay_after=4)
+    config = lm.configure_optimizers()
+    opt, sched = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    lrs = []
+    for _ in range(7):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs == [1.0, 1.0, 1.0, 1.0, 0.5, 0.25, 0.125]
