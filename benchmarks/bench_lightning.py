@@ -104,7 +104,8 @@ def main() -> None:
         med = statistics.median(values)
         print(f"{name:<32} {med:9.0f} tokens/s   {med / base:6.3f}x plain   rounds: {[round(v) for v in values]}")
     # each round runs both loops back to back: the per-round ratio cancels slow drifts of a shared machine
-    ratios = [lt / pl for lt, pl in zip(results["lrnn LanguageModel (Lightning)"], results["plain PyTorch"])]
+    pairs = zip(results["lrnn LanguageModel (Lightning)"], results["plain PyTorch"], strict=True)
+    ratios = [lt / pl for lt, pl in pairs]
     print(f"per-round ratio Lightning/plain: {[round(r, 3) for r in ratios]}")
     print(
         f"=> Lightning costs {100 * (1 - statistics.median(ratios)):+.1f}% tokens/s vs the plain loop "
