@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 # (t0, t1, s0, diagonal): steps t0..t1-1 use sets s0, s0+1, ... (diagonal) or all use set s0 (a run).
@@ -327,3 +327,13 @@ def lstm_init_(tensors: Sequence[Tensor], hidden_size: int) -> None:
     with torch.no_grad():
         for w in tensors:
             w.uniform_(-bound, bound)
+
+
+def check_plain_lstm(lstm: nn.LSTM) -> None:
+    """``from_lstm`` takes a unidirectional ``nn.LSTM`` (or subclass) without projections."""
+    if not isinstance(lstm, nn.LSTM):
+        raise TypeError(f"from_lstm expects an nn.LSTM (or subclass), got {type(lstm).__name__}")
+    if lstm.bidirectional:
+        raise ValueError("from_lstm does not support bidirectional LSTMs (these cores run forward in time)")
+    if lstm.proj_size:
+        raise ValueError(f"from_lstm does not support LSTMs with projections (proj_size={lstm.proj_size})")

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from lrnn.cores._lstm_math import LayerWeights, check_lstm_args, lstm_init_, step_weight_lstm
+from lrnn.cores._lstm_math import LayerWeights, check_lstm_args, check_plain_lstm, lstm_init_, step_weight_lstm
 
 Basis = Literal["fourier", "gaussian"]
 BASES = ("fourier", "gaussian")
@@ -154,12 +154,7 @@ class TimeVaryingLSTM(nn.Module):
 
         fourier: the constant basis gets lstm's weights, the others zero; gaussian: every basis gets lstm's weights.
         """
-        if not isinstance(lstm, nn.LSTM):
-            raise TypeError(f"from_lstm expects an nn.LSTM (or subclass), got {type(lstm).__name__}")
-        if lstm.bidirectional:
-            raise ValueError("from_lstm does not support bidirectional LSTMs")
-        if lstm.proj_size:
-            raise ValueError(f"from_lstm does not support LSTMs with projections (proj_size={lstm.proj_size})")
+        check_plain_lstm(lstm)
         ref = lstm.weight_ih_l0
         core = cls(
             lstm.input_size,

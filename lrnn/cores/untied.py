@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from lrnn.cores._lstm_math import LayerWeights, check_lstm_args, lstm_init_, step_weight_lstm
+from lrnn.cores._lstm_math import LayerWeights, check_lstm_args, check_plain_lstm, lstm_init_, step_weight_lstm
 
 Extrapolation = Literal["error", "clamp", "cycle"]
 EXTRAPOLATIONS = ("error", "clamp", "cycle")
@@ -186,12 +186,7 @@ class UntiedLSTM(nn.Module):
 
         Copies num_layers, bias, batch_first and dropout; the result has lstm's dtype and device.
         """
-        if not isinstance(lstm, nn.LSTM):
-            raise TypeError(f"from_lstm expects an nn.LSTM (or subclass), got {type(lstm).__name__}")
-        if lstm.bidirectional:
-            raise ValueError("from_lstm does not support bidirectional LSTMs (an untied LSTM runs forward in time)")
-        if lstm.proj_size:
-            raise ValueError(f"from_lstm does not support LSTMs with projections (proj_size={lstm.proj_size})")
+        check_plain_lstm(lstm)
         ref = lstm.weight_ih_l0
         core = cls(
             lstm.input_size,

@@ -14,14 +14,7 @@ from lrnn import LanguageModel, TextDataModule, TiedLSTM
 from lrnn.data import EOS, IGNORE_INDEX, SentenceBatches, sentence_sequences
 from tests.conftest import write_corpus
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is faster than two on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _random_sequences(n: int = 40, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -11,14 +11,7 @@ from lrnn import LanguageModel, SyntheticDataModule, TiedLSTM
 from lrnn.data import IGNORE_INDEX, StreamWindows
 from lrnn.data.synthetic import delayed_recall
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is faster than two on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _all(ds) -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,13 +18,7 @@ from lrnn.data import IGNORE_INDEX, SentenceBatches, StreamWindows
 V = 7  # vocabulary of the tiny models
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is faster than two on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _trainer(**kwargs) -> L.Trainer:
