@@ -325,11 +325,16 @@ def step_weight_lstm(
     return output, (h_n, c_n)
 
 
+def check_positive_int(name: str, value: object, meaning: str = "") -> None:
+    """Raise a ValueError naming `name` unless `value` is an int > 0 (bools are refused)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{name} must be a positive int{f' ({meaning})' if meaning else ''}, got {value!r}")
+
+
 def check_lstm_args(input_size: int, hidden_size: int, num_layers: int, dropout: float) -> None:
     """Validate the constructor arguments every lrnn LSTM core shares (clear ValueErrors, like nn.LSTM)."""
     for name, v in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
-        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
+        check_positive_int(name, v)
     if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0 <= dropout <= 1:
         raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
     if dropout > 0 and num_layers == 1:
@@ -346,6 +351,55 @@ def lstm_init_(tensors: Sequence[Tensor], hidden_size: int) -> None:
     with torch.no_grad():
         for w in tensors:
             w.uniform_(-bound, bound)
+
+
+class StepWeightLSTMBase(nn.Module):
+    """What lrnn's step-weight cores share: nn.LSTM's constructor arguments and attributes, its initialisation, the
+    size of one weight set, and running `step_weight_lstm` with nn.LSTM's calling convention.
+
+    A subclass registers its parameters in __init__ (then calls reset_parameters) and implements forward by building
+    per-layer weight sets and step indices for `_run`.
+    """
+
+    def __init__(
+        self, input_size: int, hidden_size: int, num_layers: int, *, bias: bool, batch_first: bool, dropout: float
+    ) -> None:
+        super().__init__()
+        check_lstm_args(input_size, hidden_size, num_layers, dropout)
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bias = bias
+        self.batch_first = batch_first
+        self.dropout = float(dropout)
+
+    def reset_parameters(self) -> None:
+        """nn.LSTM's initialisation, independently for every tensor: uniform in [-1/sqrt(H), 1/sqrt(H)]."""
+        lstm_init_(list(self.parameters()), self.hidden_size)
+
+    def layer_input_size(self, k: int) -> int:
+        return self.input_size if k == 0 else self.hidden_size
+
+    def parameters_per_set(self) -> int:
+        """Parameters of one weight set over all layers, i.e. of the equivalent tied nn.LSTM."""
+        H, bias = self.hidden_size, 8 * self.hidden_size if self.bias else 0
+        return sum(4 * H * (self.layer_input_size(k) + H) + bias for k in range(self.num_layers))
+
+    def _seq_len(self, input: Tensor) -> int:
+        return input.shape[1] if self.batch_first and input.dim() == 3 else input.shape[0]
+
+    def _run(
+        self, input: Tensor, hx: tuple[Tensor, Tensor] | None, layers: Sequence[LayerWeights], idx: Sequence[int]
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        return step_weight_lstm(
+            input, hx, layers, idx, batch_first=self.batch_first, dropout=self.dropout, training=self.training
+        )
+
+    def _repr_flags(self) -> str:
+        """The non-default nn.LSTM flags for extra_repr."""
+        s = "" if self.bias else ", bias=False"
+        s += ", batch_first=True" if self.batch_first else ""
+        return s + (f", dropout={self.dropout}" if self.dropout else "")
 
 
 def check_plain_lstm(lstm: nn.LSTM) -> None:

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from lrnn.cores._lstm_math import LayerWeights, check_lstm_args, check_plain_lstm, lstm_init_, step_weight_lstm
+from lrnn.cores._lstm_math import LayerWeights, StepWeightLSTMBase, check_plain_lstm, check_positive_int
 
 Basis = Literal["fourier", "gaussian"]
 BASES = ("fourier", "gaussian")
@@ -38,7 +38,7 @@ def basis_functions(positions: Tensor, num_bases: int, period: float, basis: Bas
     return torch.softmax(-((p - centres) ** 2) / (2 * width**2), dim=1)
 
 
-class TimeVaryingLSTM(nn.Module):
+class TimeVaryingLSTM(StepWeightLSTMBase):
     """An LSTM whose weights vary smoothly with the position, W(p) = sum_k a_k(p) W_k, from K = num_bases sets.
 
     The absolute position of step t is p = t + offset (see UntiedLSTM for what position means under stream vs
@@ -70,43 +70,27 @@ class TimeVaryingLSTM(nn.Module):
         batch_first: bool = False,
         dropout: float = 0.0,
     ) -> None:
-        super().__init__()
-        check_lstm_args(input_size, hidden_size, num_layers, dropout)
-        if not isinstance(num_bases, int) or isinstance(num_bases, bool) or num_bases <= 0:
-            raise ValueError(f"num_bases must be a positive int, got {num_bases!r}")
+        super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first, dropout=dropout)
+        check_positive_int("num_bases", num_bases)
         if not isinstance(period, (int, float)) or isinstance(period, bool) or not period > 0:
             raise ValueError(f"period must be a positive number (the position scale), got {period!r}")
         if basis not in BASES:
             raise ValueError(f"basis must be one of {BASES}, got {basis!r}")
-        self.input_size = input_size
-        self.hidden_size = hidden_size
-        self.num_layers = num_layers
         self.num_bases = num_bases
         self.period = float(period)
         self.basis = basis
-        self.bias = bias
-        self.batch_first = batch_first
-        self.dropout = float(dropout)
         K, H = num_bases, hidden_size
         for k in range(num_layers):
-            layer_in = input_size if k == 0 else hidden_size
-            self.register_parameter(f"weight_ih_l{k}", nn.Parameter(torch.empty(K, 4 * H, layer_in)))
+            self.register_parameter(f"weight_ih_l{k}", nn.Parameter(torch.empty(K, 4 * H, self.layer_input_size(k))))
             self.register_parameter(f"weight_hh_l{k}", nn.Parameter(torch.empty(K, 4 * H, H)))
             if bias:
                 self.register_parameter(f"bias_ih_l{k}", nn.Parameter(torch.empty(K, 4 * H)))
                 self.register_parameter(f"bias_hh_l{k}", nn.Parameter(torch.empty(K, 4 * H)))
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        """nn.LSTM's initialisation, independently for every basis: uniform in [-1/sqrt(H), 1/sqrt(H)]."""
-        lstm_init_(list(self.parameters()), self.hidden_size)
-
     def parameter_counts(self) -> dict[str, int]:
         """Keys: num_bases, per_basis (= the tied nn.LSTM's count), total (= num_bases * per_basis)."""
-        H, per = self.hidden_size, 0
-        for k in range(self.num_layers):
-            layer_in = self.input_size if k == 0 else H
-            per += 4 * H * (layer_in + H) + (8 * H if self.bias else 0)
+        per = self.parameters_per_set()
         return {"num_bases": self.num_bases, "per_basis": per, "total": self.num_bases * per}
 
     def mixing_coefficients(self, seq_len: int, offset: int = 0) -> Tensor:
@@ -135,16 +119,8 @@ class TimeVaryingLSTM(nn.Module):
         self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None, *, offset: int = 0
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """Run the LSTM; shapes as nn.LSTM (see UntiedLSTM.forward). offset: position of the first step."""
-        T = input.shape[1] if self.batch_first and input.dim() == 3 else input.shape[0]
-        return step_weight_lstm(
-            input,
-            hx,
-            self.step_weights(T, offset),
-            range(T),
-            batch_first=self.batch_first,
-            dropout=self.dropout,
-            training=self.training,
-        )
+        T = self._seq_len(input)
+        return self._run(input, hx, self.step_weights(T, offset), range(T))
 
     @classmethod
     def from_lstm(
@@ -179,11 +155,4 @@ class TimeVaryingLSTM(nn.Module):
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, num_bases={self.num_bases}"
-        s += f", period={self.period}, basis={self.basis!r}"
-        if not self.bias:
-            s += ", bias=False"
-        if self.batch_first:
-            s += ", batch_first=True"
-        if self.dropout:
-            s += f", dropout={self.dropout}"
-        return s
+        return s + f", period={self.period}, basis={self.basis!r}" + self._repr_flags()

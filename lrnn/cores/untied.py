@@ -9,13 +9,13 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from lrnn.cores._lstm_math import LayerWeights, check_lstm_args, check_plain_lstm, lstm_init_, step_weight_lstm
+from lrnn.cores._lstm_math import LayerWeights, StepWeightLSTMBase, check_plain_lstm, check_positive_int
 
 Extrapolation = Literal["error", "clamp", "cycle"]
 EXTRAPOLATIONS = ("error", "clamp", "cycle")
 
 
-class UntiedLSTM(nn.Module):
+class UntiedLSTM(StepWeightLSTMBase):
     """An LSTM with a separate weight set per time step (or per block of `share_every` steps).
 
     Step t of the input (0-based) is at position p = t + offset and uses weight set p // share_every, so there are
@@ -63,47 +63,26 @@ class UntiedLSTM(nn.Module):
         dropout: float = 0.0,
         extrapolation: Extrapolation = "error",
     ) -> None:
-        super().__init__()
-        check_lstm_args(input_size, hidden_size, num_layers, dropout)
-        if not isinstance(max_len, int) or isinstance(max_len, bool) or max_len <= 0:
-            raise ValueError(f"max_len must be a positive int (the number of positions with weights), got {max_len!r}")
-        if not isinstance(share_every, int) or isinstance(share_every, bool) or share_every <= 0:
-            raise ValueError(f"share_every must be a positive int (steps per weight set), got {share_every!r}")
+        super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first, dropout=dropout)
+        check_positive_int("max_len", max_len, "the number of positions with weights")
+        check_positive_int("share_every", share_every, "steps per weight set")
         if extrapolation not in EXTRAPOLATIONS:
             raise ValueError(f"extrapolation must be one of {EXTRAPOLATIONS}, got {extrapolation!r}")
-        self.input_size = input_size
-        self.hidden_size = hidden_size
-        self.num_layers = num_layers
         self.max_len = max_len
         self.share_every = share_every
-        self.bias = bias
-        self.batch_first = batch_first
-        self.dropout = float(dropout)
         self.extrapolation = extrapolation
         S, H = self.num_weight_sets, hidden_size
         for k in range(num_layers):
-            shapes = {f"weight_ih_l{k}": (4 * H, input_size if k == 0 else H), f"weight_hh_l{k}": (4 * H, H)}
+            shapes = {f"weight_ih_l{k}": (4 * H, self.layer_input_size(k)), f"weight_hh_l{k}": (4 * H, H)}
             if bias:
                 shapes |= {f"bias_ih_l{k}": (4 * H,), f"bias_hh_l{k}": (4 * H,)}
             for name, shape in shapes.items():
                 setattr(self, name, nn.ParameterList(nn.Parameter(torch.empty(shape)) for _ in range(S)))
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        """nn.LSTM's initialisation, independently for every weight set: uniform in [-1/sqrt(H), 1/sqrt(H)]."""
-        lstm_init_(list(self.parameters()), self.hidden_size)
-
     @property
     def num_weight_sets(self) -> int:
         return math.ceil(self.max_len / self.share_every)
-
-    def parameters_per_set(self) -> int:
-        """Parameters of one weight set, i.e. of the equivalent tied nn.LSTM."""
-        H, n = self.hidden_size, 0
-        for k in range(self.num_layers):
-            layer_in = self.input_size if k == 0 else H
-            n += 4 * H * (layer_in + H) + (8 * H if self.bias else 0)
-        return n
 
     def parameter_counts(self) -> dict[str, int]:
         """Parameter counts that show the growth with the number of weight sets.
@@ -171,12 +150,8 @@ class UntiedLSTM(nn.Module):
         hx: (h0, c0) each [num_layers, B, hidden_size], or None for zeros; offset: position of the first step.
         Returns output [T, B, hidden_size] (batch_first as the input) and (h_n, c_n) each [num_layers, B, hidden_size].
         """
-        T = input.shape[1] if self.batch_first and input.dim() == 3 else input.shape[0]
-        idx = self.weight_set_indices(T, offset)
-        layers = [self.layer_weights(k) for k in range(self.num_layers)]
-        return step_weight_lstm(
-            input, hx, layers, idx, batch_first=self.batch_first, dropout=self.dropout, training=self.training
-        )
+        idx = self.weight_set_indices(self._seq_len(input), offset)
+        return self._run(input, hx, [self.layer_weights(k) for k in range(self.num_layers)], idx)
 
     @classmethod
     def from_lstm(
@@ -208,13 +183,7 @@ class UntiedLSTM(nn.Module):
         s = f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, max_len={self.max_len}"
         if self.share_every != 1:
             s += f", share_every={self.share_every}"
-        s += f", num_weight_sets={self.num_weight_sets}"
-        if not self.bias:
-            s += ", bias=False"
-        if self.batch_first:
-            s += ", batch_first=True"
-        if self.dropout:
-            s += f", dropout={self.dropout}"
+        s += f", num_weight_sets={self.num_weight_sets}" + self._repr_flags()
         if self.extrapolation != "error":
             s += f", extrapolation={self.extrapolation!r}"
         return s

@@ -8,10 +8,9 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import lightning as L
 import torch
-from torch.utils.data import DataLoader
 
+from lrnn.data.base import SplitDataModule
 from lrnn.data.batching import StreamWindows
 from lrnn.data.corpora import SPLITS, CorpusSpec, Level, load_splits, resolve
 from lrnn.data.sentences import SentenceBatches, sentence_sequences
@@ -26,7 +25,7 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "lrnn"))
 
 
-class TextDataModule(L.LightningDataModule):
+class TextDataModule(SplitDataModule):
     """Language-modelling data: a corpus tokenized once (cached), batched as contiguous streams or as sentences.
 
     ``batching="stream"`` (default): batch i is window i of B contiguous streams (:mod:`lrnn.data.batching`); the
@@ -129,10 +128,6 @@ class TextDataModule(L.LightningDataModule):
         return f"{Path(self.spec.path).name}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
     # ---- loaders ----------------------------------------------------------------------------------------------
-    def _rank_world(self) -> tuple[int, int]:
-        trainer = self.trainer
-        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-
     def _split_tokens(self, split: str) -> torch.Tensor:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
@@ -155,34 +150,11 @@ class TextDataModule(L.LightningDataModule):
         if split not in self._sequences:  # cut once; the token ids themselves come from the cache
             assert self.vocab is not None
             self._sequences[split] = sentence_sequences(tokens, self.vocab.stoi[EOS])
-        rank, world = self._rank_world()
-        train = split == "train"
-        return SentenceBatches(
-            *self._sequences[split],
-            batch_size,
-            shuffle=train,
-            seed=self.seed,
-            rank=rank,
-            world_size=world,
-            drop_uneven=train,
-            epoch_fn=self._current_epoch,
-        )
+        return self._sentence_batches(split, *self._sequences[split], batch_size)
 
-    def _current_epoch(self) -> int | None:
-        return self.trainer.current_epoch if self.trainer is not None else None
-
-    def _loader(self, split: str, batch_size: int) -> DataLoader:
-        data = self.sentences(split, batch_size) if self.batching == "sentence" else self.windows(split, batch_size)
-        return DataLoader(data, batch_size=None, num_workers=0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.batch_size)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("validation", self.eval_batch_size)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.test_batch_size)
+    def split_data(self, split: str, batch_size: int) -> StreamWindows | SentenceBatches:
+        """The batches of a split: stream windows, or padded sentences under batching="sentence"."""
+        return self.sentences(split, batch_size) if self.batching == "sentence" else self.windows(split, batch_size)
 
     # ---- the vocabulary travels with the checkpoint -------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -21,10 +21,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-import lightning as L
 import torch
-from torch.utils.data import DataLoader
 
+from lrnn.data.base import SplitDataModule
 from lrnn.data.batching import IGNORE_INDEX, StreamWindows
 from lrnn.data.corpora import SPLITS
 from lrnn.data.sentences import SentenceBatches
@@ -62,7 +61,7 @@ def position_rule(
     return x, y
 
 
-class SyntheticDataModule(L.LightningDataModule):
+class SyntheticDataModule(SplitDataModule):
     """Delayed recall or position-dependent rules, stream- or sentence-batched like ``TextDataModule``.
 
     Args:
@@ -151,29 +150,13 @@ class SyntheticDataModule(L.LightningDataModule):
         y[:, : self.lag] = IGNORE_INDEX
         return x, y
 
-    def _rank_world(self) -> tuple[int, int]:
-        trainer = self.trainer
-        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-
-    def dataset(self, split: str, batch_size: int) -> StreamWindows | SentenceBatches:
+    def split_data(self, split: str, batch_size: int) -> StreamWindows | SentenceBatches:
         """This rank's batches of ``split``."""
         x, y = self.sequences(split)
         rank, world = self._rank_world()
         if self.batching == "sentence":
-            train = split == "train"
             lengths = torch.full((x.size(0),), x.size(1))
-            return SentenceBatches(
-                x.flatten(),
-                y.flatten(),
-                lengths,
-                batch_size,
-                shuffle=train,
-                seed=self.seed,
-                rank=rank,
-                world_size=world,
-                drop_uneven=train,
-                epoch_fn=lambda: self.trainer.current_epoch if self.trainer is not None else None,
-            )
+            return self._sentence_batches(split, x.flatten(), y.flatten(), lengths, batch_size)
         streams = batch_size * world
         if self.task == "position_rule":  # whole sequences per stream: every stream starts with a marker
             keep = x.size(0) // streams * streams
@@ -191,15 +174,3 @@ class SyntheticDataModule(L.LightningDataModule):
             targets=y.flatten(),
             mask_first=mask_first,
         )
-
-    def _loader(self, split: str, batch_size: int) -> DataLoader:
-        return DataLoader(self.dataset(split, batch_size), batch_size=None, num_workers=0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.batch_size)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("validation", self.eval_batch_size)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.test_batch_size)

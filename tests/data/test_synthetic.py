@@ -30,16 +30,16 @@ def test_delayed_recall_generator() -> None:
 @pytest.mark.parametrize(("lag", "seq_len"), [(2, 5), (7, 3)])  # lag below and above the window length
 def test_recall_streams_cross_window_boundaries(lag: int, seq_len: int) -> None:
     dm = SyntheticDataModule("delayed_recall", alphabet=6, lag=lag, length=400, batch_size=4, seq_len=seq_len)
-    ds = dm.dataset("train", 4)
+    ds = dm.split_data("train", 4)
     assert isinstance(ds, StreamWindows) and len(ds) == -(-100 // seq_len)
     x, y = _all(ds)  # [4, 100]: the rows of the stream
     assert (y[:, :lag] == IGNORE_INDEX).all()  # their inputs are in another row
     assert torch.equal(y[:, lag:], x[:, :-lag])  # the target at t is the input at t - D, across windows
     x2, y2 = _all(
-        SyntheticDataModule("delayed_recall", alphabet=6, lag=lag, length=400, seq_len=seq_len).dataset("train", 4)
+        SyntheticDataModule("delayed_recall", alphabet=6, lag=lag, length=400, seq_len=seq_len).split_data("train", 4)
     )
     assert torch.equal(x, x2) and torch.equal(y, y2)  # deterministic
-    assert not torch.equal(x, _all(dm.dataset("validation", 4))[0][:, : x.size(1)])  # splits differ
+    assert not torch.equal(x, _all(dm.split_data("validation", 4))[0][:, : x.size(1)])  # splits differ
 
 
 def test_position_rule() -> None:
@@ -52,9 +52,9 @@ def test_position_rule() -> None:
         assert torch.equal(y[:, p + 1], dm.perms[p][x[:, p + 1]])
     again = SyntheticDataModule("position_rule", alphabet=5, period=4, length=600, batching="sentence")
     assert torch.equal(again.perms, dm.perms)  # the rule depends on the seed only
-    sx, _ = _all(dm.dataset("train", 3))  # stream rows start at a sequence boundary
+    sx, _ = _all(dm.split_data("train", 3))  # stream rows start at a sequence boundary
     assert (sx[:, ::5] == 5).all() and (sx[:, 1::5] != 5).all()
-    batch = next(iter(again.dataset("validation", 8)))
+    batch = next(iter(again.split_data("validation", 8)))
     assert batch[0].shape == (8, 5)
 
 
@@ -68,7 +68,7 @@ def test_sentence_mode_recall_stays_inside_each_sequence() -> None:
 
 def test_ddp_ranks_split_the_single_process_streams() -> None:
     dm = SyntheticDataModule("delayed_recall", alphabet=6, lag=3, length=1000, seq_len=7)
-    single = _all(dm.dataset("train", 4))
+    single = _all(dm.split_data("train", 4))
     x, y = (t.flatten() for t in dm.sequences("train"))
     ranks = [_all(StreamWindows(x, 2, 7, rank=r, world_size=2, targets=y, mask_first=3)) for r in range(2)]
     assert torch.equal(torch.cat([ranks[0][0], ranks[1][0]]), single[0])

@@ -72,7 +72,8 @@ def test_two_process_ddp_tbptt_matches_single_process_coverage(tmp_path: Path) -
     # 1200 tokens / 4 streams = 300 steps per stream: 100 updates of k1 = 3 on every rank
     assert ranks[0]["steps"] == ranks[1]["steps"] == 100
     torch.testing.assert_close(ranks[0]["params"], ranks[1]["params"], rtol=0, atol=0)  # gradients all-reduced
-    single = list(SyntheticDataModule("delayed_recall", alphabet=5, lag=4, length=1200, seq_len=4).dataset("train", 4))
+    dm = SyntheticDataModule("delayed_recall", alphabet=5, lag=4, length=1200, seq_len=4)
+    single = list(dm.split_data("train", 4))
     assert len(ranks[0]["batches"]) == len(ranks[1]["batches"]) == len(single) == 75
     for (x0, y0), (x1, y1), (x, y) in zip(ranks[0]["batches"], ranks[1]["batches"], single, strict=True):
         assert torch.equal(torch.cat([x0, x1]), x) and torch.equal(torch.cat([y0, y1]), y)
