@@ -2,9 +2,10 @@
 
 The model is Zaremba's small tied PTB configuration (2x200 LSTM, vocab 10k, B=20, T=20, SGD lr 1, clip 5, Zaremba's
 objective, state carried). Both loops train on the same stream windows (PTB through ``$LRNN_DATA_MIRROR`` when set,
-else random tokens over a 10k vocabulary) and alternate in rounds, so machine noise hits both alike.
+else random tokens over a 10k vocabulary) and alternate in rounds, each round swapping who goes first, so machine
+noise hits both alike.
 
-    python benchmarks/bench_lightning.py [--steps 150] [--rounds 3] [--threads N]
+    python benchmarks/bench_lightning.py [--steps 150] [--rounds 4] [--threads N]
 """
 
 from __future__ import annotations
@@ -86,16 +87,17 @@ def run_plain(tokens: torch.Tensor, steps: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=150)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     tokens = stream()
     results: dict[str, list[float]] = {"plain PyTorch": [], "lrnn LanguageModel (Lightning)": []}
-    for _ in range(args.rounds):
-        results["plain PyTorch"].append(run_plain(tokens, args.steps))
-        results["lrnn LanguageModel (Lightning)"].append(run_lightning(tokens, args.steps))
+    runs = [("plain PyTorch", run_plain), ("lrnn LanguageModel (Lightning)", run_lightning)]
+    for r in range(args.rounds):
+        for name, run in runs if r % 2 == 0 else runs[::-1]:  # alternate who goes first: no order bias
+            results[name].append(run(tokens, args.steps))
     source = "PTB train" if os.environ.get("LRNN_DATA_MIRROR") else "random tokens"
     print(f"\n# Lightning overhead: tied PTB-small (2x200, V=10k, B=20, T=20), {source}, {torch.get_num_threads()} "
           f"thread(s), {args.steps} timed steps x {args.rounds} rounds (median)")  # fmt: skip
