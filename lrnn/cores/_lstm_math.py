@@ -395,6 +395,22 @@ class StepWeightLSTMBase(nn.Module):
             input, hx, layers, idx, batch_first=self.batch_first, dropout=self.dropout, training=self.training
         )
 
+    @classmethod
+    def _like_lstm(cls, lstm: nn.LSTM, **kwargs):
+        """A new core with `lstm`'s sizes, bias, batch_first and dropout (plus kwargs), on its device and dtype."""
+        check_plain_lstm(lstm)
+        ref = lstm.weight_ih_l0
+        core = cls(
+            lstm.input_size,
+            lstm.hidden_size,
+            lstm.num_layers,
+            bias=lstm.bias,
+            batch_first=lstm.batch_first,
+            dropout=lstm.dropout,
+            **kwargs,
+        )
+        return core.to(device=ref.device, dtype=ref.dtype)
+
     def _repr_flags(self) -> str:
         """The non-default nn.LSTM flags for extra_repr."""
         s = "" if self.bias else ", bias=False"

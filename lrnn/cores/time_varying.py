@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from lrnn.cores._lstm_math import LayerWeights, StepWeightLSTMBase, check_plain_lstm, check_positive_int
+from lrnn.cores._lstm_math import LayerWeights, StepWeightLSTMBase, check_positive_int
 
 Basis = Literal["fourier", "gaussian"]
 BASES = ("fourier", "gaussian")
@@ -130,19 +130,7 @@ class TimeVaryingLSTM(StepWeightLSTMBase):
 
         fourier: the constant basis gets lstm's weights, the others zero; gaussian: every basis gets lstm's weights.
         """
-        check_plain_lstm(lstm)
-        ref = lstm.weight_ih_l0
-        core = cls(
-            lstm.input_size,
-            lstm.hidden_size,
-            lstm.num_layers,
-            num_bases=num_bases,
-            period=period,
-            basis=basis,
-            bias=lstm.bias,
-            batch_first=lstm.batch_first,
-            dropout=lstm.dropout,
-        ).to(device=ref.device, dtype=ref.dtype)
+        core = cls._like_lstm(lstm, num_bases=num_bases, period=period, basis=basis)
         with torch.no_grad():
             for name, p in core.named_parameters():
                 w = getattr(lstm, name)

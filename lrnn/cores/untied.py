@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from lrnn.cores._lstm_math import LayerWeights, StepWeightLSTMBase, check_plain_lstm, check_positive_int
+from lrnn.cores._lstm_math import LayerWeights, StepWeightLSTMBase, check_positive_int
 
 Extrapolation = Literal["error", "clamp", "cycle"]
 EXTRAPOLATIONS = ("error", "clamp", "cycle")
@@ -161,19 +161,7 @@ class UntiedLSTM(StepWeightLSTMBase):
 
         Copies num_layers, bias, batch_first and dropout; the result has lstm's dtype and device.
         """
-        check_plain_lstm(lstm)
-        ref = lstm.weight_ih_l0
-        core = cls(
-            lstm.input_size,
-            lstm.hidden_size,
-            lstm.num_layers,
-            max_len=max_len,
-            share_every=share_every,
-            bias=lstm.bias,
-            batch_first=lstm.batch_first,
-            dropout=lstm.dropout,
-            extrapolation=extrapolation,
-        ).to(device=ref.device, dtype=ref.dtype)
+        core = cls._like_lstm(lstm, max_len=max_len, share_every=share_every, extrapolation=extrapolation)
         with torch.no_grad():
             for name, p in core.named_parameters():
                 p.copy_(getattr(lstm, name.split(".")[0]))
