@@ -143,6 +143,7 @@ class LanguageModel(L.LightningModule):
         self._step_nll: torch.Tensor | float = 0.0
         self._step_tokens: torch.Tensor | int = 0
         self._epoch_start = 0.0
+        self._train_seconds = 0.0  # training time of this epoch, validation excluded (for tokens/s)
 
     @property
     def core(self) -> nn.Module:
@@ -248,6 +249,7 @@ class LanguageModel(L.LightningModule):
         if self.tbptt is not None:
             self.tbptt.reset()
         self._tokens_seen = 0
+        self._train_seconds = 0.0
         self._epoch_start = time.perf_counter()
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=False, on_epoch=True)
 
@@ -256,6 +258,15 @@ class LanguageModel(L.LightningModule):
         for name in (f"{split}_nll", f"{split}_acc"):
             if name in self.metrics:
                 self.metrics[name].reset()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # tokens/s counts training only: Lightning runs validation inside the training epoch
+        now = time.perf_counter()
+        self._train_seconds += now - self._epoch_start
+        self._epoch_start = now
+
+    def on_validation_end(self) -> None:
+        self._epoch_start = time.perf_counter()  # validation inside a training epoch is not training time
 
     def on_validation_epoch_start(self) -> None:
         self._state["val"] = None
@@ -276,7 +287,7 @@ class LanguageModel(L.LightningModule):
         return loss
 
     def on_train_epoch_end(self) -> None:
-        elapsed = time.perf_counter() - self._epoch_start
+        elapsed = self._train_seconds
         loss = self._log_split("train")
         tokens_per_s = float(self._tokens_seen) * self.trainer.world_size / max(elapsed, 1e-9)
         self.log("train/tokens_per_s", tokens_per_s, sync_dist=False)
