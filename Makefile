@@ -11,9 +11,10 @@ NAME ?=
 ARGS ?=
 GPUS ?=
 THREADS ?=
+BENCH_THREADS ?= 1
 WANDB ?= auto
 
-.PHONY: help install test lint format experiment experiments bench recall-grid clean
+.PHONY: help install test lint format experiment experiments bench bench-gpu recall-grid clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,10 +45,16 @@ experiment: $(STAMP)  ## run one experiment: NAME=tied_ptb [GPUS=N] [THREADS=N] 
 experiments: $(STAMP)  ## list the available experiment names
 	@$(PY) -m lrnn.launch --list
 
-bench: $(STAMP)  ## benchmarks: Lightning overhead, recurrent cores, TBPTT memory
-	$(PY) benchmarks/bench_lightning.py
-	$(PY) benchmarks/bench_cores.py --threads 1
-	$(PY) benchmarks/bench_tbptt_memory.py --threads 1
+bench: $(STAMP)  ## benchmarks (~10 min, BENCH_THREADS=1): training vs plain loops, cores vs naive/nn.LSTM, TBPTT memory
+	$(PY) benchmarks/bench_lightning.py --threads $(BENCH_THREADS)
+	$(PY) benchmarks/bench_cores.py --threads $(BENCH_THREADS) --shapes small,small-1layer,medium,medium-1layer --repeats 7
+	@echo "# the same untied/naive comparison with the MALLOC_* variables set (glibc keeps freed memory mapped):"
+	MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=2147483647 $(PY) benchmarks/bench_cores.py \
+		--threads $(BENCH_THREADS) --cores naive,UntiedLSTM --shapes small,medium --repeats 7
+	$(PY) benchmarks/bench_tbptt_memory.py --threads $(BENCH_THREADS)
+
+bench-gpu: $(STAMP)  ## the GPU checks in one go (needs CUDA torch and a GPU): benchmarks/gpu_check.sh
+	PY=$(PY) bash benchmarks/gpu_check.sh
 
 recall-grid: $(STAMP)  ## delayed-recall accuracy, lag D x truncation k, tied LSTM (README table; ~10 min) [ARGS=...]
 	$(PY) scripts/recall_grid.py $(ARGS)

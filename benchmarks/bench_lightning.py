@@ -19,6 +19,7 @@ load from other processes hits them alike; the ratios are per round (lrnn / base
 median. PTB through ``$LRNN_DATA_MIRROR`` when set, else a random 10k-word corpus written to a temp folder.
 
     python benchmarks/bench_lightning.py [--batches 60] [--rounds 3] [--threads 1] [--models tied,untied]
+    python benchmarks/bench_lightning.py --device cuda
 """
 
 from __future__ import annotations
@@ -64,10 +65,10 @@ def corpus(tmp: Path) -> str:
     return str(tmp)
 
 
-def run_loop(loop: str, kind: str, dataset: str, batches: int, threads: int) -> float:
+def run_loop(loop: str, kind: str, dataset: str, batches: int, threads: int, device: str) -> float:
     """One plain loop in a fresh process (this script with --worker)."""
     cmd = [sys.executable, __file__, "--worker", loop, "--models", kind, "--dataset", dataset]
-    cmd += ["--batches", str(batches), "--threads", str(threads)]
+    cmd += ["--batches", str(batches), "--threads", str(threads), "--device", device]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
@@ -81,12 +82,12 @@ def load_tokens(dataset: str) -> torch.Tensor:
     return dm.tokens["train"]
 
 
-def run_lrnn_fit(kind: str, dataset: str, batches: int, threads: int, out: Path) -> float:
+def run_lrnn_fit(kind: str, dataset: str, batches: int, threads: int, device: str, out: Path) -> float:
     cmd = [
         sys.executable, "-m", "lrnn", "fit", "--config", str(ROOT / "experiments" / f"{kind}_ptb.yaml"),
         "--wandb", "off", "--out_dir", str(out), "--test_after_fit", "false", "--data.init_args.dataset", dataset,
         "--trainer.max_epochs", "1", "--trainer.limit_train_batches", str(batches),
-        "--trainer.limit_val_batches", "1",
+        "--trainer.limit_val_batches", "1", "--trainer.accelerator", "gpu" if device == "cuda" else "cpu",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
@@ -97,14 +98,20 @@ def run_lrnn_fit(kind: str, dataset: str, batches: int, threads: int, out: Path)
     return float(rows[-1]["train/tokens_per_s"])
 
 
-def run_plain(kind: str, tokens: torch.Tensor, batches: int) -> float:
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run_plain(kind: str, tokens: torch.Tensor, batches: int, device: torch.device) -> float:
     torch.manual_seed(0)
-    model = RNNLM(V, CORES[kind](), init_range=INIT)
+    model = RNNLM(V, CORES[kind](), init_range=INIT).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=LR)
     state, seen, start = None, 0, time.perf_counter()
     for i, (x, y) in enumerate(StreamWindows(tokens, B, T)):
         if i == batches:
             break
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         logits, state = model(x, state)
         state = (state[0].detach(), state[1].detach())
         loss = F.cross_entropy(logits.reshape(-1, V), y.reshape(-1), reduction="sum") / x.size(0)
@@ -113,6 +120,7 @@ def run_plain(kind: str, tokens: torch.Tensor, batches: int) -> float:
         nn.utils.clip_grad_norm_(model.parameters(), CLIP)
         opt.step()
         seen += y.numel()
+    sync(device)
     return seen / (time.perf_counter() - start)
 
 
@@ -130,11 +138,11 @@ class TimeMajorLM(nn.Module):
         return F.log_softmax(self.decoder(output).view(-1, V), dim=1), hidden
 
 
-def run_examples(kind: str, tokens: torch.Tensor, batches: int) -> float:
+def run_examples(kind: str, tokens: torch.Tensor, batches: int, device: torch.device) -> float:
     torch.manual_seed(0)
-    model = TimeMajorLM(CORES[kind]())
+    model = TimeMajorLM(CORES[kind]()).to(device)
     n = tokens.numel() // B
-    data = tokens[: n * B].view(B, -1).t().contiguous()  # [steps, B]
+    data = tokens[: n * B].view(B, -1).t().contiguous().to(device)  # [steps, B]
     hidden, seen, start = None, 0, time.perf_counter()
     for i in range(batches):
         x, y = data[i * T : (i + 1) * T], data[i * T + 1 : (i + 1) * T + 1].reshape(-1)
@@ -158,22 +166,27 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads of every loop")
     parser.add_argument("--models", default="tied,untied")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--worker", choices=["plain", "examples"], help=argparse.SUPPRESS)
     parser.add_argument("--dataset", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.worker:  # one run in this fresh process; the parent reads the last word
         loop = run_plain if args.worker == "plain" else run_examples
-        print(f"{loop(args.models, load_tokens(args.dataset), args.batches):.1f}")
+        print(f"{loop(args.models, load_tokens(args.dataset), args.batches, torch.device(args.device)):.1f}")
         return
     with tempfile.TemporaryDirectory() as tmp:
         dataset = corpus(Path(tmp))
         load_tokens(dataset)  # tokenize once (cached) before any timing
         for kind in args.models.split(","):
             runs = {
-                "plain loop": lambda k=kind: run_loop("plain", k, dataset, args.batches, args.threads),
-                "examples loop": lambda k=kind: run_loop("examples", k, dataset, args.batches, args.threads),
-                "lrnn fit": lambda k=kind: run_lrnn_fit(k, dataset, args.batches, args.threads, Path(tmp) / "runs"),
+                "plain loop": lambda k=kind: run_loop("plain", k, dataset, args.batches, args.threads, args.device),
+                "examples loop": lambda k=kind: run_loop(
+                    "examples", k, dataset, args.batches, args.threads, args.device
+                ),
+                "lrnn fit": lambda k=kind: run_lrnn_fit(
+                    k, dataset, args.batches, args.threads, args.device, Path(tmp) / "runs"
+                ),
             }
             results: dict[str, list[float]] = {name: [] for name in runs}
             names = list(runs)
@@ -183,7 +196,7 @@ def main() -> None:
             source = "PTB train" if dataset == "ptb" else "random 10k-word corpus"
             print(
                 f"\n# training tokens/s, {kind} PTB-small (2x200, V=10k, B={B}, T={T}), {source}, {args.threads} "
-                f"thread(s), {args.batches} batches per run x {args.rounds} rounds (order rotates)"
+                f"thread(s), {args.device}, {args.batches} batches per run x {args.rounds} rounds (order rotates)"
             )
             for name, values in results.items():
                 med = statistics.median(values)
