@@ -14,6 +14,10 @@ sequence where step t uses weight set `idx[t]`, each set a separate tensor (w_ih
   group of consecutive sets on GPU. On CPU, per-step products are used for steps with distinct sets: a bmm there is
   a loop of the same GEMMs (measured equal) but needs a stacked copy of the weights.
 
+Steps that share a set in runs (UntiedLSTM with share_every >= 2) instead run as one call of torch's own LSTM
+kernel per run (`_lstm_runs`: oneDNN / cuDNN). On CPU the weight gradients go into buffers reused across backward
+passes (`GradBuffers`), so that no multi-MB gradient is freshly allocated (and page-faulted) every step.
+
 On CUDA the per-step elementwise work uses PyTorch's fused LSTM cell kernels (the ones nn.LSTMCell uses), which cuts
 the launches per step from ~8 to 2 (forward) and ~7 to 3 (backward).
 
