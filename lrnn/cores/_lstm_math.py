@@ -173,7 +173,10 @@ class GradBuffers:
     def take(self, key: object, shape: tuple[int, ...], like: Tensor) -> Tensor:
         """A [shape] tensor of like's dtype and device that nothing else references (contents undefined)."""
         entries = self._pool.setdefault(key, [])
-        entries[:] = [(b, n) for b, n in entries if b.dtype == like.dtype and b.device == like.device]
+        inference = torch.is_inference_mode_enabled()  # inference tensors cannot be written outside inference mode
+        entries[:] = [
+            (b, n) for b, n in entries if (b.dtype, b.device, b.is_inference()) == (like.dtype, like.device, inference)
+        ]
         for buf, idle in entries:
             if buf.shape == shape and self._use_count(buf) == idle:
                 return buf

@@ -171,7 +171,9 @@ class LanguageModel(L.LightningModule):
         nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="sum")
         return nll, (targets != IGNORE_INDEX).sum()
 
-    def _record(self, split: str, nll: torch.Tensor, n: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor):
+    def _record(
+        self, split: str, nll: torch.Tensor, n: torch.Tensor, logits: torch.Tensor | None, targets: torch.Tensor
+    ):
         """Update the split's metrics with a (detached) NLL sum over n real targets."""
         weight = n.clamp_min(1)
         self.metrics[f"{split}_nll"].update(nll / weight, n)
@@ -184,10 +186,17 @@ class LanguageModel(L.LightningModule):
         targets and the logits."""
         inputs, targets = batch
         carry = self._carry_eval_state if split != "train" else self.bptt != "full"
-        logits, state = self(inputs, self._state.get(split) if carry else None)
+        nll, n, logits, state = self._run(inputs, targets, self._state.get(split) if carry else None)
         self._state[split] = detach_state(state) if carry else None
-        nll, n = self._score(logits, targets)
         return nll, n, logits
+
+    def _run(self, inputs: torch.Tensor, targets: torch.Tensor, state: State | None, offset: int = 0):
+        """Summed NLL, number of real targets, logits (None unless accuracy is logged) and the final state."""
+        if self.accuracy:
+            logits, state = self(inputs, state, offset)
+            return *self._score(logits, targets), logits, state
+        nll, state = self.model.nll(inputs, targets, state, offset)  # no [B, T, V] logits tensors: faster
+        return nll, (targets != IGNORE_INDEX).sum(), None, state
 
     # ---- steps ------------------------------------------------------------------------------------------------
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
@@ -213,8 +222,7 @@ class LanguageModel(L.LightningModule):
     def _train_chunk(self, chunk: tuple[torch.Tensor, ...], state: State | None, offset: int):
         """TBPTT loss_fn: the summed NLL of a chunk of steps [B, t] from ``state``, and the state after it."""
         inputs, targets = chunk
-        logits, state = self(inputs, state, offset)
-        nll, n = self._score(logits, targets)
+        nll, n, logits, state = self._run(inputs, targets, state, offset)
         self._record("train", nll.detach(), n, logits, targets)
         self._step_nll = self._step_nll + nll.detach()
         self._step_tokens = self._step_tokens + n

@@ -135,3 +135,12 @@ def test_grad_buffers_pool():
     del held
     assert pool.take("k", (4,), like).shape == (4,)
     assert pool.take("k", (2, 3), torch.zeros(1, dtype=F64)).dtype == F64
+
+
+def test_grad_buffers_never_hand_out_inference_tensors_to_training():
+    pool, like = GradBuffers(), torch.zeros(1)
+    with torch.inference_mode():
+        a = pool.take("k", (3,), like)
+    b = pool.take("k", (3,), like)
+    assert a.is_inference() and not b.is_inference()
+    b.add_(1)  # writable outside inference mode
