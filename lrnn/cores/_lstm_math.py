@@ -172,11 +172,8 @@ class GradBuffers:
 
     def take(self, key: object, shape: tuple[int, ...], like: Tensor) -> Tensor:
         """A [shape] tensor of like's dtype and device that nothing else references (contents undefined)."""
-        entries = self._pool.setdefault(key, [])
-        inference = torch.is_inference_mode_enabled()  # inference tensors cannot be written outside inference mode
-        entries[:] = [
-            (b, n) for b, n in entries if (b.dtype, b.device, b.is_inference()) == (like.dtype, like.device, inference)
-        ]
+        # inference tensors (made under torch.inference_mode) cannot be written outside it: a pool of their own
+        entries = self._pool.setdefault((key, like.dtype, like.device, torch.is_inference_mode_enabled()), [])
         for buf, idle in entries:
             if buf.shape == shape and self._use_count(buf) == idle:
                 return buf
