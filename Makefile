@@ -47,6 +47,7 @@ experiments: $(STAMP)  ## list the available experiment names
 
 bench: $(STAMP)  ## benchmarks (~10 min, BENCH_THREADS=1): training vs plain loops, cores vs naive/nn.LSTM, TBPTT memory
 	$(PY) benchmarks/bench_lightning.py --threads $(BENCH_THREADS)
+	$(PY) benchmarks/bench_page_faults.py --threads $(BENCH_THREADS)
 	$(PY) benchmarks/bench_cores.py --threads $(BENCH_THREADS) --shapes small,small-1layer,medium,medium-1layer --repeats 7
 	@echo "# the same untied/naive comparison with the MALLOC_* variables set (glibc keeps freed memory mapped):"
 	MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=2147483647 $(PY) benchmarks/bench_cores.py \
