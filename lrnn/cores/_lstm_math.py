@@ -174,15 +174,17 @@ class GradBuffers:
         """A [shape] tensor of like's dtype and device that nothing else references (contents undefined)."""
         # inference tensors (made under torch.inference_mode) cannot be written outside it: a pool of their own
         entries = self._pool.setdefault((key, like.dtype, like.device, torch.is_inference_mode_enabled()), [])
+        # The caller always gets a new view: every tensor that holds the memory (a .grad, a ctx attribute, a user's
+        # variable) is then a tensor of its own and shows in the storage's use count.
         for buf, idle in entries:
             if buf.shape == shape and self._use_count(buf) == idle:
-                return buf
+                return buf.view(shape)
         buf = like.new_empty(shape)
         if len(entries) < self.max_per_key:
             entries.append((buf, self._use_count(buf)))
         elif entries and all(b.shape != shape for b, _ in entries):  # the shape changed: replace a stale buffer
             entries[0] = (buf, self._use_count(buf))
-        return buf
+        return buf.view(shape)
 
     def clear(self) -> None:
         self._pool.clear()
