@@ -243,7 +243,7 @@ def main() -> None:
     ap.add_argument("--keep-freed-memory", action="store_true", help="opt in: glibc mallopt (see above)")
     args = ap.parse_args()
     env = [k for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_") if k in os.environ]
-    malloc = "mallopt (kept)" if args.keep_freed_memory and keep_freed_memory() else "glibc default"
+    malloc = "mallopt: keep freed memory" if args.keep_freed_memory and keep_freed_memory() else "no mallopt"
     malloc += f", env {' '.join(f'{k}={os.environ[k]}' for k in env)}" if env else ", no MALLOC_* env"
 
     device = torch.device(args.device)
