@@ -129,3 +129,27 @@ def test_fused_nll_matches_cross_entropy_of_the_logits(batch_first: bool, tie: b
             torch.testing.assert_close(g, e, rtol=0, atol=1e-12)
     for g, e in zip(held[0], expected_grads, strict=True):  # earlier gradients were not overwritten
         torch.testing.assert_close(g, e, rtol=0, atol=1e-12)
+
+
+def test_tokens_per_s_counts_training_time_only(tiny_corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Validation inside the epoch (here twice) is not training time; a fake clock makes the expectation exact."""
+    from lrnn.lightning import lm as lm_module
+
+    clock = {"t": 0.0}
+    monkeypatch.setattr(lm_module, "time", type("FakeTime", (), {"perf_counter": staticmethod(lambda: clock["t"])}))
+
+    class Timed(LanguageModel):
+        def training_step(self, batch, batch_idx):
+            clock["t"] += 1.0  # every training step takes 1 s
+            return super().training_step(batch, batch_idx)
+
+        def validation_step(self, batch, batch_idx):
+            clock["t"] += 100.0  # every validation step 100 s
+            super().validation_step(batch, batch_idx)
+
+    dm = TextDataModule(str(tiny_corpus), batch_size=4, seq_len=5)
+    dm.setup()
+    lm = Timed(TiedLSTM(8, 8), vocab_size=dm.vocab_size)
+    trainer = _trainer(max_epochs=1, limit_train_batches=4, limit_val_batches=2, val_check_interval=2)
+    trainer.fit(lm, datamodule=dm)
+    assert trainer.callback_metrics["train/tokens_per_s"].item() == pytest.approx(4 * 4 * 5 / 4.0)
