@@ -63,7 +63,9 @@ class LanguageModel(L.LightningModule):
     every evaluation split. Targets equal to -100 (padding, steps without a target) are ignored by the loss and all
     metrics, and not counted as tokens. Logged: ``{train,val,test}/loss`` (mean NLL per real target, nats),
     ``{...}/ppl``, ``{...}/acc`` (with ``accuracy=True``), ``train/tokens_per_s``, ``train/lr``, ``train/grad_norm``
-    (before clipping); parameter counts as hyper-parameters.
+    (before clipping); parameter counts as hyper-parameters. A core with a ``regularization()`` method (a 0-dim
+    tensor, e.g. SoftTiedLSTM's ``penalty * sum_t ||Δ_t||²``) has it added to every update's objective (after the
+    ``loss_reduction`` normalisation) in all three modes, logged as ``train/reg``.
 
     Args:
         core: the recurrent core (``lrnn.TiedLSTM``, ``lrnn.UntiedLSTM``, ... or any ``nn.LSTM``-like module).
@@ -197,14 +199,29 @@ class LanguageModel(L.LightningModule):
         self._record("train", nll.detach(), n, logits, batch[1])
         self.log("train/loss", mean.detach(), on_step=True, on_epoch=False, prog_bar=True)
         self._tokens_seen += n
-        if self.loss_reduction == "sum_over_time":
-            return nll / batch[1].size(0)  # sum over steps of the batch-mean NLL
-        return mean
+        # sum_over_time: the sum over steps of the batch-mean NLL
+        objective = nll / batch[1].size(0) if self.loss_reduction == "sum_over_time" else mean
+        reg = self._regularization()
+        return objective if reg is None else objective + reg
+
+    def _regularization(self) -> torch.Tensor | None:
+        """The core's ``regularization()`` (e.g. SoftTiedLSTM's penalty on its deltas), logged as ``train/reg``;
+        None for cores without one. It is added to the objective of every update in every bptt mode."""
+        fn = getattr(self.model.core, "regularization", None)
+        if fn is None:
+            return None
+        reg = fn()
+        self.log("train/reg", reg.detach(), on_step=True, on_epoch=False)
+        return reg
 
     def _manual_training_step(self, batch: Batch) -> None:
         assert self.tbptt is not None
         self._step_nll, self._step_tokens = 0.0, 0
-        updates = self.tbptt.step(self, batch, self._train_chunk, self._advance, self._normalizer)
+        has_reg = hasattr(self.model.core, "regularization")
+        updates = self.tbptt.step(
+            self, batch, self._train_chunk, self._advance, self._normalizer,
+            regularizer=self._regularization if has_reg else None,
+        )  # fmt: skip
         if updates:
             loss = self._step_nll / self._step_tokens.clamp_min(1)
             self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)

@@ -38,6 +38,7 @@ The step function. ``step(module, batch, loss_fn, advance_fn=None, normalizer=No
   ``E - k1`` (default: ``loss_fn`` with its loss dropped).
 - ``normalizer(scored) -> Tensor | float``: the objective is ``sum of chunk losses / normalizer(scored)``, where
   ``scored`` is the batch tensors sliced to ``[E - k1, E)`` (e.g. the number of real targets for a per-token mean).
+- ``regularizer() -> Tensor``: a parameter penalty added to every update's objective (after the normalizer).
 
 Lightning behaviour kept under manual optimization: gradient clipping (``grad_clip_val``/``grad_clip_algorithm``:
 Lightning forbids ``Trainer(gradient_clip_val)`` with manual optimization, so the value lives here), gradient
@@ -145,6 +146,7 @@ class TBPTT:
         self.time_dim = time_dim
         self.log_grad_norm = log_grad_norm
         self._accumulated = 0  # updates whose gradients wait for the next optimizer step
+        self._regularizer: Callable[[], Tensor] | None = None  # set by step()
         self.reset()
 
     def __repr__(self) -> str:
@@ -185,9 +187,12 @@ class TBPTT:
         normalizer: Normalizer | None = None,
         *,
         last: bool | None = None,
+        regularizer: Callable[[], Tensor] | None = None,
     ) -> int:
         """Feed one batch of new steps and run every update it completes; returns the number of updates run (0, 1
-        or more). ``last`` (default ``module.trainer.is_last_batch``) flushes the remaining steps."""
+        or more). ``last`` (default ``module.trainer.is_last_batch``) flushes the remaining steps. ``regularizer``:
+        a penalty on the parameters (e.g. a core's ``regularization()``) added to every update's objective."""
+        self._regularizer = regularizer
         batch = tuple(batch)
         if not batch or any(t.size(self.time_dim) != batch[0].size(self.time_dim) for t in batch):
             raise ValueError("the batch tensors must share their length on time_dim")
@@ -241,6 +246,8 @@ class TBPTT:
         objective = losses[0] if len(losses) == 1 else torch.stack(losses).sum()
         if normalizer is not None:
             objective = objective / normalizer(self._slice(score_from, end))
+        if self._regularizer is not None:
+            objective = objective + self._regularizer()
         if self.accumulate_grad_batches > 1:
             objective = objective / self.accumulate_grad_batches
         module.manual_backward(objective)
