@@ -12,11 +12,12 @@ TORCH ?= torch==2.13.0
 export MALLOC_MMAP_THRESHOLD_ ?= 33554432
 export MALLOC_TRIM_THRESHOLD_ ?= 2147483647
 NAME ?=
+RUN ?=
 ARGS ?=
 GPUS ?=
 WANDB ?= auto
 
-.PHONY: help install test lint format experiment experiments bench recall-grid clean
+.PHONY: help install test lint format experiment experiments evaluate bench recall-grid clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -46,6 +47,9 @@ experiment: $(STAMP)  ## run one experiment: NAME=tied_ptb [GPUS=N] [WANDB=off|o
 
 experiments: $(STAMP)  ## list the available experiment names
 	@$(PY) -m lrnn.launch --list
+
+evaluate: $(STAMP)  ## length generalization, per-position loss, state reset of a run: RUN=runs/<name>/version_<k> [ARGS="--out DIR"]
+	$(PY) -m lrnn evaluate "$(RUN)" $(ARGS)
 
 bench: $(STAMP)  ## benchmarks: Lightning overhead, recurrent cores, TBPTT memory
 	$(PY) benchmarks/bench_lightning.py

@@ -2,6 +2,7 @@
 
     lrnn fit --config experiments/tied_ptb.yaml [--name tied_ptb] [--wandb auto|online|offline|off]
     lrnn test --config experiments/tied_ptb.yaml --ckpt_path runs/tied_ptb/version_0/checkpoints/best.ckpt
+    lrnn evaluate runs/tied_ptb/version_0 [--ckpt best|last|PATH] [--lengths 10 20 40] [--out DIR]
 
 Every config is layered on ``lrnn/configs/defaults.yaml``. ``fit`` evaluates the best-validation checkpoint on the
 test split when it finishes (``--test_after_fit false`` to skip) and writes ``results.json`` beside the metrics.
@@ -127,6 +128,11 @@ def _scalars(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
 
 
 def main(args: list[str] | None = None) -> LRNNCLI:
+    argv = sys.argv[1:] if args is None else args
+    if argv[:1] == ["evaluate"]:  # `lrnn evaluate RUN ...`: its own argparse (lrnn/evaluate.py)
+        from lrnn.evaluate import main as evaluate_main
+
+        raise SystemExit(evaluate_main(argv[1:]))
     default_files = {"default_config_files": [str(DEFAULTS)]}
     return LRNNCLI(
         LanguageModel,
