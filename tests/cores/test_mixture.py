@@ -92,3 +92,25 @@ def test_init_and_counts():
         MixtureLSTM(3, 4, num_sets=0, max_len=2)
     with pytest.raises(ValueError, match="beyond max_len=2 of this MixtureLSTM"):
         MixtureLSTM(3, 4, num_sets=2, max_len=2)(torch.randn(3, 1, 3))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("num_sets", [1, 3])
+def test_cuda_matches_cpu(num_sets):
+    from tests.cores.test_untied import loss_of as loss
+
+    torch.manual_seed(13)
+    core = MixtureLSTM(3, 8, 2, num_sets=num_sets, max_len=6, share_every=2).double()
+    with torch.no_grad():
+        core.mix_logits_l0.normal_()
+    x = torch.randn(6, 4, 3, dtype=F64)
+    hx = rand_state(2, 4, 8, requires_grad=False)
+    outs = []
+    for device in ("cpu", "cuda"):
+        core.zero_grad(set_to_none=True)
+        m = core.to(device)
+        out, (h, c) = m(x.to(device), tuple(s.to(device) for s in hx), offset=1)
+        loss(out, h, c).backward()
+        outs.append([out.cpu(), h.cpu(), c.cpu()] + [p.grad.cpu() for p in m.parameters() if p.grad is not None])
+    for a, b in zip(*outs, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)

@@ -144,3 +144,25 @@ def test_extrapolation_and_bad_arguments():
         SoftTiedLSTM(3, 4, max_len=2, rank=0)
     with pytest.raises(ValueError, match="penalty"):
         SoftTiedLSTM(3, 4, max_len=2, penalty=-1.0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("rank", [None, 2])
+def test_cuda_matches_cpu(rank):
+    torch.manual_seed(13)
+    core = SoftTiedLSTM(3, 8, 2, max_len=6, share_every=2, rank=rank, penalty=0.1).double()
+    with torch.no_grad():
+        for n, p in core.named_parameters():
+            if n.startswith("delta_"):
+                p.normal_(std=0.1)
+    x = torch.randn(6, 4, 3, dtype=F64)
+    hx = rand_state(2, 4, 8, requires_grad=False)
+    outs = []
+    for device in ("cpu", "cuda"):
+        core.zero_grad(set_to_none=True)
+        m = core.to(device)
+        out, (h, c) = m(x.to(device), tuple(s.to(device) for s in hx), offset=1)
+        (loss_of(out, h, c) + m.regularization()).backward()
+        outs.append([out.cpu(), h.cpu(), c.cpu()] + [p.grad.cpu() for p in m.parameters() if p.grad is not None])
+    for a, b in zip(*outs, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
