@@ -240,8 +240,10 @@ def evaluate_run(
     out_dir: str | Path | None = None,
     plots: bool = True,
     device: str | torch.device | None = None,
+    progress: bool = False,
 ) -> dict[str, Rows]:
-    """Evaluate a run folder's checkpoint (see the module docstring); writes the CSVs (+ PNGs) and returns the rows."""
+    """Evaluate a run folder's checkpoint (see the module docstring); writes the CSVs (+ PNGs) and returns the rows.
+    ``progress``: print a line to stderr before each pass over a split."""
     for s in splits:
         if s not in SPLIT_NAMES:
             raise EvaluationError(f"unknown split {s!r}; expected any of {list(SPLIT_NAMES)}")
@@ -260,13 +262,16 @@ def evaluate_run(
         "extrapolation": getattr(core, "extrapolation", None), "checkpoint_val_loss": _checkpoint_val_loss(checkpoint),
     }  # fmt: skip
     batch_sizes = {"val": dm.eval_batch_size, "test": dm.test_batch_size}
+    say = (lambda msg: print(f"lrnn evaluate: {msg}", file=sys.stderr, flush=True)) if progress else (lambda msg: None)
     if sentence:
         for split in splits:
+            say(f"{split}: sentences (batches of {batch_sizes[split]}, then one by one with the state carried)")
             _sentence_split(model, dm, split, batch_sizes[split], max_len, rows, meta)
     else:
         lengths = sorted({int(n) for n in lengths}) if lengths else default_lengths(seq_len)
         meta["lengths"] = lengths
         for split in splits:
+            say(f"{split}: {batch_sizes[split]} streams, windows of {lengths}, state carried and reset")
             _stream_split(model, dm, split, batch_sizes[split], lengths, seq_len, max_len, rows, meta)
     out = Path(out_dir) if out_dir is not None else run_dir / "evaluation"
     try:
@@ -388,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rows = evaluate_run(
             args.run, ckpt=args.ckpt, lengths=args.lengths, splits=args.splits, out_dir=args.out,
-            plots=not args.no_plots, device=args.device,
+            plots=not args.no_plots, device=args.device, progress=True,
         )  # fmt: skip
     except (EvaluationError, ValueError, OSError) as e:  # bad run, checkpoint, data (e.g. corpus not found)
         print(f"lrnn evaluate: error: {e}", file=sys.stderr)
