@@ -8,8 +8,6 @@ Cores (all 2-layer LSTMs run on the same input; the untied ones with one weight 
     naive         untied: a Python loop over a ModuleList of nn.LSTMCell, one cell per step and layer
     UntiedLSTM    lrnn.cores.untied.UntiedLSTM(max_len=T)
     TimeVarying   lrnn.cores.time_varying.TimeVaryingLSTM(num_bases=4)
-    SoftTied, SoftTied-r8, Mixture4 (only with --cores): lrnn.SoftTiedLSTM(max_len=T, penalty=1e-4[, rank=8]),
-                  lrnn.MixtureLSTM(num_sets=4, max_len=T)
 
 Allocator: untied cores produce T times more gradient memory per backward than nn.LSTM (946 MB at the medium shape).
 With glibc's default policy that memory goes back to the OS after every step and is page-faulted in again (on this
@@ -42,8 +40,6 @@ import torch.nn as nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from lrnn.cores.mixture import MixtureLSTM  # noqa: E402
-from lrnn.cores.soft_tied import SoftTiedLSTM  # noqa: E402
 from lrnn.cores.time_varying import TimeVaryingLSTM  # noqa: E402
 from lrnn.cores.untied import UntiedLSTM  # noqa: E402
 
@@ -89,10 +85,6 @@ def build(name: str, B: int, T: int, H: int, L: int, D: int) -> nn.Module:
         return UntiedLSTM(D, H, L, max_len=T)
     if name == "TimeVarying":
         return TimeVaryingLSTM(D, H, L, num_bases=4)
-    if name in ("SoftTied", "SoftTied-r8"):
-        return SoftTiedLSTM(D, H, L, max_len=T, penalty=1e-4, rank=8 if name == "SoftTied-r8" else None)
-    if name == "Mixture4":
-        return MixtureLSTM(D, H, L, num_sets=4, max_len=T)
     raise ValueError(name)
 
 
@@ -169,15 +161,7 @@ def peak_bytes(model: nn.Module, x: torch.Tensor, grad: torch.Tensor, device: to
 def weight_bytes(name: str, T: int, H: int, L: int, D: int, elt: int) -> tuple[int, int]:
     """(bytes one step reads, distinct bytes a window of T steps reads) of weights, analytic."""
     per_set = sum(4 * H * ((D if k == 0 else H) + H) + 8 * H for k in range(L)) * elt
-    sets = {
-        "nn.LSTM": 1,
-        "naive": T,
-        "UntiedLSTM": T,
-        "TimeVarying": 4 + T,
-        "SoftTied": 1 + 2 * T,
-        "SoftTied-r8": 1 + T,
-        "Mixture4": 4 + T,
-    }[name]  # soft-tied: W, the deltas, the W + delta sets
+    sets = {"nn.LSTM": 1, "naive": T, "UntiedLSTM": T, "TimeVarying": 4 + T}[name]
     return per_set, per_set * sets
 
 
