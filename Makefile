@@ -17,7 +17,7 @@ ARGS ?=
 GPUS ?=
 WANDB ?= auto
 
-.PHONY: help install test lint format experiment experiments bench recall-grid clean
+.PHONY: help install test lint format experiment experiments evaluate bench recall-grid clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ experiment: $(STAMP)  ## run one experiment: NAME=tied_ptb [GPUS=N] [WANDB=off|o
 experiments: $(STAMP)  ## list the available experiment names
 	@$(PY) -m lrnn.launch --list
 
+evaluate: $(STAMP)  ## length generalization, per-position loss, state reset of a run: RUN=runs/<name>/version_<k> [ARGS="--out DIR"]
+	$(PY) -m lrnn evaluate "$(RUN)" $(ARGS)
+
 bench: $(STAMP)  ## benchmarks: Lightning overhead, recurrent cores, TBPTT memory
 	$(PY) benchmarks/bench_lightning.py
 	$(PY) benchmarks/bench_cores.py --threads 1
@@ -55,10 +58,6 @@ bench: $(STAMP)  ## benchmarks: Lightning overhead, recurrent cores, TBPTT memor
 
 recall-grid: $(STAMP)  ## delayed-recall accuracy, lag D x truncation k, tied LSTM (README table; ~10 min) [ARGS=...]
 	$(PY) scripts/recall_grid.py $(ARGS)
-
-.PHONY: evaluate
-evaluate: $(STAMP)  ## length generalization, per-position loss, state reset of a run: RUN=runs/<name>/version_<k> [ARGS="--out DIR"]
-	$(PY) -m lrnn evaluate "$(RUN)" $(ARGS)
 
 clean:  ## remove caches and build files (keeps runs/ and .venv)
 	rm -rf .pytest_cache .ruff_cache build dist *.egg-info
