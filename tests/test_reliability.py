@@ -89,15 +89,17 @@ def test_interrupt_then_resume_matches_an_uninterrupted_run(
     assert steps(rows_after)[: len(rows_before) - 1] == steps(rows_before)  # the earlier rows are all kept
 
 
-def test_diverging_run_stops_with_a_record(tiny_corpus: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("lr", ["1e12", ".nan"])
+def test_diverging_run_stops_with_a_record(tiny_corpus: Path, tmp_path: Path, lr: str) -> None:
     config = _config(tmp_path, tiny_corpus)
-    result = _fit(config, tmp_path / "runs", "--wandb", "off", "--model.optimizer.init_args.lr", "1e12")
+    result = _fit(config, tmp_path / "runs", "--wandb", "off", "--model.optimizer.init_args.lr", lr)
     assert result.returncode == 3, result.stderr[-3000:]
-    assert "training diverged: loss" in result.stderr and "at step" in result.stderr and "lr 1e+12" in result.stderr
+    assert "training diverged: loss" in result.stderr and "at step" in result.stderr
+    assert f"(lr {float(lr.strip('.')):.4g})" in result.stderr
     run_dir = tmp_path / "runs" / "tiny" / "version_0"
     text = (run_dir / "results.json").read_text()
     results = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
-    assert results["status"] == "diverged" and results["diverged"]["lr"] == 1e12
+    assert results["status"] == "diverged" and results["diverged"]["lr"] in (float(lr.strip(".")), None)
     assert results["diverged"]["step"] < 188  # stopped in the first epoch, not after training to the end
 
 

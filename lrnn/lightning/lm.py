@@ -3,7 +3,6 @@ sentence-level BPTT)."""
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from typing import Any, Literal
@@ -36,7 +35,7 @@ class TrainingDiverged(RuntimeError):
     def __init__(self, step: int | str, loss: float, lr: float) -> None:
         self.step, self.loss, self.lr = step, loss, lr
         super().__init__(
-            f"training diverged: loss {loss} at step {step} (lr {lr:.4g}). Checkpoints written before it are kept; "
+            f"training diverged: loss {loss:.4g} at step {step} (lr {lr:.4g}). Checkpoints written before it are kept; "
             "lower the learning rate (--model.optimizer.init_args.lr) or clip gradients (--trainer.gradient_clip_val)"
         )
 
@@ -249,33 +248,37 @@ class LanguageModel(L.LightningModule):
         inputs, targets = chunk
         logits, state = self(inputs, state, offset)
         nll, n = self._score(logits, targets)
-        self._check_finite(nll.detach())
+        self._check_finite(nll.detach() / n.clamp_min(1))
         self._record("train", nll.detach(), n, logits, targets)
         self._step_nll = self._step_nll + nll.detach()
         self._step_tokens = self._step_tokens + n
         self._tokens_seen += n
         return nll, state
 
-    # Stop at the first non-finite training loss, before its backward pass. On the CPU one isfinite per step is
-    # free; on an accelerator it would be a host sync per step, so the losses are summed on the device (a NaN or
-    # inf survives the sum) and checked every `finite_check_every` steps: the run then stops within that many steps.
+    # Stop at the first diverged training loss (per token, nats), before its backward pass: NaN, inf, or so large
+    # that the perplexity overflows (exp(88.7) is float32's max; a uniform guess over V words scores log V).
+    # On the CPU one check per step is free; on an accelerator it would be a host sync per step, so the running
+    # maximum stays on the device (torch.maximum keeps NaN) and is checked every `finite_check_every` steps and at
+    # the end of each epoch: the run then stops within that many steps.
     finite_check_every = 50
+    diverged_loss = 88.0
 
     def _check_finite(self, loss: torch.Tensor) -> None:
         if loss.device.type == "cpu":
-            if not math.isfinite(loss.item()):
-                raise TrainingDiverged(self.global_step, loss.item(), self._lr())
+            value = loss.item()
+            if not value <= self.diverged_loss:
+                raise TrainingDiverged(self.global_step, value, self._lr())
             return
-        self._loss_check = self._loss_check + loss
+        self._loss_check = loss if isinstance(self._loss_check, float) else torch.maximum(self._loss_check, loss)
         if (self.global_step + 1) % self.finite_check_every == 0:
             self._check_pending_losses()
 
     def _check_pending_losses(self) -> None:
-        """Check the losses summed on the device since the last check (one host sync)."""
-        total, self._loss_check = self._loss_check, 0.0
-        if isinstance(total, torch.Tensor) and not math.isfinite(total.item()):
+        """Check the largest loss seen on the device since the last check (one host sync)."""
+        worst, self._loss_check = self._loss_check, 0.0
+        if isinstance(worst, torch.Tensor) and not worst.item() <= self.diverged_loss:
             steps = f"{max(0, self.global_step + 1 - self.finite_check_every)}..{self.global_step}"
-            raise TrainingDiverged(steps, total.item(), self._lr())
+            raise TrainingDiverged(steps, worst.item(), self._lr())
 
     def _lr(self) -> float:
         return float(self.trainer.optimizers[0].param_groups[0]["lr"]) if self.trainer.optimizers else float("nan")
