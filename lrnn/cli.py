@@ -307,8 +307,9 @@ def save_if_best(trainer: Trainer, ckpt: ModelCheckpoint) -> None:
     best = ckpt.best_model_score
     if best is None or float(score) < float(best):
         path = str(Path(ckpt.dirpath) / f"{ckpt.filename or 'best'}{ckpt.FILE_EXTENSION}")
+        ckpt.best_model_path, ckpt.best_model_score = path, score.detach().clone()  # saved with the checkpoint
+        ckpt.best_k_models = {path: ckpt.best_model_score}
         trainer.save_checkpoint(path)
-        ckpt.best_model_path, ckpt.best_model_score = path, score.detach().clone()
 
 
 # Errors a user causes (bad numbers, paths, data): print the cause, not a traceback

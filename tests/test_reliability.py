@@ -129,7 +129,7 @@ def test_short_run_validates_at_the_end_and_tests_best(tiny_corpus: Path, tmp_pa
 
 def test_epoch_line_shows_the_lr_of_that_epoch(tiny_corpus: Path, tmp_path: Path) -> None:
     config = _config(tmp_path, tiny_corpus)
-    result = _fit(config, tmp_path / "runs", "--wandb", "off", "--trainer.max_epochs", "2", "--test_after_fit", "0")
+    result = _fit(config, tmp_path / "runs", "--wandb", "off", "--trainer.max_epochs", "2", "--test_after_fit", "false")
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [ln for ln in (result.stdout + result.stderr).splitlines() if ln.startswith("epoch ")]
     assert ", lr 1," in lines[0] and ", lr 0.5," in lines[1]  # decay after 1 epoch: 1, then 0.5
@@ -145,7 +145,7 @@ def test_main_returns_zero_on_success_and_finite_json(capsys: pytest.CaptureFixt
 def test_old_checkpoints_still_load(tiny_corpus: Path, tmp_path: Path) -> None:
     """A checkpoint without the new resume keys (as written before them) loads for test and for resuming."""
     config = _config(tmp_path, tiny_corpus)
-    result = _fit(config, tmp_path / "runs", "--wandb", "off", "--trainer.max_epochs", "1", "--test_after_fit", "0")
+    result = _fit(config, tmp_path / "runs", "--wandb", "off", "--trainer.max_epochs", "1", "--test_after_fit", "false")
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = tmp_path / "runs" / "tiny" / "version_0"
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)

@@ -363,17 +363,28 @@ class LanguageModel(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self._log_split("val", prog_bar=True)
-        if self.trainer.state.fn == "fit" or self.trainer.state.fn == "validate":
+        if self.trainer.state.fn == "fit":
             self.last_val_step = self.global_step
+        else:
+            self._log_evaluated_epoch()
 
     def on_test_epoch_end(self) -> None:
         self._log_split("test", prog_bar=True)
-        # label the test row with the epoch of the weights tested, not the epoch counter after fit
+        self._log_evaluated_epoch()
+
+    def _log_evaluated_epoch(self) -> None:
+        """Label a validate/test row with the epoch that trained the evaluated weights (the loaded checkpoint's, or
+        the last finished epoch), not with the epoch counter, which points past the end of fit."""
         epoch = self._tested_epoch if self._tested_epoch is not None else max(self.current_epoch - 1, 0)
         self.log("epoch", float(epoch), sync_dist=False)
 
+    def on_fit_end(self) -> None:
+        self._tested_epoch = None  # evaluations after fit use the final weights unless they load a checkpoint
+
     # ---- checkpoints: everything an exact mid-epoch resume needs (all keys optional on load) --------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # the epoch that trained these weights (a save after fit ended sees the epoch counter already advanced)
+        checkpoint["lrnn_weights_epoch"] = self.current_epoch - (self.trainer.state.fn != "fit")
         metric = self.metrics["train_nll"]
         checkpoint["lrnn_train_state"] = {
             "carried": self._state.get("train"),
@@ -391,7 +402,7 @@ class LanguageModel(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._tested_epoch = checkpoint.get("epoch")
+        self._tested_epoch = checkpoint.get("lrnn_weights_epoch", checkpoint.get("epoch"))
         saved = checkpoint.get("lrnn_train_state")
         if saved is None:  # a checkpoint from before mid-epoch resume: weights and loops only
             return
