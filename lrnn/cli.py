@@ -130,7 +130,11 @@ class LRNNCLI(LightningCLI):
             super()._run_subcommand(subcommand)
         except RunInterrupted as err:
             self._write_results("interrupted", error=str(err), extra={"checkpoint": err.checkpoint})
-            print(f"interrupted: {err}. Resume with: lrnn fit --resume {self.trainer.log_dir}", file=sys.stderr)
+            resume = self.trainer.log_dir
+            print(
+                f"interrupted: {err}. Resume: make experiment RESUME={resume}  (or: lrnn fit --resume {resume})",
+                file=sys.stderr,
+            )
             self.exit_code = 128 + err.signum
         except TrainingDiverged as err:
             diverged = {"step": err.step, "loss": str(err.loss), "lr": err.lr}

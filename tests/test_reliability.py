@@ -123,7 +123,7 @@ def test_short_run_validates_at_the_end_and_tests_best(tiny_corpus: Path, tmp_pa
     assert "train/grad_norm" not in results["fit"]  # no stale step-level values
     rows = (run_dir / "metrics.csv").read_text().splitlines()
     header = rows[0].split(",")
-    test_row = next(r.split(",") for r in rows if r.split(",")[header.index("test/loss")])
+    test_row = next(r.split(",") for r in rows[1:] if r.split(",")[header.index("test/loss")])
     assert float(test_row[header.index("epoch")]) == 0  # the tested weights' epoch, not a future one
 
 
