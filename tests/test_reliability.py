@@ -54,14 +54,14 @@ def _results(run_dir: Path) -> dict:
 def test_interrupt_then_resume_matches_an_uninterrupted_run(
     tiny_corpus: Path, tmp_path: Path, signame: str, step: int, extra_model: str
 ) -> None:
-    """A real signal mid-epoch (epoch 1 of 3, 188 batches an epoch), resume, and compare every final number."""
+    """A real signal mid-epoch (epoch 1 of 2, 188 batches an epoch), resume, and compare every final number."""
     config = _config(tmp_path, tiny_corpus, extra_model=extra_model)
-    plain = _fit(config, tmp_path / "plain", "--wandb", "off")
+    plain = _fit(config, tmp_path / "plain", "--wandb", "off", "--trainer.max_epochs", "2")
     assert plain.returncode == 0, plain.stderr[-3000:]
     expected = _results(tmp_path / "plain" / "tiny" / "version_0")
 
     out = tmp_path / "runs"
-    helper = ["--trainer.callbacks+=tests.helpers.SignalAt", "--wandb", "offline"]
+    helper = ["--trainer.callbacks+=tests.helpers.SignalAt", "--wandb", "offline", "--trainer.max_epochs", "2"]
     stopped = _fit(config, out, *helper, env={"LRNN_SIGNAL_AT": f"{signame}:{step}"})
     assert stopped.returncode == 128 + getattr(signal, signame), stopped.stderr[-3000:]
     run_dir = out / "tiny" / "version_0"
