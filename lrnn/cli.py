@@ -27,6 +27,7 @@ import signal
 import sys
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,7 @@ class LRNNCLI(LightningCLI):
         if self.subcommand == "fit" and config.get("resume"):
             self._resume = resume_target(config["resume"])
             config["ckpt_path"] = self._resume["checkpoint"]
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # ours
 
     def _experiment_name(self) -> str:
         config = self._run_config()
@@ -168,7 +170,7 @@ class LRNNCLI(LightningCLI):
             save_if_best(trainer, ckpt)
         if self._run_config()["test_after_fit"] and not trainer.fast_dev_run:
             ckpt_path = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
-            trainer.test(model, datamodule=self.datamodule, ckpt_path=ckpt_path)
+            trainer.test(model, datamodule=self.datamodule, ckpt_path=ckpt_path, weights_only=False)  # our own file
             extra["test"] = _scalars(trainer.callback_metrics, prefix="test/")
             extra["tested_checkpoint"] = ckpt_path or "the final weights (no validation checkpoint)"
         self._write_results("completed", extra=extra)
