@@ -355,6 +355,8 @@ def main(args: list[str] | None = None) -> int:
     if args is None:  # LightningCLI reads sys.argv itself (and warns when given both)
         sys.argv[1:], argv = argv, None
     default_files = {"default_config_files": [str(DEFAULTS)]}
+    if argv is not None:  # called from Python with explicit args: LightningCLI warns that sys.argv is ignored
+        warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within")
     try:
         cli = LRNNCLI(
             LanguageModel,

@@ -25,6 +25,7 @@ data:
   init_args: {{dataset: {dataset}, batch_size: 4, seq_len: 8, test_batch_size: 1}}
 trainer:
   max_epochs: 3
+  limit_train_batches: 60
   enable_progress_bar: false
   enable_model_summary: false
 """
@@ -48,13 +49,13 @@ def _results(run_dir: Path) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("signame", "step", "extra_model"),
-    [("SIGINT", 250, ""), ("SIGTERM", 300, "  bptt: tbptt\n  k1: 5\n  k2: 10\n")],
+    [("SIGINT", 80, ""), ("SIGTERM", 130, "  bptt: tbptt\n  k1: 5\n  k2: 10\n")],
     ids=["sigint-window", "sigterm-tbptt"],
 )
 def test_interrupt_then_resume_matches_an_uninterrupted_run(
     tiny_corpus: Path, tmp_path: Path, signame: str, step: int, extra_model: str
 ) -> None:
-    """A real signal mid-epoch (epoch 1 of 2, 188 batches an epoch), resume, and compare every final number."""
+    """A real signal mid-epoch (epoch 1 of 2, 60 batches an epoch), resume, and compare every final number."""
     config = _config(tmp_path, tiny_corpus, extra_model=extra_model)
     plain = _fit(config, tmp_path / "plain", "--wandb", "off", "--trainer.max_epochs", "2")
     assert plain.returncode == 0, plain.stderr[-3000:]
@@ -100,7 +101,7 @@ def test_diverging_run_stops_with_a_record(tiny_corpus: Path, tmp_path: Path, lr
     text = (run_dir / "results.json").read_text()
     results = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
     assert results["status"] == "diverged" and results["diverged"]["lr"] in (float(lr.strip(".")), None)
-    assert results["diverged"]["step"] < 188  # stopped in the first epoch, not after training to the end
+    assert results["diverged"]["step"] < 60  # stopped in the first epoch, not after training to the end
 
 
 def test_failed_run_records_why(tiny_corpus: Path, tmp_path: Path) -> None:
