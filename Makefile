@@ -16,6 +16,7 @@ RUN ?=
 ARGS ?=
 GPUS ?=
 WANDB ?= auto
+RESUME ?=
 
 .PHONY: help install test lint format experiment experiments evaluate bench recall-grid clean
 
@@ -42,8 +43,8 @@ format: $(STAMP)  ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix lrnn tests benchmarks scripts
 	$(VENV)/bin/ruff format lrnn tests benchmarks scripts
 
-experiment: $(STAMP)  ## run one experiment: NAME=tied_ptb [GPUS=N] [WANDB=off|offline|online] [ARGS="--trainer.max_epochs 1"]
-	$(PY) -m lrnn.launch "$(NAME)" --gpus "$(GPUS)" --wandb "$(WANDB)" -- $(ARGS)
+experiment: $(STAMP)  ## run one experiment: NAME=tied_ptb [GPUS=N] [WANDB=off|offline|online] [ARGS="--trainer.max_epochs 1"] [RESUME=runs/tied_ptb/version_0]
+	$(PY) -m lrnn.launch "$(NAME)" --gpus "$(GPUS)" --wandb "$(WANDB)" --resume "$(RESUME)" -- $(ARGS)
 
 experiments: $(STAMP)  ## list the available experiment names
 	@$(PY) -m lrnn.launch --list
