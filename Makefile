@@ -8,13 +8,15 @@ STAMP := $(VENV)/.install.stamp
 # offered (CI), and PyPI's default Linux build (CUDA) elsewhere. Override e.g. TORCH="torch==2.13.0 --index-url ...".
 TORCH ?= torch==2.13.0
 NAME ?=
+RUN ?=
 ARGS ?=
 GPUS ?=
 THREADS ?=
 BENCH_THREADS ?= 1
 WANDB ?= auto
+RESUME ?=
 
-.PHONY: help install test lint format experiment experiments bench bench-gpu recall-grid clean
+.PHONY: help install test lint format experiment experiments evaluate bench bench-gpu recall-grid clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -39,11 +41,14 @@ format: $(STAMP)  ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix lrnn tests benchmarks scripts
 	$(VENV)/bin/ruff format lrnn tests benchmarks scripts
 
-experiment: $(STAMP)  ## run one experiment: NAME=tied_ptb [GPUS=N] [THREADS=N] [WANDB=off|offline|online] [ARGS="--trainer.max_epochs 1"]
-	$(PY) -m lrnn.launch "$(NAME)" --gpus "$(GPUS)" --threads "$(THREADS)" --wandb "$(WANDB)" -- $(ARGS)
+experiment: $(STAMP)  ## run one experiment: NAME=tied_ptb [GPUS=N] [THREADS=N] [WANDB=off|offline|online] [ARGS="--trainer.max_epochs 1"] [RESUME=runs/tied_ptb/version_0]
+	$(PY) -m lrnn.launch "$(NAME)" --gpus "$(GPUS)" --threads "$(THREADS)" --wandb "$(WANDB)" --resume "$(RESUME)" -- $(ARGS)
 
 experiments: $(STAMP)  ## list the available experiment names
 	@$(PY) -m lrnn.launch --list
+
+evaluate: $(STAMP)  ## length generalization, per-position loss, state reset of a run: RUN=runs/<name>/version_<k> [ARGS="--out DIR"]
+	$(PY) -m lrnn evaluate "$(RUN)" $(ARGS)
 
 bench: $(STAMP)  ## benchmarks (~10 min, BENCH_THREADS=1): training vs plain loops, cores vs naive/nn.LSTM, TBPTT memory
 	$(PY) benchmarks/bench_lightning.py --threads $(BENCH_THREADS)

@@ -69,7 +69,8 @@ class RNNLM(nn.Module):
             between stacked layers is the core's own ``dropout``), as in Zaremba et al. 2014.
         tie_embeddings: share the embedding matrix with the decoder (softmax) weights (Press & Wolf 2017). Not the
             same thing as tying across time; needs ``input_size == hidden_size``.
-        init_range: if set, every parameter is drawn from U(-init_range, init_range) (Zaremba et al.).
+        init_range: if set, every parameter is drawn from U(-init_range, init_range) (Zaremba et al.); a core with an
+            ``init_uniform_(bound)`` method initialises itself instead (e.g. SoftTiedLSTM keeps its deltas at zero).
     """
 
     def __init__(
@@ -91,6 +92,8 @@ class RNNLM(nn.Module):
         if init_range is not None:
             for p in self.parameters():
                 nn.init.uniform_(p, -init_range, init_range)
+            if hasattr(core, "init_uniform_"):  # cores with parts that must start at zero (deltas, mixing logits)
+                core.init_uniform_(init_range)
         if tie_embeddings:
             if core.input_size != core.hidden_size:
                 raise ValueError(

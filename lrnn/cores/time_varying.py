@@ -10,6 +10,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from lrnn.cores._lstm_math import LayerWeights, StepWeightLSTMBase, check_positive_int
+from lrnn.cores.mixture import mix_sets
 
 Basis = Literal["fourier", "gaussian"]
 BASES = ("fourier", "gaussian")
@@ -105,15 +106,11 @@ class TimeVaryingLSTM(StepWeightLSTMBase):
         """Per layer, the weights of each step: (weight_ih, weight_hh, bias_ih, bias_hh), each seq_len tensors of
         nn.LSTM's shapes ([4H, in], [4H, H], [4H], [4H]; biases None if bias=False), mixed in one matmul per name."""
         a = self.mixing_coefficients(seq_len, offset)
-
-        def mix(name: str) -> tuple[Tensor, ...] | None:  # [K, ...] -> seq_len x [...]
-            if name.startswith("bias") and not self.bias:
-                return None
-            w = getattr(self, name)
-            return (a @ w.flatten(1)).view(seq_len, *w.shape[1:]).unbind(0)
-
         names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-        return [tuple(mix(f"{n}_l{k}") for n in names) for k in range(self.num_layers)]
+        return [
+            tuple(mix_sets(a, getattr(self, f"{n}_l{k}")) if self.bias or n[0] == "w" else None for n in names)
+            for k in range(self.num_layers)
+        ]
 
     def forward(
         self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None, *, offset: int = 0

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import math
-from typing import Literal
-
 import torch
 import torch.nn as nn
 from torch import Tensor
 
-from lrnn.cores._lstm_math import LayerWeights, StepWeightLSTMBase, check_positive_int
+from lrnn.cores._lstm_math import LayerWeights, StepWeightLSTMBase
+from lrnn.cores._positions import EXTRAPOLATIONS, Extrapolation, PositionSets
 
-Extrapolation = Literal["error", "clamp", "cycle"]
-EXTRAPOLATIONS = ("error", "clamp", "cycle")
+__all__ = ["EXTRAPOLATIONS", "Extrapolation", "UntiedLSTM"]
 
 
-class UntiedLSTM(StepWeightLSTMBase):
+class UntiedLSTM(PositionSets, StepWeightLSTMBase):
     """An LSTM with a separate weight set per time step (or per block of `share_every` steps).
 
     Step t of the input (0-based) is at position p = t + offset and uses weight set p // share_every, so there are
@@ -67,13 +64,7 @@ class UntiedLSTM(StepWeightLSTMBase):
         extrapolation: Extrapolation = "error",
     ) -> None:
         super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first, dropout=dropout)
-        check_positive_int("max_len", max_len, "the number of positions with weights")
-        check_positive_int("share_every", share_every, "steps per weight set")
-        if extrapolation not in EXTRAPOLATIONS:
-            raise ValueError(f"extrapolation must be one of {EXTRAPOLATIONS}, got {extrapolation!r}")
-        self.max_len = max_len
-        self.share_every = share_every
-        self.extrapolation = extrapolation
+        self._init_positions(max_len, share_every, extrapolation)
         S, H = self.num_weight_sets, hidden_size
         for k in range(num_layers):
             shapes = {f"weight_ih_l{k}": (4 * H, self.layer_input_size(k)), f"weight_hh_l{k}": (4 * H, H)}
@@ -82,10 +73,6 @@ class UntiedLSTM(StepWeightLSTMBase):
             for name, shape in shapes.items():
                 setattr(self, name, nn.ParameterList(nn.Parameter(torch.empty(shape)) for _ in range(S)))
         self.reset_parameters()
-
-    @property
-    def num_weight_sets(self) -> int:
-        return math.ceil(self.max_len / self.share_every)
 
     def parameter_counts(self) -> dict[str, int]:
         """Parameter counts that show the growth with the number of weight sets.
@@ -110,28 +97,6 @@ class UntiedLSTM(StepWeightLSTMBase):
     def num_recurrent_parameters(self) -> int:
         """Number of recurrent (weight_hh) parameters over all layers and weight sets."""
         return self.parameter_counts()["recurrent"]
-
-    def weight_set_index(self, position: int) -> int:
-        """The weight set used at absolute position `position` (= step + offset)."""
-        if position < 0:
-            raise ValueError(f"positions must be >= 0, got {position}")
-        if position >= self.max_len:
-            if self.extrapolation == "error":
-                raise ValueError(
-                    f"position {position} is beyond max_len={self.max_len} of this UntiedLSTM (it has weights for "
-                    f"positions 0..{self.max_len - 1}); raise max_len, or pass extrapolation='clamp' (reuse the last "
-                    "weight set) or extrapolation='cycle' (wrap positions modulo max_len)"
-                )
-            if self.extrapolation == "clamp":
-                return self.num_weight_sets - 1
-            position %= self.max_len
-        return position // self.share_every
-
-    def weight_set_indices(self, seq_len: int, offset: int = 0) -> list[int]:
-        """The weight set of each step of a sequence of length seq_len starting at position offset."""
-        if offset < 0:
-            raise ValueError(f"offset must be >= 0, got {offset}")
-        return [self.weight_set_index(offset + t) for t in range(seq_len)]
 
     def stacked(self, name: str) -> Tensor:
         """All weight sets of parameter `name` (e.g. "weight_hh_l0") stacked: [S, *nn.LSTM's shape of name]."""

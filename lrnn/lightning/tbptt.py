@@ -38,6 +38,7 @@ The step function. ``step(module, batch, loss_fn, advance_fn=None, normalizer=No
   ``E - k1`` (default: ``loss_fn`` with its loss dropped).
 - ``normalizer(scored) -> Tensor | float``: the objective is ``sum of chunk losses / normalizer(scored)``, where
   ``scored`` is the batch tensors sliced to ``[E - k1, E)`` (e.g. the number of real targets for a per-token mean).
+- ``regularizer() -> Tensor``: a parameter penalty added to every update's objective (after the normalizer).
 
 Lightning behaviour kept under manual optimization: gradient clipping (``grad_clip_val``/``grad_clip_algorithm``:
 Lightning forbids ``Trainer(gradient_clip_val)`` with manual optimization, so the value lives here), gradient
@@ -145,6 +146,7 @@ class TBPTT:
         self.time_dim = time_dim
         self.log_grad_norm = log_grad_norm
         self._accumulated = 0  # updates whose gradients wait for the next optimizer step
+        self._regularizer: Callable[[], Tensor] | None = None  # set by step()
         self.reset()
 
     def __repr__(self) -> str:
@@ -164,6 +166,29 @@ class TBPTT:
     def state(self) -> State:
         """The carried (detached) state at the start of the next update's segment."""
         return self._state
+
+    @property
+    def pending_updates(self) -> int:
+        """Updates whose gradients wait for the next optimizer step (accumulation); 0 right after a step."""
+        return self._accumulated
+
+    def state_dict(self) -> dict[str, Any]:
+        """The carried state, the buffered steps and the step counters: what a mid-epoch checkpoint needs to go on
+        exactly. Gradients waiting for an accumulated optimizer step are not included (checkpoint when
+        ``pending_updates == 0``)."""
+        return {
+            "buffer": self._buffer,
+            "state": self._state,
+            "start": self._start,
+            "scored": self._scored,
+            "end": self._end,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._buffer = tuple(state_dict["buffer"])
+        self._state = state_dict["state"]
+        self._start, self._scored, self._end = state_dict["start"], state_dict["scored"], state_dict["end"]
+        self._accumulated = 0
 
     def _slice(self, a: int, b: int) -> Chunk:
         return tuple(t.narrow(self.time_dim, a - self._start, b - a) for t in self._buffer)
@@ -185,9 +210,12 @@ class TBPTT:
         normalizer: Normalizer | None = None,
         *,
         last: bool | None = None,
+        regularizer: Callable[[], Tensor] | None = None,
     ) -> int:
         """Feed one batch of new steps and run every update it completes; returns the number of updates run (0, 1
-        or more). ``last`` (default ``module.trainer.is_last_batch``) flushes the remaining steps."""
+        or more). ``last`` (default ``module.trainer.is_last_batch``) flushes the remaining steps. ``regularizer``:
+        a penalty on the parameters (e.g. a core's ``regularization()``) added to every update's objective."""
+        self._regularizer = regularizer
         batch = tuple(batch)
         if not batch or any(t.size(self.time_dim) != batch[0].size(self.time_dim) for t in batch):
             raise ValueError("the batch tensors must share their length on time_dim")
@@ -241,6 +269,8 @@ class TBPTT:
         objective = losses[0] if len(losses) == 1 else torch.stack(losses).sum()
         if normalizer is not None:
             objective = objective / normalizer(self._slice(score_from, end))
+        if self._regularizer is not None:
+            objective = objective + self._regularizer()
         if self.accumulate_grad_batches > 1:
             objective = objective / self.accumulate_grad_batches
         module.manual_backward(objective)

@@ -1,0 +1,418 @@
+"""``make evaluate RUN=runs/<name>/version_<k>`` / ``lrnn evaluate RUN``: what a trained run does off its training
+condition. Loads the run's checkpoint (any core; the vocabulary saved in it is checked against the data) and its
+``config.yaml`` (data settings), and writes CSV + PNG into ``<run>/evaluation/`` (or ``--out``):
+
+- ``length.csv`` / ``length.png``, length generalization. Stream runs: perplexity on windows of length T/2, T, 2T,
+  4T, 8T (T = the training ``seq_len``), state carried from window to window as in training, positions restarting
+  at every window; at T this is the run's own validation loop. Sentence runs: perplexity by sentence-length bin.
+  Positions past a core's ``max_len`` are marked (``past_max_len``); a core built with ``extrapolation="error"`` is
+  run with ``"clamp"`` there (the last weight set reused), shown as ``error->clamp`` in the ``extrapolation`` column.
+- ``position.csv`` / ``position.png``: mean NLL at each position of the training window (stream, length T, state
+  carried) or of the sentence (sentence runs): does the weight set of position t learn worse than set 0?
+- ``state_reset.csv`` / ``state_reset.png``: perplexity with the state carried across windows vs zeroed at every
+  window (stream runs, every length), or carried from the previous sentence vs zero at each sentence (sentence
+  runs; ``length`` empty): how much the carried state is worth.
+- ``meta.json``: the checkpoint, core, T, max_len, and the validation loss the run logged for this checkpoint next
+  to the loss of the training condition (``checkpoint_val_loss``, ``val_loss``: stream at T, or all sentences).
+
+Python: ``lrnn.evaluate.evaluate_run(run_dir, ckpt="best", lengths=None, splits=("val", "test"), out_dir=None,
+plots=True, device=None) -> {"length": rows, "position": rows, "state_reset": rows}`` (the CSV rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import importlib
+import json
+import math
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import yaml
+
+from lrnn.data.batching import IGNORE_INDEX
+from lrnn.rnnlm import RNNLM
+
+SPLIT_NAMES = {"val": "validation", "test": "test"}
+FIELDS = {
+    "length": ["split", "mode", "length", "bin_lo", "past_max_len", "loss", "ppl", "tokens", "extrapolation"],
+    "position": ["split", "position", "loss", "tokens"],
+    "state_reset": ["split", "state", "length", "loss", "ppl", "tokens"],
+}
+Rows = list[dict[str, Any]]
+
+
+class EvaluationError(ValueError):
+    """A bad run folder, checkpoint or option: the CLI prints it as one line and exits with status 2."""
+
+
+# ---- loading a run ---------------------------------------------------------------------------------------------
+def _instantiate(spec: dict[str, Any], what: str) -> Any:
+    try:
+        module, name = spec["class_path"].rsplit(".", 1)
+        cls = getattr(importlib.import_module(module), name)
+    except (KeyError, ValueError, ImportError, AttributeError) as e:
+        raise EvaluationError(f"cannot build the {what} from config.yaml ({spec.get('class_path')!r}): {e}") from e
+    return cls(**(spec.get("init_args") or {}))
+
+
+def resolve_checkpoint(run_dir: Path, ckpt: str) -> Path:
+    """``best`` / ``last`` -> ``<run>/checkpoints/{best,last}.ckpt``; anything else is a path."""
+    path = run_dir / "checkpoints" / f"{ckpt}.ckpt" if ckpt in ("best", "last") else Path(ckpt)
+    if not path.is_file():
+        raise EvaluationError(f"no checkpoint {path} (--ckpt best | last | a .ckpt path)")
+    return path
+
+
+def load_run(
+    run_dir: str | Path, ckpt: str = "best", device: str | torch.device | None = None
+) -> tuple[RNNLM, Any, dict[str, Any], dict[str, Any], Path]:
+    """(model in eval mode, set-up DataModule, config.yaml, checkpoint dict, checkpoint path) of a run folder."""
+    run_dir = Path(run_dir)
+    if not str(run_dir) or not run_dir.is_dir():
+        raise EvaluationError(f"run folder {str(run_dir)!r} does not exist (RUN=runs/<name>/version_<k>)")
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise EvaluationError(f"{run_dir} has no config.yaml: not a run folder (RUN=runs/<name>/version_<k>)")
+    config = yaml.safe_load(config_path.read_text()) or {}
+    if "model" not in config or "data" not in config:
+        raise EvaluationError(f"{config_path} has no model/data section: not an `lrnn fit` config")
+    path = resolve_checkpoint(run_dir, ckpt)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # a truncated or foreign file
+        raise EvaluationError(f"cannot read checkpoint {path}: {e}") from e
+    if "state_dict" not in checkpoint:
+        raise EvaluationError(f"{path} is not a Lightning checkpoint (no state_dict)")
+
+    dm = _instantiate(config["data"], "data module")
+    dm.setup("validate")
+    state = checkpoint.get(type(dm).__qualname__)
+    if state:
+        dm.load_state_dict(state)  # raises if the saved vocabulary differs from the data's
+
+    model_cfg, hparams = config["model"], checkpoint.get("hyper_parameters", {})
+    core = _instantiate(model_cfg["core"], "core")
+    vocab_size = hparams.get("vocab_size") or dm.vocab_size
+    model = RNNLM(vocab_size, core, tie_embeddings=bool(model_cfg.get("tie_embeddings", False)))
+    weights = {k[len("model.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        raise EvaluationError(f"checkpoint {path} does not match the model in config.yaml: {e}") from e
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    return model.to(device).eval(), dm, config, checkpoint, path
+
+
+# ---- scoring ----------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _evaluation_extrapolation(core: Any, needed: bool) -> Iterator[str]:
+    """Yields the extrapolation used past max_len ("none" for cores without one); an "error" core runs "clamp"."""
+    mode = getattr(core, "extrapolation", None)
+    if mode is None or not hasattr(core, "max_len"):
+        yield "none"
+        return
+    if mode != "error" or not needed:
+        yield mode
+        return
+    core.extrapolation = "clamp"
+    try:
+        yield "error->clamp"
+    finally:
+        core.extrapolation = mode
+
+
+@contextlib.contextmanager
+def _seq_len(dm: Any, seq_len: int) -> Iterator[None]:
+    saved = dm.seq_len
+    dm.seq_len = seq_len
+    try:
+        yield
+    finally:
+        dm.seq_len = saved
+
+
+def token_nll(model: RNNLM, inputs: torch.Tensor, targets: torch.Tensor, state=None):
+    """Per-token NLL [B, T] (0 where the target is ignored), the mask of real targets, and the final state."""
+    logits, state = model(inputs, state)
+    nll = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none", ignore_index=IGNORE_INDEX)
+    return nll, targets != IGNORE_INDEX, state
+
+
+class Tally:
+    """Summed NLL and token counts overall and per position (float64)."""
+
+    def __init__(self) -> None:
+        self.nll, self.tokens = 0.0, 0
+        self.pos_nll = torch.zeros(0, dtype=torch.float64)
+        self.pos_n = torch.zeros(0, dtype=torch.long)
+
+    def add(self, nll: torch.Tensor, mask: torch.Tensor) -> None:
+        nll, mask = nll.double().cpu(), mask.cpu()
+        self.nll += float(nll.sum())
+        self.tokens += int(mask.sum())
+        T = nll.shape[1]
+        if T > self.pos_nll.numel():
+            grow = T - self.pos_nll.numel()
+            self.pos_nll = torch.cat([self.pos_nll, torch.zeros(grow, dtype=torch.float64)])
+            self.pos_n = torch.cat([self.pos_n, torch.zeros(grow, dtype=torch.long)])
+        self.pos_nll[:T] += nll.sum(0)
+        self.pos_n[:T] += mask.sum(0)
+
+    @property
+    def loss(self) -> float:
+        return self.nll / self.tokens if self.tokens else math.nan
+
+
+@torch.no_grad()
+def stream_pass(model: RNNLM, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], carry: bool) -> Tally:
+    """Score stream windows in order, carrying the state from window to window (or zero at every window)."""
+    device = next(model.parameters()).device
+    tally, state = Tally(), None
+    for inputs, targets in batches:
+        nll, mask, new_state = token_nll(model, inputs.to(device), targets.to(device), state if carry else None)
+        state = new_state if carry else None
+        tally.add(nll, mask)
+    return tally
+
+
+@torch.no_grad()
+def sentence_pass(model: RNNLM, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> tuple[Tally, list]:
+    """Score padded sentence batches, each sentence from a zero state; also (length, nll sum) of every sentence."""
+    device = next(model.parameters()).device
+    tally, per_sentence = Tally(), []
+    for inputs, targets in batches:
+        nll, mask, _ = token_nll(model, inputs.to(device), targets.to(device))
+        tally.add(nll, mask)
+        per_sentence += zip(mask.sum(1).tolist(), nll.double().sum(1).tolist(), strict=True)
+    return tally, [(n, s) for n, s in per_sentence if n > 0]
+
+
+@torch.no_grad()
+def sentence_carried_pass(model: RNNLM, dm: Any, split: str) -> Tally:
+    """Every sentence of the split in corpus order, one at a time, starting from the previous sentence's final state
+    (positions still restart at each sentence)."""
+    from lrnn.data.sentences import sentence_sequences
+    from lrnn.data.vocab import EOS
+
+    inputs, targets, lengths = sentence_sequences(dm.tokens[split], dm.vocab.stoi[EOS])
+    device = next(model.parameters()).device
+    tally, state, start = Tally(), None, 0
+    for n in lengths.tolist():  # inputs start with the previous sentence's <eos>: the BOS of training
+        x, y = inputs[start : start + n].view(1, n), targets[start : start + n].view(1, n)
+        nll, mask, state = token_nll(model, x.to(device), y.to(device), state)
+        tally.add(nll, mask)
+        start += n
+    return tally
+
+
+# ---- the three evaluations -------------------------------------------------------------------------------------
+def _ppl(loss: float) -> float:
+    return math.exp(loss) if loss < 700 else math.inf
+
+
+def default_lengths(seq_len: int) -> list[int]:
+    """T/2, T, 2T, 4T, 8T (T/2 rounded, at least 1)."""
+    return sorted({max(1, round(seq_len / 2)), seq_len, 2 * seq_len, 4 * seq_len, 8 * seq_len})
+
+
+def sentence_bins(max_length: int, max_len: int | None, width: int = 10) -> list[tuple[int, int]]:
+    """Inclusive length bins (lo, hi) of `width` covering 1..max_length, with max_len as a bin edge if given."""
+    edges = set(range(0, max_length + width, width))
+    if max_len is not None and max_len < max_length:
+        edges.add(max_len)
+    edges = sorted(e for e in edges if e < max_length) + [max_length]
+    return [(lo + 1, hi) for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    *,
+    ckpt: str = "best",
+    lengths: Sequence[int] | None = None,
+    splits: Sequence[str] = ("val", "test"),
+    out_dir: str | Path | None = None,
+    plots: bool = True,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> dict[str, Rows]:
+    """Evaluate a run folder's checkpoint (see the module docstring); writes the CSVs (+ PNGs) and returns the rows.
+    ``progress``: print a line to stderr before each pass over a split."""
+    for s in splits:
+        if s not in SPLIT_NAMES:
+            raise EvaluationError(f"unknown split {s!r}; expected any of {list(SPLIT_NAMES)}")
+    if lengths is not None and (not lengths or any(int(n) < 1 for n in lengths)):
+        raise EvaluationError(f"window lengths must be positive integers, got {list(lengths)}")
+    run_dir = Path(run_dir)
+    model, dm, config, checkpoint, ckpt_path = load_run(run_dir, ckpt, device)
+    core = model.core
+    max_len = getattr(core, "max_len", None)
+    sentence = getattr(dm, "batching", "stream") == "sentence"
+    seq_len = int(dm.seq_len)
+    rows: dict[str, Rows] = {"length": [], "position": [], "state_reset": []}
+    meta: dict[str, Any] = {
+        "run_dir": str(run_dir), "checkpoint": str(ckpt_path), "core": type(core).__name__, "mode":
+        "sentence" if sentence else "stream", "seq_len": None if sentence else seq_len, "max_len": max_len,
+        "extrapolation": getattr(core, "extrapolation", None), "checkpoint_val_loss": _checkpoint_val_loss(checkpoint),
+    }  # fmt: skip
+    batch_sizes = {"val": dm.eval_batch_size, "test": dm.test_batch_size}
+    say = (lambda msg: print(f"lrnn evaluate: {msg}", file=sys.stderr, flush=True)) if progress else (lambda msg: None)
+    if sentence:
+        for split in splits:
+            say(f"{split}: sentences (batches of {batch_sizes[split]}, then one by one with the state carried)")
+            _sentence_split(model, dm, split, batch_sizes[split], max_len, rows, meta)
+    else:
+        lengths = sorted({int(n) for n in lengths}) if lengths else default_lengths(seq_len)
+        meta["lengths"] = lengths
+        for split in splits:
+            say(f"{split}: {batch_sizes[split]} streams, windows of {lengths}, state carried and reset")
+            _stream_split(model, dm, split, batch_sizes[split], lengths, seq_len, max_len, rows, meta)
+    out = Path(out_dir) if out_dir is not None else run_dir / "evaluation"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise EvaluationError(f"cannot write the evaluation to {out} ({e.strerror}); pass --out DIR") from e
+    for name, table in rows.items():
+        with open(out / f"{name}.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=FIELDS[name])
+            writer.writeheader()
+            writer.writerows({k: _cell(v) for k, v in r.items()} for r in table)
+    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    if plots:
+        from lrnn.evaluate_plots import plot_all
+
+        plot_all(rows, meta, out, title=_title(run_dir, config))
+    return rows
+
+
+def _stream_split(model, dm, split, batch_size, lengths, seq_len, max_len, rows, meta) -> None:
+    name = SPLIT_NAMES[split]
+    for length in lengths:
+        past = max_len is not None and length > max_len
+        with _evaluation_extrapolation(model.core, past) as extrapolation, _seq_len(dm, length):
+            carried = stream_pass(model, dm.split_data(name, batch_size), carry=True)
+            reset = stream_pass(model, dm.split_data(name, batch_size), carry=False)
+        rows["length"].append(
+            {"split": split, "mode": "stream", "length": length, "bin_lo": None, "past_max_len": past,
+             "loss": carried.loss, "ppl": _ppl(carried.loss), "tokens": carried.tokens,
+             "extrapolation": extrapolation}
+        )  # fmt: skip
+        for state, tally in (("carried", carried), ("reset", reset)):
+            rows["state_reset"].append(
+                {"split": split, "state": state, "length": length, "loss": tally.loss, "ppl": _ppl(tally.loss),
+                 "tokens": tally.tokens}
+            )  # fmt: skip
+        if length == seq_len:
+            meta[f"{split}_loss"] = carried.loss
+            _position_rows(split, carried, rows)
+
+
+def _sentence_split(model, dm, split, batch_size, max_len, rows, meta) -> None:
+    name = SPLIT_NAMES[split]
+    longest = int(dm.sentences(name, batch_size).batches[-1][1].ne(IGNORE_INDEX).sum(1).max())
+    with _evaluation_extrapolation(model.core, max_len is not None and longest > max_len) as extrapolation:
+        tally, per_sentence = sentence_pass(model, dm.sentences(name, batch_size))
+        carried = sentence_carried_pass(model, dm, name)
+    lengths = torch.tensor([n for n, _ in per_sentence])
+    sums = torch.tensor([s for _, s in per_sentence], dtype=torch.float64)
+    for lo, hi in sentence_bins(int(lengths.max()), max_len):
+        sel = (lengths >= lo) & (lengths <= hi)
+        tokens = int(lengths[sel].sum())
+        if tokens == 0:
+            continue
+        loss = float(sums[sel].sum()) / tokens
+        past = max_len is not None and hi > max_len
+        rows["length"].append(
+            {"split": split, "mode": "sentence", "length": hi, "bin_lo": lo, "past_max_len": past, "loss": loss,
+             "ppl": _ppl(loss), "tokens": tokens, "extrapolation": extrapolation if past else _own(model.core)}
+        )  # fmt: skip
+    _position_rows(split, tally, rows)
+    meta[f"{split}_loss"] = tally.loss
+    for state, t in (("carried", carried), ("reset", tally)):
+        rows["state_reset"].append(
+            {"split": split, "state": state, "length": None, "loss": t.loss, "ppl": _ppl(t.loss), "tokens": t.tokens}
+        )
+
+
+def _own(core: Any) -> str:
+    """The core's own extrapolation mode, "none" for cores without max_len."""
+    return getattr(core, "extrapolation", "none") if hasattr(core, "max_len") else "none"
+
+
+def _position_rows(split: str, tally: Tally, rows: dict[str, Rows]) -> None:
+    for p, (s, n) in enumerate(zip(tally.pos_nll.tolist(), tally.pos_n.tolist(), strict=True)):
+        if n:
+            rows["position"].append({"split": split, "position": p, "loss": s / n, "tokens": n})
+
+
+def _checkpoint_val_loss(checkpoint: dict[str, Any]) -> float | None:
+    """The validation loss the run logged for this checkpoint's epoch (ModelCheckpoint's monitored val/loss)."""
+    for key, value in (checkpoint.get("callbacks") or {}).items():
+        if "ModelCheckpoint" in str(key) and value.get("monitor") == "val/loss":
+            score = value.get("current_score", value.get("best_model_score"))
+            return None if score is None else float(score)
+    return None
+
+
+def _title(run_dir: Path, config: dict[str, Any]) -> str:
+    name = config.get("name") or run_dir.parent.name
+    return f"{name} ({run_dir.name})" if run_dir.name.startswith("version_") else str(name)
+
+
+def _cell(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return v
+
+
+# ---- command line ----------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="lrnn evaluate",
+        description="Length generalization, per-position loss and state reset of a run's checkpoint (CSV + PNG).",
+    )
+    parser.add_argument("run", help="run folder runs/<name>/version_<k> (holds config.yaml and checkpoints/)")
+    parser.add_argument("--ckpt", default="best", help="best | last | a checkpoint path (default: best)")
+    parser.add_argument("--lengths", type=int, nargs="+", help="stream window lengths (default: T/2 T 2T 4T 8T)")
+    parser.add_argument("--splits", nargs="+", default=["val", "test"], help="val and/or test (default: both)")
+    parser.add_argument("--out", help="output folder (default: <run>/evaluation)")
+    parser.add_argument("--device", help="cpu | cuda | ... (default: cuda if available)")
+    parser.add_argument("--no-plots", action="store_true", help="CSVs only")
+    args = parser.parse_args(argv)
+    if not args.run:
+        print("lrnn evaluate: error: no run given (make evaluate RUN=runs/<name>/version_<k>)", file=sys.stderr)
+        return 2
+    try:
+        rows = evaluate_run(
+            args.run, ckpt=args.ckpt, lengths=args.lengths, splits=args.splits, out_dir=args.out,
+            plots=not args.no_plots, device=args.device, progress=True,
+        )  # fmt: skip
+    except (EvaluationError, ValueError, OSError) as e:  # bad run, checkpoint, data (e.g. corpus not found)
+        print(f"lrnn evaluate: error: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else Path(args.run) / "evaluation"
+    for r in rows["length"]:
+        where = f"{r['bin_lo']}-{r['length']}" if r["mode"] == "sentence" else r["length"]
+        flag = " (past max_len)" if r["past_max_len"] else ""
+        print(f"{r['split']:>4} {r['mode']} length {where}: ppl {r['ppl']:.2f} over {r['tokens']} tokens{flag}")
+    meta = json.loads((out / "meta.json").read_text())
+    if meta.get("val_loss") is not None and meta.get("checkpoint_val_loss") is not None:
+        where = f"at T={meta['seq_len']}" if meta["mode"] == "stream" else "over all sentences"
+        print(
+            f"val ppl {where}: {math.exp(meta['val_loss']):.4f}; "
+            f"logged by the run for this checkpoint: {math.exp(meta['checkpoint_val_loss']):.4f}"
+        )
+    print(f"wrote {out}/{{length,position,state_reset}}.csv" + ("" if args.no_plots else " and .png"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""`lrnn evaluate` / evaluate_run: the length-T evaluation is the validation loop, per-position losses average back,
+sentence bins, CSV + PNG, clear errors; and every new experiment config trains (tiny data, few steps)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lrnn.cli import main as cli_main
+from lrnn.evaluate import FIELDS, default_lengths, evaluate_run, sentence_bins
+from tests.conftest import REPO, pattern_rows, write_corpus
+
+pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI.s args parameter")
+
+STREAM = """
+model:
+  core:
+    class_path: lrnn.UntiedLSTM
+    init_args: {{input_size: 12, hidden_size: 12, num_layers: 2, max_len: 6}}
+  optimizer: {{class_path: torch.optim.Adam, init_args: {{lr: 0.01}}}}
+data:
+  init_args: {{dataset: {corpus}, batch_size: 4, seq_len: 6, eval_batch_size: 3, test_batch_size: 1}}
+trainer: {{max_epochs: 2, enable_progress_bar: false, enable_model_summary: false}}
+"""
+SENTENCE = """
+model:
+  core:
+    class_path: lrnn.SoftTiedLSTM
+    init_args: {{input_size: 12, hidden_size: 12, num_layers: 1, max_len: 4, penalty: 0.01, extrapolation: clamp}}
+  optimizer: {{class_path: torch.optim.Adam, init_args: {{lr: 0.01}}}}
+  bptt: full
+data:
+  init_args: {{dataset: {corpus}, batching: sentence, batch_size: 8, eval_batch_size: 5}}
+trainer: {{max_epochs: 2, enable_progress_bar: false, enable_model_summary: false}}
+"""
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("corpus") / "tiny"
+    return write_corpus(
+        folder, {"train": pattern_rows(300, 0), "valid": pattern_rows(40, 1), "test": pattern_rows(30, 2)}
+    )
+
+
+def fit(config: Path, out: Path, *extra: str) -> Path:
+    """`lrnn fit` in-process; returns the run folder."""
+    status = cli_main(["fit", "--config", str(config), "--out_dir", str(out), "--wandb", "off", *extra])
+    assert not isinstance(status, int) or status == 0, status  # main() may return an exit status
+    (run_dir,) = (out / config.stem).glob("version_*")
+    return run_dir
+
+
+def _run(tmp_path_factory: pytest.TempPathFactory, corpus: Path, text: str, name: str) -> Path:
+    folder = tmp_path_factory.mktemp(name)
+    config = folder / f"{name}.yaml"
+    config.write_text(text.format(corpus=corpus))
+    return fit(config, folder / "runs")
+
+
+@pytest.fixture(scope="module")
+def stream_run(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> Path:
+    return _run(tmp_path_factory, corpus, STREAM, "untied")
+
+
+@pytest.fixture(scope="module")
+def sentence_run(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> Path:
+    return _run(tmp_path_factory, corpus, SENTENCE, "soft")
+
+
+def _token_mean(rows: list[dict]) -> float:
+    return sum(r["loss"] * r["tokens"] for r in rows) / sum(r["tokens"] for r in rows)
+
+
+def test_stream_run_evaluation(stream_run: Path, tmp_path: Path) -> None:
+    rows = evaluate_run(stream_run, out_dir=tmp_path, device="cpu")
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    results = json.loads((stream_run / "results.json").read_text())
+    length = {(r["split"], r["length"]): r for r in rows["length"]}
+    assert sorted({n for _, n in length}) == default_lengths(6) == [3, 6, 12, 24, 48]
+    # at T the evaluation is the run's own validation loop (the loss it logged for this checkpoint) and test loop
+    assert length[("val", 6)]["loss"] == pytest.approx(meta["checkpoint_val_loss"], rel=1e-5)
+    assert meta["checkpoint_val_loss"] == pytest.approx(results["best_val_loss"], rel=1e-6)
+    assert length[("test", 6)]["loss"] == pytest.approx(results["test"]["test/loss"], rel=1e-5)
+    # windows longer than max_len=6 run with the last weight set (the core says "error": clamp for evaluation)
+    for (_, n), r in length.items():
+        assert r["past_max_len"] == (n > 6)
+        assert r["extrapolation"] == ("error->clamp" if n > 6 else "error")
+        assert math.isfinite(r["ppl"]) and r["ppl"] == pytest.approx(math.exp(r["loss"]))
+    assert len({round(r["loss"], 6) for (s, _), r in length.items() if s == "val"}) > 1  # untied: length matters
+    # per-position losses at T average back to the window loss
+    for split in ("val", "test"):
+        pos = [r for r in rows["position"] if r["split"] == split]
+        assert [r["position"] for r in pos] == list(range(6))
+        assert _token_mean(pos) == pytest.approx(length[(split, 6)]["loss"], rel=1e-9)
+    # carried state rows are the length rows; reset rows differ (the state carries information)
+    for r in rows["state_reset"]:
+        if r["state"] == "carried":
+            assert r["loss"] == length[(r["split"], r["length"])]["loss"]
+    resets = {(r["split"], r["length"]): r["loss"] for r in rows["state_reset"] if r["state"] == "reset"}
+    assert set(resets) == set(length) and resets[("val", 3)] != length[("val", 3)]["loss"]
+    for name, fields in FIELDS.items():
+        with open(tmp_path / f"{name}.csv") as f:
+            table = list(csv.DictReader(f))
+        assert list(table[0]) == fields and len(table) == len(rows[name])
+        assert (tmp_path / f"{name}.png").stat().st_size > 10_000
+    assert {r["past_max_len"] for r in csv.DictReader(open(tmp_path / "length.csv"))} == {"true", "false"}
+
+
+def test_sentence_run_evaluation(sentence_run: Path, tmp_path: Path) -> None:
+    rows = evaluate_run(sentence_run, out_dir=tmp_path, splits=("val",), device="cpu")
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    bins = rows["length"]
+    assert {r["mode"] for r in bins} == {"sentence"} and all(r["split"] == "val" for r in bins)
+    # the bins together are the sentence-mode validation loop
+    assert _token_mean(bins) == pytest.approx(meta["checkpoint_val_loss"], rel=1e-5)
+    assert any(r["past_max_len"] for r in bins) and all(r["past_max_len"] == (r["length"] > 4) for r in bins)
+    assert _token_mean(rows["position"]) == pytest.approx(meta["checkpoint_val_loss"], rel=1e-5)
+    states = {r["state"]: r for r in rows["state_reset"]}
+    assert states["reset"]["loss"] == pytest.approx(meta["checkpoint_val_loss"], rel=1e-5)
+    assert states["carried"]["tokens"] == states["reset"]["tokens"] and states["carried"]["length"] is None
+    assert (tmp_path / "length.png").exists() and (tmp_path / "state_reset.png").exists()
+
+
+def test_sentence_bins() -> None:
+    assert sentence_bins(25, None) == [(1, 10), (11, 20), (21, 25)]
+    assert sentence_bins(25, 15) == [(1, 10), (11, 15), (16, 20), (21, 25)]
+    assert sentence_bins(7, 40) == [(1, 7)]
+
+
+def test_cli_end_to_end_and_errors(stream_run: Path, tmp_path: Path) -> None:
+    def lrnn(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "lrnn", "evaluate", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+        )
+
+    out = tmp_path / "eval"
+    ok = lrnn(str(stream_run), "--out", str(out), "--lengths", "3", "6", "--splits", "val", "--device", "cpu")
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "logged by the run for this checkpoint" in ok.stdout
+    for name in ("length", "position", "state_reset"):
+        assert (out / f"{name}.csv").exists() and (out / f"{name}.png").exists()
+    assert not (stream_run / "evaluation").exists()  # --out: the run folder is left alone
+
+    missing = lrnn(str(tmp_path / "no_such_run"))
+    assert missing.returncode == 2 and "run folder" in missing.stderr and "does not exist" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
+    not_a_run = lrnn(str(tmp_path))
+    assert not_a_run.returncode == 2 and "no config.yaml" in not_a_run.stderr
+    bad_ckpt = lrnn(str(stream_run), "--ckpt", str(tmp_path / "x.ckpt"))
+    assert bad_ckpt.returncode == 2 and "no checkpoint" in bad_ckpt.stderr
+    empty = lrnn("")
+    assert empty.returncode == 2 and "RUN=" in empty.stderr
+
+
+NEW_CONFIGS = [
+    "tied_ptb_dropout", "untied_ptb_dropout", "time_varying_ptb_dropout", "soft_tied_ptb", "soft_tied_ptb_rank8",
+    "mixture_ptb", "tied_ptb_wide", "untied_ptb_narrow", "tied_ptb_sentences_dropout", "untied_ptb_sentences",
+    "soft_tied_ptb_sentences", "mixture_ptb_sentences", "time_varying_ptb_sentences",
+]  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NEW_CONFIGS)
+def test_new_config_trains(name: str, corpus: Path, tmp_path: Path, one_thread) -> None:
+    """Each new experiment config, on tiny data at width 16, trains a few steps and validates to a finite loss."""
+    config = REPO / "experiments" / f"{name}.yaml"
+    run_dir = fit(
+        config, tmp_path / "runs",
+        "--data.init_args.dataset", str(corpus),
+        "--model.core.init_args.input_size", "16", "--model.core.init_args.hidden_size", "16",
+        "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2",
+        "--trainer.log_every_n_steps", "1",
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+        "--test_after_fit", "false",
+    )  # fmt: skip
+    results = json.loads((run_dir / "results.json").read_text())
+    assert math.isfinite(results["best_val_loss"]) and results["fit"]["val/ppl"] > 1
+    header = (run_dir / "metrics.csv").read_text().splitlines()[0]
+    assert ("train/reg" in header) == name.startswith("soft_tied")
