@@ -7,14 +7,11 @@ STAMP := $(VENV)/.install.stamp
 # torch is pinned so that every machine gets the same release: pip takes the local CPU wheel where one is
 # offered (CI), and PyPI's default Linux build (CUDA) elsewhere. Override e.g. TORCH="torch==2.13.0 --index-url ...".
 TORCH ?= torch==2.13.0
-# glibc hands large freed blocks back to the OS and faults them in again on the next step; the untied cores'
-# per-step weight gradients made that the bottleneck on CPU (~5x). Keep them mapped.
-export MALLOC_MMAP_THRESHOLD_ ?= 33554432
-export MALLOC_TRIM_THRESHOLD_ ?= 2147483647
 NAME ?=
 RUN ?=
 ARGS ?=
 GPUS ?=
+THREADS ?=
 WANDB ?= auto
 
 .PHONY: help install test lint format experiment experiments evaluate bench recall-grid clean
@@ -42,8 +39,8 @@ format: $(STAMP)  ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix lrnn tests benchmarks scripts
 	$(VENV)/bin/ruff format lrnn tests benchmarks scripts
 
-experiment: $(STAMP)  ## run one experiment: NAME=tied_ptb [GPUS=N] [WANDB=off|offline|online] [ARGS="--trainer.max_epochs 1"]
-	$(PY) -m lrnn.launch "$(NAME)" --gpus "$(GPUS)" --wandb "$(WANDB)" -- $(ARGS)
+experiment: $(STAMP)  ## run one experiment: NAME=tied_ptb [GPUS=N] [THREADS=N] [WANDB=off|offline|online] [ARGS="--trainer.max_epochs 1"]
+	$(PY) -m lrnn.launch "$(NAME)" --gpus "$(GPUS)" --threads "$(THREADS)" --wandb "$(WANDB)" -- $(ARGS)
 
 experiments: $(STAMP)  ## list the available experiment names
 	@$(PY) -m lrnn.launch --list

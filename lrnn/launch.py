@@ -1,6 +1,6 @@
 """``make experiment NAME=...``: run ``lrnn fit`` (then test) on ``experiments/<NAME>.yaml``.
 
-python -m lrnn.launch NAME [--gpus N] [--wandb auto|online|offline|off] [-- extra `lrnn fit` args]
+python -m lrnn.launch NAME [--gpus N] [--wandb auto|online|offline|off] [--threads N] [-- extra `lrnn fit` args]
 python -m lrnn.launch --list
 """
 
@@ -29,6 +29,34 @@ def listing() -> str:
     return "\n".join(f"  {n:<{width}}  {d}" for n, d in names.items())
 
 
+def physical_cores() -> int:
+    """Physical CPU cores this process may run on (hyper-threads counted once); os.cpu_count() if unknown."""
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    cores, cpu, ids = set(), None, {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = (part.strip() for part in line.partition(":"))
+            if key == "processor":
+                cpu, ids = int(value), {}
+            elif key in ("physical id", "core id"):
+                ids[key] = value
+                if len(ids) == 2 and cpu in allowed:
+                    cores.add((ids["physical id"], ids["core id"]))
+    except (OSError, ValueError):
+        pass
+    return len(cores) or len(allowed) or 1
+
+
+def thread_count(threads: str) -> tuple[int, str]:
+    """The torch thread count for THREADS= (empty: one per physical core) and how it was chosen."""
+    if not threads:
+        return physical_cores(), "one per physical core; THREADS=N to change"
+    n = int(threads) if threads.strip().isdigit() else 0
+    if n < 1:
+        raise ValueError(f"THREADS must be a positive integer, got {threads!r}")
+    return n, "THREADS"
+
+
 def build_argv(name: str, gpus: str = "", wandb: str = "auto", extra: list[str] | None = None) -> list[str]:
     argv = ["fit", "--config", str(EXPERIMENTS / f"{name}.yaml"), "--name", name, "--wandb", wandb]
     if gpus:
@@ -46,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name", nargs="?", default="")
     parser.add_argument("--gpus", default="", help="number of GPUs (DDP when > 1); empty: CPU or auto")
     parser.add_argument("--wandb", default="auto", choices=["auto", "online", "offline", "off"])
+    parser.add_argument("--threads", default="", help="torch threads per process; empty: one per physical core")
     parser.add_argument("--list", action="store_true", help="list the experiments and exit")
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
@@ -59,12 +88,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         fit_argv = build_argv(args.name, args.gpus, args.wandb, extra)
+        threads, why = thread_count(args.threads)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    # torch reads OMP_NUM_THREADS at start-up (every DDP rank inherits it). More threads than physical cores, or
+    # threads competing with another busy process, can be many times slower than one thread per core.
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    print(f"threads: {threads} ({why})", flush=True)
     print("lrnn " + " ".join(fit_argv), flush=True)
-    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", "33554432")  # see the Makefile: keeps the untied cores fast
-    os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", "2147483647")
     # exec rather than call: Lightning's DDP launcher re-runs this very command line on every rank
     os.execv(sys.executable, [sys.executable, "-m", "lrnn", *fit_argv])
 

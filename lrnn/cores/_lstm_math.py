@@ -97,43 +97,97 @@ _DW_BLOCK_ABOVE = 2 * 1024 * 1024
 _DW_BLOCK_BYTES = 256 * 1024
 
 
-def _grad_product(g: Tensor, inp: Tensor) -> Tensor:
-    """g.T @ inp: g [K, G], inp [K, in] -> a new contiguous [G, in] (a weight gradient, summed over K rows)."""
+def _grad_product(g: Tensor, inp: Tensor, out: Tensor | None = None) -> Tensor:
+    """g.T @ inp: g [K, G], inp [K, in] -> contiguous [G, in] (a weight gradient, summed over K rows), written
+    into `out` if given."""
     G, n_in, size = g.shape[1], inp.shape[1], g.element_size()
     if g.is_cuda or G * n_in * size <= _DW_BLOCK_ABOVE:
-        return torch.mm(g.t(), inp)
-    out = g.new_empty(G, n_in)
+        return torch.mm(g.t(), inp) if out is None else torch.mm(g.t(), inp, out=out)
+    out = g.new_empty(G, n_in) if out is None else out
     rows, g_t = max(1, _DW_BLOCK_BYTES // (n_in * size)), g.t()
     for r0 in range(0, G, rows):
         torch.mm(g_t[r0 : r0 + rows], inp, out=out[r0 : r0 + rows])
     return out
 
 
-def _weight_grads(d_gates: Tensor, inp: Tensor, segs: list[Segment], num_sets: int, batched: bool) -> list[Tensor]:
+def _weight_grads(
+    d_gates: Tensor, inp: Tensor, segs: list[Segment], num_sets: int, batched: bool, out: Tensor | None = None
+) -> list[Tensor]:
     """grad[s] = sum over the steps t using set s of d_gates[t].T @ inp[t]; d_gates [T, B, 4H], inp [T, B, in].
 
-    Returns one [4H, in] gradient per set. A run (steps sharing a set) is one matmul summing over its steps; a
+    Returns one [4H, in] gradient per set: `out[s]` if `out` [num_sets, 4H, in] is given (reused memory, see
+    `GradBuffers`), else a new tensor per set. A run (steps sharing a set) is one matmul summing over its steps; a
     diagonal (one step per set) is one bmm on GPU, per-step matmuls on CPU. Every gradient is written by its product
-    (no zero-fill, no read-modify-write) except for sets used by several segments (cycling past max_len). On CPU each
-    set's gradient is its own allocation: one [S, 4H, in] buffer per backward would be a fresh multi-MB allocation
-    that page-faults on every call (measured: 5 ms to zero 12.8 MB fresh vs 0.5 ms reused).
+    (no zero-fill, no read-modify-write) except for sets used by several segments (cycling past max_len).
     """
     grads: list[Tensor | None] = [None] * num_sets
 
     def put(s: int, g: Tensor) -> None:
         grads[s] = g if grads[s] is None else grads[s].add_(g)
 
+    def target(s: int) -> Tensor | None:  # write the first contribution straight into the buffer
+        return out[s] if out is not None and grads[s] is None else None
+
     for t0, t1, s0, diag in segs:
         n = t1 - t0
         if diag and batched:
-            for j, g in enumerate(torch.bmm(d_gates[t0:t1].transpose(1, 2), inp[t0:t1]).unbind(0)):
+            first = out is not None and all(grads[s0 + j] is None for j in range(n))
+            prods = torch.bmm(d_gates[t0:t1].transpose(1, 2), inp[t0:t1], out=out[s0 : s0 + n] if first else None)
+            for j, g in enumerate(prods.unbind(0)):
                 put(s0 + j, g)
         elif diag:
             for j in range(n):
-                put(s0 + j, _grad_product(d_gates[t0 + j], inp[t0 + j]))
+                put(s0 + j, _grad_product(d_gates[t0 + j], inp[t0 + j], target(s0 + j)))
         else:
-            put(s0, _grad_product(d_gates[t0:t1].flatten(0, 1), inp[t0:t1].flatten(0, 1)))
+            put(s0, _grad_product(d_gates[t0:t1].flatten(0, 1), inp[t0:t1].flatten(0, 1), target(s0)))
     return grads  # every set appears in idx, so none is None
+
+
+class GradBuffers:
+    """Weight-gradient memory that a step-weight core reuses from one backward to the next (CPU).
+
+    An untied core's weight gradients are as large as its weights (51 MB for PTB-small, 0.9 GB at H 650). Freshly
+    allocated every backward, glibc hands them back to the OS when they are freed (optimizer.zero_grad sets them to
+    None) and the next backward page-faults them in again, which cost more than the products themselves. Instead the
+    backward writes the gradients of a layer into one [S, 4H, in] buffer kept here and returns views of it, which
+    autograd's AccumulateGrad installs as ``.grad`` without a copy (gradients still flow through autograd, so hooks,
+    DDP and accumulation work as usual). A buffer is reused only when nothing but this pool references its memory
+    (storage use count): a ``.grad`` still set, a gradient a user or hook kept, or one ``torch.autograd.grad``
+    returned is never overwritten; a second buffer is then allocated (and kept, at most `max_per_key` per key) and
+    the busy one left alone. When grads are accumulated in place instead of set to None, the second buffer is the
+    reused scratch space.
+    """
+
+    def __init__(self, max_per_key: int = 2) -> None:
+        self.max_per_key = max_per_key
+        self._pool: dict[object, list[tuple[Tensor, int]]] = {}
+
+    @staticmethod
+    def _use_count(t: Tensor) -> int:
+        return torch._C._storage_Use_Count(t.untyped_storage()._cdata)
+
+    def take(self, key: object, shape: tuple[int, ...], like: Tensor) -> Tensor:
+        """A [shape] tensor of like's dtype and device that nothing else references (contents undefined)."""
+        entries = self._pool.setdefault(key, [])
+        entries[:] = [(b, n) for b, n in entries if b.dtype == like.dtype and b.device == like.device]
+        for buf, idle in entries:
+            if buf.shape == shape and self._use_count(buf) == idle:
+                return buf
+        buf = like.new_empty(shape)
+        if len(entries) < self.max_per_key:
+            entries.append((buf, self._use_count(buf)))
+        elif entries and all(b.shape != shape for b, _ in entries):  # the shape changed: replace a stale buffer
+            entries[0] = (buf, self._use_count(buf))
+        return buf
+
+    def clear(self) -> None:
+        self._pool.clear()
+
+    def __deepcopy__(self, memo: dict) -> GradBuffers:  # a copied module gets its own, empty pool
+        return GradBuffers(self.max_per_key)
+
+    def __getstate__(self) -> dict:
+        return {"max_per_key": self.max_per_key, "_pool": {}}
 
 
 def _input_grad(d_gates: Tensor, w_ih: Sequence[Tensor], segs: list[Segment], batched: bool) -> Tensor:
@@ -155,13 +209,14 @@ def _input_grad(d_gates: Tensor, w_ih: Sequence[Tensor], segs: list[Segment], ba
 class StepWeightLSTMLayer(torch.autograd.Function):
     """One LSTM layer over a sequence; step t uses weight set idx[t] (gate order i, f, g, o as in nn.LSTM).
 
-    apply(x, h0, c0, idx, num_sets, has_bias, *w_ih, *w_hh, *b_ih, *b_hh): x [T, B, in], h0/c0 [B, H]; idx: tuple
-    of T ints in [0, num_sets); then num_sets tensors [4H, in], num_sets [4H, H] and, if has_bias, 2 * num_sets
-    [4H]. Every set must be used by some step. Returns out [T, B, H] (h of every step), h_n [B, H], c_n [B, H].
+    apply(x, h0, c0, idx, num_sets, has_bias, buffers, *w_ih, *w_hh, *b_ih, *b_hh): x [T, B, in], h0/c0 [B, H];
+    idx: tuple of T ints in [0, num_sets); buffers: None or (GradBuffers, key) to write the weight gradients into
+    reused memory (CPU); then num_sets tensors [4H, in], num_sets [4H, H] and, if has_bias, 2 * num_sets [4H].
+    Every set must be used by some step. Returns out [T, B, H] (h of every step), h_n [B, H], c_n [B, H].
     """
 
     @staticmethod
-    def forward(ctx, x, h0, c0, idx, num_sets, has_bias, *weights):  # noqa: D102
+    def forward(ctx, x, h0, c0, idx, num_sets, has_bias, buffers, *weights):  # noqa: D102
         U = num_sets
         w_ih, w_hh = weights[:U], weights[U : 2 * U]
         bias = torch.stack(weights[2 * U : 3 * U]) + torch.stack(weights[3 * U :]) if has_bias else None
@@ -195,6 +250,7 @@ class StepWeightLSTMLayer(torch.autograd.Function):
                 c = torch.mul(f, c, out=c_all[t]).addcmul_(i, gg)
                 h = torch.mul(o, torch.tanh(c, out=tanh_c[t]), out=out[t])
         ctx.segs, ctx.idx, ctx.fused, ctx.batched, ctx.num_sets, ctx.has_bias = segs, idx, fused, batched, U, has_bias
+        ctx.buffers = buffers if buffers is not None and not x.is_cuda else None
         # gates (activated), c_all and tanh_c are intermediates: saving them here (not on ctx) keeps
         # saved-tensor hooks (offloading, memory accounting) working.
         ctx.save_for_backward(x, h0, c0, out, gates, c_all, tanh_c, *w_ih, *w_hh)
@@ -245,9 +301,20 @@ class StepWeightLSTMLayer(torch.autograd.Function):
         need = ctx.needs_input_grad
         dx = _input_grad(d_gates, w_ih, segs, batched) if need[0] else None
         none = [None] * U
-        dw_ih = _weight_grads(d_gates, x, segs, U, batched) if any(need[6 : 6 + U]) else none
-        if any(need[6 + U : 6 + 2 * U]):
-            dw_hh = _weight_grads(d_gates, torch.cat([h0.unsqueeze(0), out[:-1]]), segs, U, batched)
+
+        def grad_buffer(name: str, w: Tensor) -> Tensor | None:
+            if ctx.buffers is None:
+                return None
+            pool, key = ctx.buffers
+            return pool.take((key, name), (U, *w.shape), w)
+
+        if any(need[7 : 7 + U]):
+            dw_ih = _weight_grads(d_gates, x, segs, U, batched, grad_buffer("ih", w_ih[0]))
+        else:
+            dw_ih = none
+        if any(need[7 + U : 7 + 2 * U]):
+            h_prev = torch.cat([h0.unsqueeze(0), out[:-1]])
+            dw_hh = _weight_grads(d_gates, h_prev, segs, U, batched, grad_buffer("hh", w_hh[0]))
         else:
             dw_hh = none
         db_ih = db_hh = []
@@ -258,10 +325,42 @@ class StepWeightLSTMLayer(torch.autograd.Function):
                 for j, db in enumerate(db_steps[t0:t1].unbind(0) if diag else [db_steps[t0:t1].sum(0)]):
                     db_ih[s0 + j] = db if db_ih[s0 + j] is None else db_ih[s0 + j] + db
             db_hh = [db.clone() for db in db_ih]  # b_ih and b_hh get equal but distinct gradient tensors
-        return dx, dh, dc, None, None, None, *dw_ih, *dw_hh, *db_ih, *db_hh
+        return dx, dh, dc, None, None, None, None, *dw_ih, *dw_hh, *db_ih, *db_hh
 
 
 LayerWeights = tuple[Sequence[Tensor], Sequence[Tensor], Sequence[Tensor] | None, Sequence[Tensor] | None]
+
+
+# Run steps that share a weight set with torch's own LSTM kernel (oneDNN / cuDNN), one call per run of steps
+# (tests flip this to compare with StepWeightLSTMLayer).
+FUSE_SHARED_RUNS = True
+
+
+def _runs(idx: Sequence[int]) -> list[tuple[int, int, int]]:
+    """Maximal runs of consecutive steps using the same set: [(t0, t1, s)], e.g. [0, 0, 1, 1, 1] -> [(0, 2, 0),
+    (2, 5, 1)]."""
+    runs: list[tuple[int, int, int]] = []
+    for t, s in enumerate(idx):
+        if runs and runs[-1][2] == s:
+            runs[-1] = (runs[-1][0], t + 1, s)
+        else:
+            runs.append((t, t + 1, int(s)))
+    return runs
+
+
+def _lstm_runs(
+    x: Tensor, h: Tensor, c: Tensor, runs: list[tuple[int, int, int]], weights: LayerWeights, training: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One LSTM layer as one torch LSTM call per run of steps sharing a set, the state carried from run to run;
+    gradients through autograd. x [T, B, in], h/c [B, H] -> out [T, B, H], h_n [B, H], c_n [B, H]."""
+    w_ih, w_hh, b_ih, b_hh = weights
+    has_bias = b_ih is not None and b_hh is not None
+    hx, outs = (h.unsqueeze(0), c.unsqueeze(0)), []
+    for t0, t1, s in runs:
+        params = [w_ih[s], w_hh[s], b_ih[s], b_hh[s]] if has_bias else [w_ih[s], w_hh[s]]
+        out, *hx = torch._VF.lstm(x[t0:t1], hx, params, has_bias, 1, 0.0, training, False, False)
+        outs.append(out)
+    return (torch.cat(outs) if len(outs) > 1 else outs[0]), hx[0][0], hx[1][0]
 
 
 def step_weight_lstm(
@@ -273,6 +372,7 @@ def step_weight_lstm(
     batch_first: bool,
     dropout: float,
     training: bool,
+    grad_buffers: GradBuffers | None = None,
 ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """Multi-layer LSTM with per-step weight sets and nn.LSTM's calling convention.
 
@@ -281,6 +381,7 @@ def step_weight_lstm(
     b_ih: S x [4H] or None, b_hh: S x [4H] or None); idx: the weight set of each of the T steps. Only the sets that
     some step uses take part (the others get no gradient). Returns output [T, B, H] (batch_first / unbatched as the
     input) and (h_n, c_n) each [L, B, H]. Dropout is applied to the outputs of every layer but the last, in training.
+    grad_buffers: where the weight gradients are written on CPU (reused memory, see `GradBuffers`); None: fresh.
     """
     L = len(layers)
     H = layers[0][1][0].shape[1]
@@ -308,12 +409,21 @@ def step_weight_lstm(
     used = list(dict.fromkeys(int(s) for s in idx))  # the sets in order of first use
     local = {s: u for u, s in enumerate(used)}
     local_idx = tuple(local[int(s)] for s in idx)
+    runs = _runs(idx) if FUSE_SHARED_RUNS and 2 * len(_runs(idx)) <= len(idx) else None
     h_n, c_n = [], []
     for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(layers):
+        if runs is not None:  # steps share sets in runs of >= 2 on average: torch's fused LSTM per run
+            x, h, c = _lstm_runs(x, h0[k], c0[k], runs, (w_ih, w_hh, b_ih, b_hh), training)
+            h_n.append(h)
+            c_n.append(c)
+            if dropout > 0 and training and k < L - 1:
+                x = F.dropout(x, dropout, training=True)
+            continue
         weights = [w_ih[s] for s in used] + [w_hh[s] for s in used]
         if b_ih is not None and b_hh is not None:
             weights += [b_ih[s] for s in used] + [b_hh[s] for s in used]
-        x, h, c = StepWeightLSTMLayer.apply(x, h0[k], c0[k], local_idx, len(used), b_ih is not None, *weights)
+        buffers = None if grad_buffers is None else (grad_buffers, k)
+        x, h, c = StepWeightLSTMLayer.apply(x, h0[k], c0[k], local_idx, len(used), b_ih is not None, buffers, *weights)
         h_n.append(h)
         c_n.append(c)
         if dropout > 0 and training and k < L - 1:
@@ -372,6 +482,7 @@ class StepWeightLSTMBase(nn.Module):
         self.bias = bias
         self.batch_first = batch_first
         self.dropout = float(dropout)
+        self._grad_buffers = GradBuffers()  # weight-gradient memory reused across backward passes (CPU)
 
     def reset_parameters(self) -> None:
         """nn.LSTM's initialisation, independently for every tensor: uniform in [-1/sqrt(H), 1/sqrt(H)]."""
@@ -392,8 +503,9 @@ class StepWeightLSTMBase(nn.Module):
         self, input: Tensor, hx: tuple[Tensor, Tensor] | None, layers: Sequence[LayerWeights], idx: Sequence[int]
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         return step_weight_lstm(
-            input, hx, layers, idx, batch_first=self.batch_first, dropout=self.dropout, training=self.training
-        )
+            input, hx, layers, idx, batch_first=self.batch_first, dropout=self.dropout, training=self.training,
+            grad_buffers=self._grad_buffers,
+        )  # fmt: skip
 
     @classmethod
     def _like_lstm(cls, lstm: nn.LSTM, **kwargs):

@@ -1,0 +1,33 @@
+"""`make experiment`'s thread default: one torch thread per physical core unless THREADS= says otherwise."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from lrnn import launch
+
+
+def test_thread_default_is_one_per_physical_core() -> None:
+    n, why = launch.thread_count("")
+    assert n == launch.physical_cores()
+    assert 1 <= n <= len(os.sched_getaffinity(0))
+    assert "physical core" in why and "THREADS" in why
+    assert launch.thread_count("3") == (3, "THREADS")
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "two"])
+def test_bad_thread_counts_exit_with_status_2(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert launch.main(["tied_ptb", "--threads", bad]) == 2
+    assert "THREADS must be a positive integer" in capsys.readouterr().err
+
+
+def test_launcher_sets_and_reports_the_threads(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    executed = []
+    monkeypatch.setattr(os, "execv", lambda path, argv: executed.append(argv))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    launch.main(["tied_ptb", "--threads", "1", "--wandb", "off"])
+    assert os.environ["OMP_NUM_THREADS"] == "1"
+    assert "threads: 1 (THREADS)" in capsys.readouterr().out
+    assert executed and executed[0][1:3] == ["-m", "lrnn"]
