@@ -13,8 +13,10 @@ ARGS ?=
 GPUS ?=
 THREADS ?=
 WANDB ?= auto
+PROFILE ?= cpu
+OUT ?= paper
 
-.PHONY: help install test lint format experiment experiments evaluate bench recall-grid clean
+.PHONY: help install test lint format experiment experiments evaluate bench recall-grid paper report clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -55,6 +57,12 @@ bench: $(STAMP)  ## benchmarks: Lightning overhead, recurrent cores, TBPTT memor
 
 recall-grid: $(STAMP)  ## delayed-recall accuracy, lag D x truncation k, tied LSTM (README table; ~10 min) [ARGS=...]
 	$(PY) scripts/recall_grid.py $(ARGS)
+
+paper: $(STAMP)  ## the ten claims: run the grid (cached) + README, figures, CSVs in OUT [PROFILE=smoke|cpu|full] [OUT=paper]
+	$(PY) -m lrnn.paper run --profile "$(PROFILE)" --out "$(OUT)" --wandb "$(WANDB)" $(ARGS)
+
+report: $(STAMP)  ## W&B Report of the paper runs (online: saved, URL printed; offline: how to publish) [PROFILE] [OUT]
+	$(PY) -m lrnn.paper report --profile "$(PROFILE)" --out "$(OUT)"
 
 clean:  ## remove caches and build files (keeps runs/ and .venv)
 	rm -rf .pytest_cache .ruff_cache build dist *.egg-info

@@ -66,9 +66,17 @@ def git_commit() -> str | None:
         return None
 
 
-def make_loggers(name: str, seed: int | None, out_dir: str = "runs", wandb: str = "auto") -> list[Logger]:
+def make_loggers(
+    name: str,
+    seed: int | None,
+    out_dir: str = "runs",
+    wandb: str = "auto",
+    group: str | None = None,
+    tags: list[str] | None = None,
+) -> list[Logger]:
     """``[CSVLogger, WandbLogger?]``. The CSV logger comes first, so checkpoints and ``config.yaml`` land in
-    ``<out_dir>/<name>/version_<k>/``; each run gets a new version folder and never overwrites an earlier one."""
+    ``<out_dir>/<name>/version_<k>/``; each run gets a new version folder and never overwrites an earlier one.
+    The W&B run is named ``<name>-s<seed>``, in ``group`` (default: ``name``) with ``tags``."""
     loggers: list[Logger] = [CSVLogger(save_dir=out_dir, name=name)]
     mode = resolve_wandb_mode(wandb)
     if mode != "off":
@@ -78,7 +86,8 @@ def make_loggers(name: str, seed: int | None, out_dir: str = "runs", wandb: str 
             WandbLogger(
                 project=os.environ.get("WANDB_PROJECT", "lrnn"),
                 name=run_name,
-                group=name,
+                group=group or name,
+                tags=list(tags) if tags else None,
                 save_dir=out_dir,
                 offline=mode == "offline",
                 log_model=False,
