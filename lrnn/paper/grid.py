@@ -71,14 +71,16 @@ class Budget:
     rule_cores: tuple[str, ...]  # C3/C7 on the position-rule task
     wide_ptb: bool  # C7: also the 17M-parameter tied_ptb_wide vs untied_ptb (expensive)
     min_seeds: int = 3  # fewer seeds than this: a difference is "inconclusive"
+    tiny_corpus: bool = False  # "PTB" runs read a small generated corpus instead (smoke: fast, no mirror needed)
 
 
 PROFILES: dict[str, Budget] = {
     "smoke": Budget(
-        name="smoke", seeds=(0, 1), min_seeds=2, ptb_steps=12, ptb_val_every=6, ptb_limit_val=4, ptb_limit_test=4,
+        name="smoke", seeds=(0, 1), min_seeds=2, tiny_corpus=True, ptb_steps=12, ptb_val_every=6, ptb_limit_val=4,
+        ptb_limit_test=4,
         ptb_test_batch=20, ptb_constant_lr=True, fractions=(0.1, 1.0), synth_tokens=6_400, rule_tokens=3_520,
         synth_epochs=1, synth_eval_tokens=3_200, lags=(10,), truncations=(5,), k1_k2=((5, 20),),
-        eval_lengths=(10, 20, 40),
+        eval_lengths=(20, 40),
         eval_splits=("val",), measure_ts=(10, 20, 40), measure_hidden=32, measure_repeats=1,
         contest_cores=("tied", "untied"), rule_cores=("tied", "untied", "tied_wide"), wide_ptb=False,
     ),
@@ -241,8 +243,35 @@ def _yaml_core(experiment: str) -> dict[str, Any]:
 
 
 # ---- profile-specific overrides --------------------------------------------------------------------------------
+def tiny_corpus(folder: Path | None = None, lines: int = 2000, vocab: int = 300) -> Path:
+    """A small word-level corpus (train/valid/test.txt) with some structure to learn: each word is the previous
+    one's successor (a fixed permutation) half of the time, else drawn from a Zipf-like distribution. Deterministic;
+    written once under ``runs/paper-tiny-corpus``."""
+    import random
+
+    folder = folder or ROOT / "runs" / "paper-tiny-corpus"
+    if (folder / "test.txt").is_file():
+        return folder
+    rng = random.Random(0)
+    successor = list(range(vocab))
+    rng.shuffle(successor)
+    weights = [1 / (i + 1) for i in range(vocab)]
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", lines), ("valid", lines // 10), ("test", lines // 10)):
+        out = []
+        for _ in range(n):
+            words = [rng.choices(range(vocab), weights)[0]]
+            for _ in range(rng.randint(4, 14)):
+                words.append(successor[words[-1]] if rng.random() < 0.5 else rng.choices(range(vocab), weights)[0])
+            out.append(" ".join(f"w{w}" for w in words))
+        (folder / f"{split}.txt").write_text("\n".join(out) + "\n")
+    return folder
+
+
 def _ptb_overrides(b: Budget, fraction: float = 1.0) -> list[tuple[str, Any]]:
     o: list[tuple[str, Any]] = []
+    if b.tiny_corpus:
+        o.append(("data.init_args.dataset", str(tiny_corpus())))
     if b.ptb_steps is not None:
         o += [("trainer.max_steps", b.ptb_steps), ("trainer.max_epochs", -1)]
     if b.ptb_val_every is not None:

@@ -9,8 +9,10 @@ run ``make report`` again. Exit status 0 either way; non-zero only when ``OUT`` 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -92,15 +94,30 @@ def main(out: Path, profile: str, mode: str | None = None) -> int:
         print(f"W&B report: {report.url}")
         return 0
     entity = os.environ.get("WANDB_ENTITY", "<your-entity>")
-    report = build_report(verdicts, entity, project, profile)
-    spec = out / "results" / "wandb_report.json"
-    spec.write_text(report._to_model().model_dump_json(by_alias=True, exclude_none=True, indent=1) + "\n")
+    with _no_server():
+        report = build_report(verdicts, entity, project, profile)
+        spec = out / "results" / "wandb_report.json"
+        spec.write_text(report._to_model().model_dump_json(by_alias=True, exclude_none=True, indent=1) + "\n")
     print(
         f"W&B is {mode} (no API key or no server): the report was built ({len(report.blocks)} blocks, spec in "
         f"{spec}) but not published. To publish: `wandb login`, then `wandb sync runs/paper-{profile}/*/wandb/"
         f"offline-run-*` to upload the runs, then `make report PROFILE={profile} OUT={out}` again."
     )
     return 0
+
+
+@contextlib.contextmanager
+def _no_server() -> Iterator[None]:
+    """Offline: serializing a runset asks the server for the project's internal id; answer a placeholder."""
+    from wandb_workspaces.reports.v2 import interface
+
+    saved = interface._get_api, interface.execute_graphql
+    interface._get_api = lambda: None
+    interface.execute_graphql = lambda api, query, variables=None: {"project": {"internalId": "offline"}}
+    try:
+        yield
+    finally:
+        interface._get_api, interface.execute_graphql = saved
 
 
 def _default_entity() -> str:
