@@ -115,6 +115,11 @@ def render_all(args, grid: list[RunSpec], budget: Budget, runs: Path, provenance
     (out / "results" / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str) + "\n")
     path = render(out, verdicts, tables, budget, provenance)
     say(f"wrote {path}")
+    if out.resolve() == (ROOT / "paper").resolve():
+        from lrnn.paper.render import update_top_readme
+
+        if update_top_readme(ROOT / "README.md", out, verdicts, budget.name, provenance.get("commit")):
+            say("updated the verdict table at the top of README.md")
     for v in verdicts:
         say(f"  {v.claim:<8} {v.verdict:<12} {v.effect[:110]}")
     return path

@@ -31,11 +31,12 @@ def markdown_table(df: pd.DataFrame, max_rows: int = 60) -> str:
     return "\n".join(lines) + "\n"
 
 
-def verdict_table(verdicts: list[Verdict], link: bool = True) -> str:
+def verdict_table(verdicts: list[Verdict], prefix: str = "") -> str:
+    """The verdict table; links point into the report (``prefix``: the report folder, from another page)."""
     rows = []
     for v in verdicts:
-        evidence = f"[{v.figure}](figures/{v.figure})" if link and v.figure else v.figure
-        anchor = f"[{v.claim}](#{v.claim.lower()})" if link else v.claim
+        evidence = f"[{v.figure}]({prefix}figures/{v.figure})" if v.figure else ""
+        anchor = f"[{v.claim}]({prefix + 'README.md' if prefix else ''}#{v.claim.lower()})"
         rows.append(
             {
                 "claim": anchor,
@@ -142,6 +143,23 @@ def render(
     lines += [markdown_table(runs[cols], max_rows=10_000) if not runs.empty else "_no runs_\n"]
     (out / "README.md").write_text("\n".join(lines))
     return out / "README.md"
+
+
+START, END = "<!-- paper:verdicts -->", "<!-- /paper:verdicts -->"
+
+
+def update_top_readme(readme: Path, out: Path, verdicts: list[Verdict], profile: str, commit: str | None) -> bool:
+    """Replace the block between the ``paper:verdicts`` markers of the repository README with the verdict table
+    (links into ``out``). Returns False (and changes nothing) when the markers are missing."""
+    text = readme.read_text() if readme.is_file() else ""
+    if START not in text or END not in text:
+        return False
+    rel = out.resolve().relative_to(readme.parent.resolve())
+    block = f"Profile `{profile}`, commit `{commit}`.\n\n" + verdict_table(verdicts, prefix=f"{rel}/").rstrip()
+    before, rest = text.split(START, 1)
+    after = rest.split(END, 1)[1]
+    readme.write_text(f"{before}{START}\n{block}\n{END}{after}")
+    return True
 
 
 def _example_command(runs: pd.DataFrame, claim: str) -> str:

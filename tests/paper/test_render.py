@@ -146,3 +146,18 @@ def test_report_online_saves_through_the_api(rendered: Path, monkeypatch, capsys
     assert "https://wandb.example/me/lrnn-test/reports/" in capsys.readouterr().out
     assert saved["projectName"] == "lrnn-test" and api.created == ["lrnn-test"]
     assert "Verdicts" in saved["spec"]
+
+
+def test_top_readme_table_between_markers(rendered: Path, tmp_path: Path) -> None:
+    from lrnn.paper.render import END, START, update_top_readme
+    from lrnn.paper.verdicts import Verdict
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{START}\nold\n{END}\n\n## rest\n")
+    verdicts = [Verdict("C1", "supported", "20x", "rule", "params_vs_T.png")]
+    assert update_top_readme(readme, tmp_path / "paper", verdicts, "cpu", "abc")
+    text = readme.read_text()
+    assert "old" not in text and "## rest" in text and "[C1](paper/README.md#c1)" in text
+    assert "[params_vs_T.png](paper/figures/params_vs_T.png)" in text
+    readme.write_text("no markers")
+    assert not update_top_readme(readme, tmp_path / "paper", verdicts, "cpu", "abc")
