@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -35,6 +36,14 @@ def _save(fig, out: Path, name: str) -> str:
     fig.savefig(out / name, dpi=110)
     plt.close(fig)
     return name
+
+
+def _plain_log_x(ax, values) -> None:
+    """Log x axis labelled with the values themselves (not powers)."""
+    ticks = sorted({float(v) for v in values})
+    ax.set_xscale("log")
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
 
 
 def _mean_line(ax, df: pd.DataFrame, x: str, y: str, label_by: str = "core") -> None:
@@ -97,7 +106,7 @@ def length_generalization(t: Tables, m: pd.DataFrame, out: Path) -> str:
         else:
             _mean_line(ax, stream, "length", "ppl")
             ax.set_ylabel("val ppl")
-        ax.set_xscale("log", base=2)
+        _plain_log_x(ax, stream["length"])
         ax.set(title=title, xlabel="evaluation window length (state carried)")
         ax.legend(fontsize=8)
     return _save(fig, out, "length.png")
@@ -135,7 +144,8 @@ def cost_vs_t(t: Tables, m: pd.DataFrame, out: Path) -> str:
         for core in _order(m["core"]):
             g = m[m["core"] == core].sort_values("T")
             ax.plot(g["T"], g[y], marker="o", label=core, color=COLORS.get(core))
-        ax.set(xscale="log", yscale="log", xlabel="T", ylabel=label)
+        ax.set(yscale="log", xlabel="T", ylabel=label)
+        _plain_log_x(ax, m["T"])
     axes[0].legend(fontsize=7)
     fig.suptitle("C5: cost vs window length (batch 20, one thread)")
     return _save(fig, out, "cost_vs_T.png")

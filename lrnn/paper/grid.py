@@ -82,7 +82,7 @@ PROFILES: dict[str, Budget] = {
         synth_epochs=1, synth_eval_tokens=3_200, lags=(10,), truncations=(5,), k1_k2=((5, 20),),
         eval_lengths=(20, 40),
         eval_splits=("val",), measure_ts=(10, 20, 40), measure_hidden=32, measure_repeats=1,
-        contest_cores=("tied", "untied"), rule_cores=("tied", "untied", "tied_wide"), wide_ptb=False,
+        contest_cores=("tied", "time_varying", "untied"), rule_cores=("tied", "untied", "tied_wide"), wide_ptb=False,
     ),
     "cpu": Budget(
         name="cpu", seeds=(0, 1, 2), ptb_steps=1200, ptb_val_every=300, ptb_limit_val=None, ptb_limit_test=None,

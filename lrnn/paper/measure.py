@@ -81,6 +81,14 @@ def measure_core(core: str, hidden: int, seq_len: int, batch: int = 20, repeats:
     }
 
 
-def measure(ts: tuple[int, ...], hidden: int, repeats: int, cores: tuple[str, ...] = MEASURE_CORES) -> list[dict]:
+def measure(
+    ts: tuple[int, ...], hidden: int, repeats: int, cores: tuple[str, ...] = MEASURE_CORES, threads: int = 1
+) -> list[dict]:
+    """Every core at every T, ``threads`` torch threads (one, like each run of the cpu profile)."""
     torch.manual_seed(0)
-    return [measure_core(c, hidden, t, repeats=repeats) for c in cores for t in ts]
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return [measure_core(c, hidden, t, repeats=repeats) for c in cores for t in ts]
+    finally:
+        torch.set_num_threads(before)
