@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "report":
         from lrnn.paper.report import main as report_main
 
-        return report_main(Path(args.out), args.profile)
+        return report_main(Path(args.out), args.profile, runs=runs)
 
     from lrnn.loggers import git_commit
     from lrnn.paper.runner import machine, run_grid

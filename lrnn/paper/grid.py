@@ -142,8 +142,13 @@ class RunSpec:
 
     @property
     def name(self) -> str:
-        """Run folder / W&B run name: ``<claim>-<label>``."""
+        """The run's unique name in tables: ``<claim>-<core>-<factors>-s<seed>``."""
         return f"{self.claims[0]}-{self.label}"
+
+    @property
+    def experiment_name(self) -> str:
+        """``lrnn fit --name``: the name without the seed (the run folder; W&B adds ``-s<seed>``)."""
+        return self.name.rsplit("-s", 1)[0]
 
     def fit_args(self) -> list[str]:
         """``lrnn fit`` arguments (without output, W&B and progress-bar flags)."""
@@ -401,8 +406,8 @@ def build_grid(profile: str) -> list[RunSpec]:
             )
 
     # C6: delayed recall, lag D x truncation k (k1 = k2 = k, and k1 < k2), tied and untied
-    cells = [(k, k) for k in b.truncations] + list(b.k1_k2)
-    for lag in b.lags:
+    for lag in b.lags:  # k1 < k2 only at the longest lag (k1 <= D < k2: does k2 or k1 decide?)
+        cells = [(k, k) for k in b.truncations] + (list(b.k1_k2) if lag == max(b.lags) else [])
         for k1, k2 in cells:
             for core in ("tied", "untied"):
                 for seed in b.seeds:
@@ -453,6 +458,6 @@ def estimate_minutes(run: RunSpec, tied_tokens_per_s: float = 2000.0, startup_s:
     if any(k == "trainer.val_check_interval" for k, _ in run.overrides):  # PTB validation passes (73k tokens each)
         steps = dict(run.overrides).get("trainer.max_steps") or 0
         seconds += steps // dict(run.overrides)["trainer.val_check_interval"] * 25_000 * run.cost / tied_tokens_per_s
-    if run.evaluate:
-        seconds += 90.0
+    if run.evaluate:  # lrnn evaluate, 5 lengths x carried/reset on PTB val (measured: untied 2x200 ~210 s, loaded CPU)
+        seconds += 60.0 + 80.0 * run.cost
     return seconds / 60.0

@@ -78,7 +78,7 @@ def build_report(verdicts: pd.DataFrame, entity: str, project: str, profile: str
     )
 
 
-def main(out: Path, profile: str, mode: str | None = None) -> int:
+def main(out: Path, profile: str, mode: str | None = None, runs: Path | None = None) -> int:
     path = out / "results" / "verdicts.csv"
     if not path.is_file():
         print(f"error: {path} not found: run `make paper PROFILE={profile} OUT={out}` first", file=sys.stderr)
@@ -100,8 +100,8 @@ def main(out: Path, profile: str, mode: str | None = None) -> int:
         spec.write_text(report._to_model().model_dump_json(by_alias=True, exclude_none=True, indent=1) + "\n")
     print(
         f"W&B is {mode} (no API key or no server): the report was built ({len(report.blocks)} blocks, spec in "
-        f"{spec}) but not published. To publish: `wandb login`, then `wandb sync runs/paper-{profile}/*/wandb/"
-        f"offline-run-*` to upload the runs, then `make report PROFILE={profile} OUT={out}` again."
+        f"{spec}) but not published. To publish: `wandb login`, then `wandb sync {runs or f'runs/paper-{profile}'}/*/"
+        f"wandb/offline-run-*` to upload the runs, then `make report PROFILE={profile} OUT={out}` again."
     )
     return 0
 

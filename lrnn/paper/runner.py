@@ -41,7 +41,7 @@ class RunState:
 
 
 def spec_root(runs: Path, spec: RunSpec) -> Path:
-    return runs / spec.key / spec.name
+    return runs / spec.key / spec.experiment_name
 
 
 def read_status(version: Path) -> str:
