@@ -83,7 +83,7 @@ def fit_command(spec: RunSpec, runs: Path, profile: str, wandb: str, python: str
         "lrnn",
         *spec.fit_args(),
         "--name",
-        spec.name,
+        spec.experiment_name,
         "--out_dir",
         str(runs / spec.key),
         "--wandb",
