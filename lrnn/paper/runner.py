@@ -97,21 +97,11 @@ def fit_command(spec: RunSpec, runs: Path, profile: str, wandb: str, python: str
     ]
 
 
-def evaluate_command(version: Path, lengths: Sequence[int], splits: Sequence[str], python: str = sys.executable):
-    return [
-        python,
-        "-m",
-        "lrnn",
-        "evaluate",
-        str(version),
-        "--lengths",
-        *map(str, lengths),
-        "--splits",
-        *splits,
-        "--device",
-        "cpu",
-        "--no-plots",
-    ]
+def evaluate_command(
+    version: Path, lengths: Sequence[int], splits: Sequence[str], device: str = "cpu", python: str = sys.executable
+) -> list[str]:
+    args = [python, "-m", "lrnn", "evaluate", str(version), "--lengths", *map(str, lengths), "--splits", *splits]
+    return [*args, "--device", device, "--no-plots"]
 
 
 def machine() -> dict[str, Any]:
@@ -201,7 +191,10 @@ def execute(
             if status not in FINISHED:
                 return RunState(spec, None, status, wall_s=wall)
         if needs_evaluation(spec, version):
-            rc = _run_logged(evaluate_command(version, eval_lengths, eval_splits), env, version / "evaluate.log")
+            device = "cpu" if gpu is None else "cuda"  # the run's one visible device
+            rc = _run_logged(
+                evaluate_command(version, eval_lengths, eval_splits, device), env, version / "evaluate.log"
+            )
             if rc != 0:
                 say(f"evaluate failed for {spec.name} (log {version / 'evaluate.log'})")
         return RunState(spec, version, read_status(version), reused=reused, wall_s=wall)
