@@ -64,6 +64,13 @@ def _combine(parts: list[bool | None]) -> str:
     return "supported" if all(parts) else "refuted" if not any(parts) else "mixed"
 
 
+def _large_increase(clear: bool | None, log_ratio: float, at_least: float = 1.05) -> str:
+    """A clear increase of at least ``at_least``x: supported; clear but smaller: mixed; not clear: refuted."""
+    if clear is None:
+        return "inconclusive"
+    return "refuted" if not clear else "supported" if log_ratio >= math.log(at_least) else "mixed"
+
+
 def _by_core(df: pd.DataFrame, col: str) -> dict[str, Stat]:
     return {c: stat(g[col]) for c, g in df.groupby("core", sort=False)} if not df.empty and col in df else {}
 
@@ -170,14 +177,7 @@ def c2(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
         return Verdict("C2", "inconclusive", "no length evaluation", rule, "length.png")
     s = _by_core(deg, "log_ratio")
     u, ti = s.get("untied", stat([])), s.get("tied", stat([]))
-    worse = clearly_greater(u, ti, min_seeds)
-    verdict = (
-        "inconclusive"
-        if worse is None
-        else "refuted"
-        if not worse
-        else ("supported" if u.mean >= math.log(1.05) else "mixed")
-    )
+    verdict = _large_increase(clearly_greater(u, ti, min_seeds), u.mean)
     L = int(deg["L"].max())
     effect = (
         f"ppl at length {L} / ppl at T: untied ×{math.exp(u.mean):.3f} ({u}), tied ×{math.exp(ti.mean):.3f} "
@@ -381,14 +381,7 @@ def c9(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
     df = pd.DataFrame(rows)
     s = _by_core(df, "log_ratio")
     u = s.get("untied", stat([]))
-    up = clearly_greater(u, Stat(0.0, 0.0, 10**6), min_seeds)
-    verdict = (
-        "inconclusive"
-        if up is None
-        else "refuted"
-        if not up
-        else ("supported" if u.mean >= math.log(1.05) else "mixed")
-    )
+    verdict = _large_increase(clearly_greater(u, Stat(0.0, 0.0, 10**6), min_seeds), u.mean)
     effect = "val ppl reset/carried at T: " + ", ".join(f"{c} ×{math.exp(v.mean):.3f} ({v})" for c, v in s.items())
     return Verdict(
         "C9",
