@@ -35,7 +35,7 @@ def run_row(spec: RunSpec, version: Path | None) -> dict[str, Any]:
         "core": spec.core,
         "seed": spec.seed,
         **dict(spec.factors),
-        "run_dir": str(version) if version else "",
+        "run_dir": _relative(version) if version else "",
         "status": read_status(version) if version else "missing",
     }
     if version is None:
@@ -71,6 +71,14 @@ def run_row(spec: RunSpec, version: Path | None) -> dict[str, Any]:
             row["tokens_per_s"] = float(m["train/tokens_per_s"].dropna().mean())
         row["steps"] = int(m["step"].max()) + 1 if "step" in m and len(m) else 0
     return row
+
+
+def _relative(path: Path) -> str:
+    """``path`` relative to the repository when it is inside it."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 def readable_command(cmd: list[str]) -> str:
