@@ -32,6 +32,11 @@ def _empty(ax, what: str = "no data") -> None:
 
 
 def _save(fig, out: Path, name: str) -> str:
+    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    for ax in fig.axes:  # log y axes: 150, 200 rather than 1.5x10^2
+        if ax.get_yscale() == "log":
+            ax.yaxis.set_major_formatter(plain)
+            ax.yaxis.set_minor_formatter(plain)
     fig.tight_layout()
     fig.savefig(out / name, dpi=110)
     plt.close(fig)
