@@ -15,6 +15,7 @@ THREADS ?=
 WANDB ?= auto
 PROFILE ?= cpu
 OUT ?= paper
+RESUME ?=
 
 .PHONY: help install test lint format experiment experiments evaluate bench recall-grid paper report clean
 
@@ -41,8 +42,8 @@ format: $(STAMP)  ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix lrnn tests benchmarks scripts
 	$(VENV)/bin/ruff format lrnn tests benchmarks scripts
 
-experiment: $(STAMP)  ## run one experiment: NAME=tied_ptb [GPUS=N] [THREADS=N] [WANDB=off|offline|online] [ARGS="--trainer.max_epochs 1"]
-	$(PY) -m lrnn.launch "$(NAME)" --gpus "$(GPUS)" --threads "$(THREADS)" --wandb "$(WANDB)" -- $(ARGS)
+experiment: $(STAMP)  ## run one experiment: NAME=tied_ptb [GPUS=N] [THREADS=N] [WANDB=off|offline|online] [ARGS="--trainer.max_epochs 1"] [RESUME=runs/tied_ptb/version_0]
+	$(PY) -m lrnn.launch "$(NAME)" --gpus "$(GPUS)" --threads "$(THREADS)" --wandb "$(WANDB)" --resume "$(RESUME)" -- $(ARGS)
 
 experiments: $(STAMP)  ## list the available experiment names
 	@$(PY) -m lrnn.launch --list

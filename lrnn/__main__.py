@@ -1,3 +1,5 @@
+import sys
+
 from lrnn.cli import main
 
-main()
+sys.exit(main())

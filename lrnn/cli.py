@@ -4,8 +4,13 @@
     lrnn test --config experiments/tied_ptb.yaml --ckpt_path runs/tied_ptb/version_0/checkpoints/best.ckpt
     lrnn evaluate runs/tied_ptb/version_0 [--ckpt best|last|PATH] [--lengths 10 20 40] [--out DIR]
 
+    lrnn fit --resume runs/tied_ptb/version_0   # continue an interrupted run in its folder and W&B run
+
 Every config is layered on ``lrnn/configs/defaults.yaml``. ``fit`` evaluates the best-validation checkpoint on the
-test split when it finishes (``--test_after_fit false`` to skip) and writes ``results.json`` beside the metrics.
+test split when it finishes (``--test_after_fit false`` to skip) and writes ``results.json`` beside the metrics, with
+``"status"``: ``running`` while it trains, then ``completed``, ``interrupted`` (Ctrl-C / SIGTERM: a checkpoint of the
+current step was saved; exit status 130 / 143), ``diverged`` (a non-finite training loss; exit status 3) or
+``failed`` (with the error; exit status 1). Bad arguments or data: a one-line error and exit status 2.
 
 ``model.bptt: tbptt`` and ``full`` train with manual optimization, where Lightning forbids
 ``trainer.gradient_clip_val`` and ``trainer.accumulate_grad_batches``: the CLI moves them to ``model.grad_clip``
@@ -16,24 +21,41 @@ config and ``--trainer.gradient_clip_val`` mean the same in every mode. The save
 from __future__ import annotations
 
 import json
+import math
+import os
+import re
+import signal
 import sys
 import time
+import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import CSVLogger
 
-from lrnn.lightning.lm import LanguageModel
-from lrnn.loggers import git_commit, make_loggers
+from lrnn.lightning.interrupts import MidEpochCheckpoint, RunInterrupted
+from lrnn.lightning.lm import LanguageModel, TrainingDiverged
+from lrnn.loggers import git_commit, make_loggers, quiet_known_noise, wandb_run_info
+from lrnn.progress import LMProgressBar
 
 DEFAULTS = Path(__file__).parent / "configs" / "defaults.yaml"
 
 
 class LogConfigCallback(SaveConfigCallback):
     """Writes ``config.yaml`` to the run folder and logs the full config and git commit to every logger."""
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        log_dir = trainer.log_dir
+        if log_dir is not None and (Path(log_dir) / self.config_filename).exists():
+            # a resumed run: keep the first config, add this one beside it
+            n = len(list(Path(log_dir).glob("config*.yaml")))
+            self.config_filename = f"config.resume{n}.yaml"
+        super().setup(trainer, pl_module, stage)
 
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         config = self.parser.dump(self.config, skip_none=False, format="json")
@@ -50,15 +72,29 @@ class LRNNCLI(LightningCLI):
         parser.add_argument("--wandb_tags", type=list[str] | None, default=None, help="W&B tags, e.g. [core:tied]")
         parser.add_argument("--out_dir", type=str, default="runs", help="folder for metrics, checkpoints, W&B runs")
         parser.add_argument("--test_after_fit", type=bool, default=True, help="fit: test the best checkpoint")
+        parser.add_argument(
+            "--resume", type=str | None, default=None, help="fit: continue the run in this runs/<name>/version_<k>"
+        )
+        parser.add_argument(
+            "--checkpoint_every_minutes", type=float, default=30.0, help="fit: mid-epoch last.ckpt interval (0: off)"
+        )
 
     def _run_config(self) -> Any:
         return self.config[self.subcommand] if self.subcommand else self.config
 
     def before_instantiate_classes(self) -> None:
-        move_manual_optimization_args(self._run_config())
+        config = self._run_config()
+        move_manual_optimization_args(config)
+        self._resume: dict[str, Any] | None = None
+        if self.subcommand == "fit" and config.get("resume"):
+            self._resume = resume_target(config["resume"])
+            config["ckpt_path"] = self._resume["checkpoint"]
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # ours
 
     def _experiment_name(self) -> str:
         config = self._run_config()
+        if getattr(self, "_resume", None):
+            return self._resume["name"]
         if config.get("name"):
             return config["name"]
         paths = [p for p in (config.get("config") or []) if p is not None]
@@ -67,49 +103,128 @@ class LRNNCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         config = self._run_config()
         trainer_config = self._get(self.config_init, "trainer", default={})
+        resume = getattr(self, "_resume", None)
         if trainer_config.get("logger") in (None, True):
             kwargs["logger"] = make_loggers(
                 self._experiment_name(),
                 config.get("seed_everything"),
-                config["out_dir"],
+                resume["out_dir"] if resume else config["out_dir"],
                 config["wandb"],
                 group=config.get("wandb_group"),
                 tags=config.get("wandb_tags"),
+                version=resume["version"] if resume else None,
+                wandb_id=resume["wandb_id"] if resume else None,
             )
-        callbacks = trainer_config.get("callbacks") or []
+        callbacks = list(trainer_config.get("callbacks") or [])
         if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
-            kwargs["callbacks"] = [
-                *callbacks,
-                ModelCheckpoint(monitor="val/loss", mode="min", save_top_k=1, save_last=True, filename="best"),
-            ]
+            callbacks.append(
+                ModelCheckpoint(monitor="val/loss", mode="min", save_top_k=1, save_last=True, filename="best")
+            )
+        if self.subcommand == "fit" and not any(isinstance(c, MidEpochCheckpoint) for c in callbacks):
+            callbacks.append(MidEpochCheckpoint(every_minutes=config.get("checkpoint_every_minutes")))
+        if trainer_config.get("enable_progress_bar") is not False and not any(
+            isinstance(c, ProgressBar) for c in callbacks
+        ):
+            callbacks.append(LMProgressBar())
+        kwargs["callbacks"] = callbacks
         return super().instantiate_trainer(**kwargs)
+
+    # ---- fit: a results.json that always says how the run ended ----------------------------------------------
+    def _run_subcommand(self, subcommand: str) -> None:
+        if subcommand != "fit":
+            return super()._run_subcommand(subcommand)
+        try:
+            super()._run_subcommand(subcommand)
+        except RunInterrupted as err:
+            self._write_results("interrupted", error=str(err), extra={"checkpoint": err.checkpoint})
+            resume = self.trainer.log_dir
+            print(
+                f"interrupted: {err}. Resume: make experiment RESUME={resume}  (or: lrnn fit --resume {resume})",
+                file=sys.stderr,
+            )
+            self.exit_code = 128 + err.signum
+        except TrainingDiverged as err:
+            diverged = {"step": err.step, "loss": str(err.loss), "lr": err.lr}
+            self._write_results("diverged", error=str(err), extra={"diverged": diverged})
+            print(f"error: {err}", file=sys.stderr)
+            self.exit_code = 3
+        except (KeyboardInterrupt, SystemExit) as err:  # a second Ctrl-C, or Lightning's own SIGTERM exit
+            self._write_results("interrupted", error=f"{type(err).__name__} (no checkpoint of the current step)")
+            self.exit_code = 128 + signal.SIGINT
+        except Exception as err:
+            self._write_results("failed", error=f"{type(err).__name__}: {err}")
+            raise
 
     def before_fit(self) -> None:
         self._t0 = time.time()
+        self._write_results("running")
 
     def after_fit(self) -> None:
         trainer = self.trainer
-        results: dict[str, Any] = {"name": self._experiment_name(), "seed": self._run_config().get("seed_everything")}
-        results["fit"] = _scalars(trainer.callback_metrics)
-        results["fit_seconds"] = round(time.time() - self._t0, 1)
+        extra: dict[str, Any] = {"fit": fit_summary(trainer.callback_metrics)}
         ckpt = trainer.checkpoint_callback
-        if ckpt is not None and ckpt.best_model_score is not None:
+        model = self.model
+        if (
+            isinstance(ckpt, ModelCheckpoint)
+            and isinstance(model, LanguageModel)
+            and model.last_val_step != trainer.global_step
+            and trainer.limit_val_batches
+            and not trainer.fast_dev_run
+        ):  # fit ended mid-epoch (max_steps, max_time): validate the final weights so best.ckpt covers them
+            trainer.validate(model, datamodule=self.datamodule, verbose=False)
+            save_if_best(trainer, ckpt)
+        if self._run_config()["test_after_fit"] and not trainer.fast_dev_run:
+            ckpt_path = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
+            trainer.test(model, datamodule=self.datamodule, ckpt_path=ckpt_path, weights_only=False)  # our own file
+            extra["test"] = _scalars(trainer.callback_metrics, prefix="test/")
+            extra["tested_checkpoint"] = ckpt_path or "the final weights (no validation checkpoint)"
+        self._write_results("completed", extra=extra)
+
+    def _write_results(self, status: str, error: str | None = None, extra: dict[str, Any] | None = None) -> None:
+        trainer = self.trainer
+        log_dir = trainer.log_dir
+        if not trainer.is_global_zero or log_dir is None:
+            return
+        path = Path(log_dir) / "results.json"
+        if status == "running":  # a resumed run keeps the records of its earlier attempts
+            self._history = previous_attempts(path)
+            for logger in trainer.loggers:  # create the CSV folder first (it warns about non-empty folders)
+                if isinstance(logger, CSVLogger):
+                    _ = logger.experiment
+        results: dict[str, Any] = {
+            "name": self._experiment_name(),
+            "status": status,
+            "seed": self._run_config().get("seed_everything"),
+        }
+        if error:
+            results["error"] = error
+        resume = getattr(self, "_resume", None)
+        if resume:
+            results["resumed_from"] = {"checkpoint": resume["checkpoint"], "step": resume["step"]}
+        if status != "running":
+            results["epoch"] = trainer.current_epoch
+            results["global_step"] = trainer.global_step
+            results["fit"] = fit_summary(trainer.callback_metrics)  # after_fit passes the pre-test values
+            results["fit_seconds"] = round(time.time() - self._t0, 1)
+        ckpt = trainer.checkpoint_callback
+        if isinstance(ckpt, ModelCheckpoint) and ckpt.best_model_score is not None:
             results["best_val_loss"] = float(ckpt.best_model_score)
             results["best_checkpoint"] = ckpt.best_model_path
-        if self._run_config()["test_after_fit"] and not trainer.fast_dev_run and not trainer.interrupted:
-            ckpt_path = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
-            trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt_path)
-            results["test"] = _scalars(trainer.callback_metrics, prefix="test/")
+        results.update(extra or {})
         if isinstance(self.model, LanguageModel):
             results["params"] = self.model.model.num_parameters()
+        results["wandb"] = wandb_run_info(trainer.loggers)
         results["git_commit"] = git_commit()
         results["argv"] = sys.argv[1:]
-        log_dir = trainer.log_dir
-        if trainer.is_global_zero and log_dir is not None:
-            path = Path(log_dir) / "results.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(results, indent=2) + "\n")
-            print(f"results: {path}\n{json.dumps(results, indent=2)}")
+        if getattr(self, "_history", None):
+            results["earlier_attempts"] = self._history
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(finite_json(results), indent=2, allow_nan=False)
+        tmp = path.with_name(f".results.{os.getpid()}.tmp")
+        tmp.write_text(text + "\n")
+        os.replace(tmp, path)
+        if status != "running":
+            print(f"results: {path}\n{text}")
 
 
 def move_manual_optimization_args(config: Any) -> None:
@@ -134,24 +249,144 @@ def _scalars(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
     return {k: float(v) for k, v in sorted(metrics.items()) if k.startswith(prefix)}
 
 
-def main(args: list[str] | None = None) -> LRNNCLI:
-    argv = sys.argv[1:] if args is None else args
+# step-level values that callback_metrics keeps from whichever step logged them last (stale at the end of fit)
+_STEP_KEYS = ("train/grad_norm",)
+
+
+def fit_summary(metrics: dict[str, Any]) -> dict[str, float]:
+    """The last epoch's train / validation metrics (epoch-level values only)."""
+    return {k: v for k, v in _scalars(metrics).items() if k.split("/")[0] in ("train", "val") and k not in _STEP_KEYS}
+
+
+def finite_json(value: Any) -> Any:
+    """``value`` with NaN / inf floats replaced by None, so strict JSON parsers accept the file."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_json(v) for v in value]
+    return value
+
+
+def previous_attempts(path: Path) -> list[dict[str, Any]]:
+    """The records of earlier attempts of a run (a resumed run appends its own; nothing is lost)."""
+    if not path.exists():
+        return []
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return [{"unreadable_results": path.read_text(errors="replace")[:2000]}]
+    history = earlier.pop("earlier_attempts", [])
+    return [*history, earlier]
+
+
+def resume_target(run_dir: str) -> dict[str, Any]:
+    """What ``--resume runs/<name>/version_<k>`` continues: folder parts, checkpoint, step, W&B run id."""
+    folder = Path(run_dir).expanduser()
+    match = re.fullmatch(r"version_(\d+)", folder.name)
+    if not folder.is_dir() or match is None:
+        raise ValueError(f"--resume {run_dir}: expected an existing run folder like runs/<name>/version_<k>")
+    checkpoint = folder / "checkpoints" / "last.ckpt"
+    if not checkpoint.exists():
+        raise ValueError(f"--resume {run_dir}: no checkpoints/last.ckpt (the run stopped before its first checkpoint)")
+    import torch
+
+    step = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True).get("global_step")
+    wandb_id = None
+    results = folder / "results.json"
+    if results.exists():
+        try:
+            wandb_id = (json.loads(results.read_text()).get("wandb") or {}).get("id")
+        except ValueError:
+            pass
+    return {
+        "out_dir": str(folder.parent.parent),
+        "name": folder.parent.name,
+        "version": int(match.group(1)),
+        "checkpoint": str(checkpoint),
+        "step": step,
+        "wandb_id": wandb_id,
+    }
+
+
+def save_if_best(trainer: Trainer, ckpt: ModelCheckpoint) -> None:
+    """After an extra validation at the end of fit: write ``best.ckpt`` if these weights are the best so far."""
+    score = trainer.callback_metrics.get(ckpt.monitor or "val/loss")
+    if score is None or not math.isfinite(float(score)) or ckpt.dirpath is None:
+        return
+    best = ckpt.best_model_score
+    if best is None or float(score) < float(best):
+        path = str(Path(ckpt.dirpath) / f"{ckpt.filename or 'best'}{ckpt.FILE_EXTENSION}")
+        ckpt.best_model_path, ckpt.best_model_score = path, score.detach().clone()  # saved with the checkpoint
+        ckpt.best_k_models = {path: ckpt.best_model_score}
+        trainer.save_checkpoint(path)
+
+
+# Errors a user causes (bad numbers, paths, data): print the cause, not a traceback
+USER_ERRORS = (ValueError, FileNotFoundError, UnicodeDecodeError, NotADirectoryError, IsADirectoryError)
+
+
+def root_cause(err: BaseException) -> BaseException | None:
+    """The first user error in ``err``'s chain (jsonargparse wraps constructor errors in Union-type noise)."""
+    seen: set[int] = set()
+    stack = [err]
+    while stack:
+        e = stack.pop(0)
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, USER_ERRORS) and type(e).__module__ == "builtins" and _raised_by_lrnn(e):
+            return e
+        stack += [c for c in (e.__cause__, e.__context__) if c is not None]
+    return None
+
+
+def _raised_by_lrnn(err: BaseException) -> bool:
+    tb = err.__traceback__
+    frames = traceback.extract_tb(tb) if tb is not None else []
+    package = str(Path(__file__).parent)
+    return bool(frames) and frames[-1].filename.startswith(package)  # raised in lrnn's own code
+
+
+def main(args: list[str] | None = None) -> int:
+    """The ``lrnn`` command; returns the exit status (0 on success)."""
+    quiet_known_noise()
+    argv = list(sys.argv[1:] if args is None else args)
     if argv[:1] == ["evaluate"]:  # `lrnn evaluate RUN ...`: its own argparse (lrnn/evaluate.py)
         from lrnn.evaluate import main as evaluate_main
 
-        raise SystemExit(evaluate_main(argv[1:]))
+        return evaluate_main(argv[1:])
+    if "--resume" in argv and "--config" not in argv and "-c" not in argv:
+        i = argv.index("--resume")
+        if i + 1 < len(argv):  # the run's own saved config
+            argv[i:i] = ["--config", str(Path(argv[i + 1]) / "config.yaml")]
+    if args is None:  # LightningCLI reads sys.argv itself (and warns when given both)
+        sys.argv[1:], argv = argv, None
     default_files = {"default_config_files": [str(DEFAULTS)]}
-    return LRNNCLI(
-        LanguageModel,
-        L.LightningDataModule,
-        subclass_mode_data=True,
-        auto_configure_optimizers=False,
-        save_config_callback=LogConfigCallback,
-        save_config_kwargs={"overwrite": True},
-        parser_kwargs={sub: default_files for sub in ("fit", "validate", "test", "predict")},
-        args=args,
-    )
+    if argv is not None:  # called from Python with explicit args: LightningCLI warns that sys.argv is ignored
+        warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within")
+    try:
+        cli = LRNNCLI(
+            LanguageModel,
+            L.LightningDataModule,
+            subclass_mode_data=True,
+            auto_configure_optimizers=False,
+            save_config_callback=LogConfigCallback,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={sub: default_files for sub in ("fit", "validate", "test", "predict")},
+            args=argv,
+        )
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as err:
+        cause = root_cause(err)
+        if cause is None or os.environ.get("LRNN_DEBUG"):
+            raise
+        print(f"error: {cause}", file=sys.stderr)
+        return 2
+    return getattr(cli, "exit_code", 0)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

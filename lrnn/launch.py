@@ -1,6 +1,7 @@
 """``make experiment NAME=...``: run ``lrnn fit`` (then test) on ``experiments/<NAME>.yaml``.
 
 python -m lrnn.launch NAME [--gpus N] [--wandb auto|online|offline|off] [--threads N] [-- extra `lrnn fit` args]
+python -m lrnn.launch [NAME] --resume runs/NAME/version_K [-- extra args]   # continue that run
 python -m lrnn.launch --list
 """
 
@@ -76,12 +77,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wandb", default="auto", choices=["auto", "online", "offline", "off"])
     parser.add_argument("--threads", default="", help="torch threads per process; empty: one per physical core")
     parser.add_argument("--list", action="store_true", help="list the experiments and exit")
+    parser.add_argument("--resume", default="", help="continue the run in this folder (runs/NAME/version_K)")
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     if args.list:
         print(listing())
         return 0
+    if args.resume:
+        folder = Path(args.resume)
+        if args.name and folder.parent.name != args.name:
+            print(f"error: RESUME={args.resume} is not a run of NAME={args.name}", file=sys.stderr)
+            return 2
+        if not (folder / "config.yaml").is_file():
+            print(f"error: RESUME={args.resume}: no run folder with a config.yaml there", file=sys.stderr)
+            return 2
+        fit_argv = ["fit", "--config", str(folder / "config.yaml"), "--resume", str(folder), *extra]
+        print("lrnn " + " ".join(fit_argv), flush=True)
+        os.execv(sys.executable, [sys.executable, "-m", "lrnn", *fit_argv])
     if args.name not in available():
         problem = "no experiment given" if not args.name else f"unknown experiment {args.name!r}"
         print(f"error: {problem}. Use NAME=<one of>:\n{listing()}", file=sys.stderr)

@@ -6,8 +6,9 @@ import netrc
 import os
 import socket
 import subprocess
+import warnings
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
@@ -73,11 +74,26 @@ def make_loggers(
     wandb: str = "auto",
     group: str | None = None,
     tags: list[str] | None = None,
+    version: int | None = None,
+    wandb_id: str | None = None,
 ) -> list[Logger]:
     """``[CSVLogger, WandbLogger?]``. The CSV logger comes first, so checkpoints and ``config.yaml`` land in
     ``<out_dir>/<name>/version_<k>/``; each run gets a new version folder and never overwrites an earlier one.
-    The W&B run is named ``<name>-s<seed>``, in ``group`` (default: ``name``) with ``tags``."""
-    loggers: list[Logger] = [CSVLogger(save_dir=out_dir, name=name)]
+    The W&B run is named ``<name>-s<seed>``, in ``group`` (default: ``name``) with ``tags``.
+    ``version`` and ``wandb_id`` continue an existing run (``--resume``): the CSV rows are appended to its
+    ``metrics.csv`` and W&B resumes the run with that id."""
+    if version is not None:  # CSVLogger warns that metrics.csv "will be deleted": it is put back below
+        warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
+    csv_logger = CSVLogger(save_dir=out_dir, name=name, version=version)
+    metrics = Path(csv_logger.log_dir) / "metrics.csv"
+    if version is not None and metrics.exists():
+        # Lightning's CSV writer deletes an existing metrics.csv when it starts: put the earlier rows back and
+        # append to them
+        earlier = metrics.read_bytes()
+        writer = csv_logger.experiment
+        metrics.write_bytes(earlier)
+        writer.metrics_keys = [k for k in earlier.decode().split("\n", 1)[0].strip().split(",") if k]
+    loggers: list[Logger] = [csv_logger]
     mode = resolve_wandb_mode(wandb)
     if mode != "off":
         run_name = name if seed is None else f"{name}-s{seed}"
@@ -91,6 +107,57 @@ def make_loggers(
                 save_dir=out_dir,
                 offline=mode == "offline",
                 log_model=False,
+                id=wandb_id or new_run_id(),  # known before the run starts: results.json records it
+                resume="allow",
             )
         )
+        if loggers[-1]._wandb_init.get("anonymous", 0) is None:  # wandb warns about the unset setting itself
+            del loggers[-1]._wandb_init["anonymous"]
     return loggers
+
+
+def new_run_id() -> str:
+    """A W&B-style run id (8 lowercase letters / digits), from the OS's randomness: the seeded RNGs stay untouched."""
+    import random
+    import string
+
+    return "".join(random.SystemRandom().choices(string.ascii_lowercase + string.digits, k=8))
+
+
+def wandb_run_info(loggers: list[Logger]) -> dict[str, Any] | None:
+    """The W&B run of these loggers: id, mode, project, and the local folder (``wandb sync`` it when offline)."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            info: dict[str, Any] = {"id": logger.version, "mode": "offline" if logger._offline else "online"}
+            info["project"] = logger.name
+            run = logger._experiment
+            if run is not None and getattr(run, "dir", None):
+                info["folder"] = str(Path(run.dir).parent)
+                if not logger._offline and getattr(run, "url", None):
+                    info["url"] = run.url
+            return info
+    return None
+
+
+def quiet_known_noise() -> None:
+    """Silence messages a user can do nothing about; every other warning stays.
+
+    The litlogger tip and the wandb 'anonymous' warning are printed by those libraries' loggers; the rest are
+    Python warnings: our loaders are IterableDatasets with an exact ``__len__`` and no workers, and Lightning still
+    calls a torch ``_pytree`` API that torch deprecated."""
+    import logging
+
+    warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+    warnings.filterwarnings("ignore", message=r".*does not have many workers")
+
+    class _Drop(logging.Filter):
+        def __init__(self, *needles: str) -> None:
+            super().__init__()
+            self.needles = needles
+
+        def filter(self, record: logging.LogRecord) -> bool:
+            return not any(n in record.getMessage() for n in self.needles)
+
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(_Drop("💡 Tip"))  # the litlogger / litmodels advertisements

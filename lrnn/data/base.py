@@ -2,11 +2,46 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from itertools import islice
+from typing import Any
+
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from lrnn.data.sentences import SentenceBatches
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader that knows how many batches of the current pass it has handed out, so that a checkpoint taken
+    mid-epoch resumes at the next batch: Lightning saves ``state_dict()`` with every checkpoint and calls
+    ``load_state_dict()`` only when it restarts inside an epoch; the next pass then skips the batches already used.
+
+    ``epoch_batches`` returns how many batches an epoch has (``trainer.num_training_batches``, which
+    ``limit_train_batches`` shortens): a pass that reached it is complete, and its position is saved as 0.
+    The loader has its own random generator, so iterating it never draws from the global RNG (dropout's).
+    """
+
+    def __init__(self, dataset: IterableDataset, epoch_batches: Callable[[], float] | None = None) -> None:
+        super().__init__(dataset, batch_size=None, num_workers=0, generator=torch.Generator().manual_seed(0))
+        self.epoch_batches = epoch_batches
+        self.batches_done = 0  # batches of the current pass handed out so far
+        self._skip = 0  # batches the next pass skips (set by load_state_dict)
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        skip, self._skip = self._skip, 0
+        self.batches_done = skip
+        for batch in islice(super().__iter__(), skip, None):
+            self.batches_done += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        total = self.epoch_batches() if self.epoch_batches is not None else float("inf")
+        return {"batches_done": 0 if self.batches_done >= total else self.batches_done}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self._skip = int(state_dict.get("batches_done", 0))
 
 
 class SplitDataModule(L.LightningDataModule):
@@ -51,7 +86,10 @@ class SplitDataModule(L.LightningDataModule):
         )
 
     def _loader(self, split: str, batch_size: int) -> DataLoader:
-        return DataLoader(self.split_data(split, batch_size), batch_size=None, num_workers=0)
+        epoch_batches = None
+        if split == "train":  # the stream position travels with mid-epoch checkpoints (exact resume)
+            epoch_batches = lambda: self.trainer.num_training_batches if self.trainer is not None else float("inf")  # noqa: E731
+        return ResumableLoader(self.split_data(split, batch_size), epoch_batches)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size)

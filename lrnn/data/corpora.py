@@ -3,11 +3,19 @@
 A corpus is resolved to a :class:`CorpusSpec` (what to pass to ``datasets.load_dataset`` and which column holds
 the text). With ``LRNN_DATA_MIRROR=<folder>`` set and ``<folder>/<hub id>`` present, the mirror is read with the
 same ``load_dataset`` call (same splits, same columns) instead of the hub.
+
+Local text files are checked before they are read: an empty split, bytes that are not UTF-8 (the error gives the
+byte offset) or a binary file is a one-line error naming the file. A single local text file is split by lines,
+in order: the first 90% of its lines are ``train``, the next 5% ``validation``, the last 5% ``test``.
+A name that is neither a short name, an existing path, nor in the mirror fails at once when the hub cannot be asked
+(mirror set, ``HF_HUB_OFFLINE=1``, or no answer from the hub within 3 s) instead of retrying for half a minute.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -34,8 +42,8 @@ CORPORA: dict[str, CorpusSpec] = {
 }
 
 SPLITS = ("train", "validation", "test")
+SINGLE_FILE_SPLIT = (0.90, 0.05, 0.05)  # a single local text file: train / validation / test fractions of its lines
 _SPLIT_ALIASES = {"validation": ("validation", "valid", "val", "dev")}
-_TEXT_SUFFIXES = {".txt": "text", ".tokens": "text", ".raw": "text"}
 
 
 def resolve(
@@ -68,11 +76,12 @@ def load_splits(spec: CorpusSpec, mirror: str | None = None) -> dict[str, datase
     """
     local = Path(spec.path).expanduser()
     mirrored = mirror_path(spec, mirror)
+    if local.is_file():
+        return _pick_splits(_split_single_file(local), spec)
+    if not local.exists() and mirrored is None:
+        _fail_fast_if_unreachable(spec)
     try:
-        if local.is_file():
-            builder = _TEXT_SUFFIXES.get(local.suffix, local.suffix.lstrip("."))
-            raw = datasets.load_dataset(builder, data_files={"train": str(local)})
-        elif local.is_dir():
+        if local.is_dir():
             raw = _load_local_dir(local, spec.config)
         elif mirrored is not None:
             raw = datasets.load_dataset(str(mirrored), spec.config)
@@ -91,6 +100,65 @@ def load_splits(spec: CorpusSpec, mirror: str | None = None) -> dict[str, datase
     return _pick_splits(raw, spec)
 
 
+def _short_names() -> str:
+    return ", ".join(CORPORA)
+
+
+def _fail_fast_if_unreachable(spec: CorpusSpec) -> None:
+    """Raise at once for a name that cannot be on the hub, or when the hub cannot be asked."""
+    name = spec.path
+    hint = (
+        f"Use a short name ({_short_names()}), an existing local folder/file, a dataset under {MIRROR_ENV} "
+        f"(now {os.environ.get(MIRROR_ENV) or '<unset>'}), or a hub id (owner/name) with network access."
+    )
+    looks_like_path = name.startswith((".", "/", "~")) or os.sep in name and name.count("/") != 1
+    if looks_like_path or "/" not in name:
+        what = "no such file or folder" if looks_like_path else "not a known short name"
+        raise FileNotFoundError(f"unknown dataset {name!r}: {what}. {hint}")
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"):
+        raise FileNotFoundError(f"dataset {name!r}: not in the mirror, and HF_HUB_OFFLINE is set. {hint}")
+    host = "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=3).close()
+    except OSError as err:
+        raise FileNotFoundError(f"dataset {name!r}: the Hugging Face Hub does not answer ({err}). {hint}") from None
+
+
+def check_text_file(path: Path, split: str) -> bytes:
+    """The file's bytes, after checking that it is non-empty UTF-8 text (one-line errors naming the file)."""
+    data = path.read_bytes()
+    if b"\0" in data[:8192]:
+        raise ValueError(f"{path}: {split} split: a binary file (NUL bytes), not text")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"{path}: {split} split: not UTF-8 text at byte offset {err.start} (byte 0x{data[err.start]:02x})"
+        ) from None
+    if not text.strip():
+        raise ValueError(f"{path}: the {split} split is empty")
+    return data
+
+
+def _split_single_file(path: Path) -> datasets.DatasetDict:
+    """One local text file: its lines in order, 90% train, 5% validation, 5% test (``SINGLE_FILE_SPLIT``)."""
+    data = check_text_file(path, "train")
+    lines = data.decode("utf-8").splitlines()
+    n = len(lines)
+    n_val, n_test = max(1, round(n * SINGLE_FILE_SPLIT[1])), max(1, round(n * SINGLE_FILE_SPLIT[2]))
+    n_train = n - n_val - n_test
+    if n_train < 1:
+        raise ValueError(f"{path}: {n} lines are too few to split 90/5/5 into train/validation/test")
+    parts = {"train": lines[:n_train], "validation": lines[n_train : n - n_test], "test": lines[n - n_test :]}
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    out = {}
+    for split, rows in parts.items():
+        ds = datasets.Dataset.from_dict({"text": rows})
+        ds._fingerprint = f"{digest}-{split}"  # the content decides the token cache, not a random id
+        out[split] = ds
+    return datasets.DatasetDict(out)
+
+
 def _load_local_dir(folder: Path, config: str | None) -> datasets.DatasetDict:
     """A folder laid out like a hub repo (README configs / parquet) or holding train/valid/test text files."""
     if any(folder.glob("*.md")) or any(folder.rglob("*.parquet")):
@@ -104,6 +172,8 @@ def _load_local_dir(folder: Path, config: str | None) -> datasets.DatasetDict:
                 break
     if "train" not in files:
         raise FileNotFoundError(f"{folder}: no file named like 'train' (e.g. train.txt, ptb.train.txt)")
+    for split, file in files.items():
+        check_text_file(Path(file), split)
     return datasets.load_dataset("text", data_files=files)
 
 

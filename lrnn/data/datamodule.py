@@ -34,7 +34,8 @@ class TextDataModule(SplitDataModule):
     (:mod:`lrnn.data.sentences`); word level only. ``seq_len`` is not used in sentence mode.
 
     Args:
-        dataset: ``ptb``, ``wikitext2``, ``wikitext103``, ``tiny_shakespeare``, any hub id, or a local folder/file.
+        dataset: ``ptb``, ``wikitext2``, ``wikitext103``, ``tiny_shakespeare``, any hub id, or a local folder/file
+            (a single text file is split by lines, in order: 90% train, 5% validation, 5% test).
         config: hub config name (built-in corpora know theirs).
         text_column: column holding the text (built-in corpora know theirs; default ``text``).
         level: ``word`` (whitespace split + ``<eos>`` per row) or ``char``.
@@ -66,9 +67,14 @@ class TextDataModule(SplitDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        for name, value in (("batch_size", batch_size), ("seq_len", seq_len)):
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+        for name, value in (
+            ("batch_size", batch_size),
+            ("seq_len", seq_len),
+            ("eval_batch_size", eval_batch_size),
+            ("test_batch_size", test_batch_size),
+        ):
+            if value is not None and value < 1:
+                raise ValueError(f"data.{name} must be >= 1, got {value}")
         if batching not in ("stream", "sentence"):
             raise ValueError(f"batching must be 'stream' or 'sentence', got {batching!r}")
         self.save_hyperparameters()

@@ -3,6 +3,7 @@ sentence-level BPTT)."""
 
 from __future__ import annotations
 
+import random
 import time
 from typing import Any, Literal
 
@@ -11,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info
+from lightning_utilities.core.apply_func import apply_to_collection
 from torch import nn
 from torchmetrics import MeanMetric
 
@@ -25,6 +27,32 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 def detach_state(state: State | None) -> State | None:
     return None if state is None else (state[0].detach(), state[1].detach())
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite; ``step``, ``loss`` and ``lr`` say where."""
+
+    def __init__(self, step: int | str, loss: float, lr: float) -> None:
+        self.step, self.loss, self.lr = step, loss, lr
+        super().__init__(
+            f"training diverged: loss {loss:.4g} at step {step} (lr {lr:.4g}). Checkpoints written before it are kept; "
+            "lower the learning rate (--model.optimizer.init_args.lr) or clip gradients (--trainer.gradient_clip_val)"
+        )
+
+
+def rng_states() -> dict[str, Any]:
+    """The global random states (torch CPU, CUDA if initialised, Python); dropout draws from torch's."""
+    states: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 class TokenMean(MeanMetric):
@@ -145,6 +173,11 @@ class LanguageModel(L.LightningModule):
         self._step_nll: torch.Tensor | float = 0.0
         self._step_tokens: torch.Tensor | int = 0
         self._epoch_start = 0.0
+        self._epoch_lr: float | None = None  # the lr of the running epoch (logged and printed at its end)
+        self._loss_check: torch.Tensor | float = 0.0  # losses since the last finiteness check (accelerators)
+        self._pending_rng: dict[str, Any] | None = None  # restored at the first training batch after a resume
+        self._tested_epoch: int | None = None  # epoch of the checkpoint the test loaded
+        self.last_val_step: int | None = None  # global_step of the last validation during fit
 
     @property
     def core(self) -> nn.Module:
@@ -196,6 +229,7 @@ class LanguageModel(L.LightningModule):
             return self._manual_training_step(batch)
         nll, n, logits = self._nll_sum("train", batch)
         mean = nll / n.clamp_min(1)
+        self._check_finite(mean.detach())
         self._record("train", nll.detach(), n, logits, batch[1])
         self.log("train/loss", mean.detach(), on_step=True, on_epoch=False, prog_bar=True)
         self._tokens_seen += n
@@ -231,11 +265,40 @@ class LanguageModel(L.LightningModule):
         inputs, targets = chunk
         logits, state = self(inputs, state, offset)
         nll, n = self._score(logits, targets)
+        self._check_finite(nll.detach() / n.clamp_min(1))
         self._record("train", nll.detach(), n, logits, targets)
         self._step_nll = self._step_nll + nll.detach()
         self._step_tokens = self._step_tokens + n
         self._tokens_seen += n
         return nll, state
+
+    # Stop at the first diverged training loss (per token, nats), before its backward pass: NaN, inf, or so large
+    # that the perplexity overflows (exp(88.7) is float32's max; a uniform guess over V words scores log V).
+    # On the CPU one check per step is free; on an accelerator it would be a host sync per step, so the running
+    # maximum stays on the device (torch.maximum keeps NaN) and is checked every `finite_check_every` steps and at
+    # the end of each epoch: the run then stops within that many steps.
+    finite_check_every = 50
+    diverged_loss = 88.0
+
+    def _check_finite(self, loss: torch.Tensor) -> None:
+        if loss.device.type == "cpu":
+            value = loss.item()
+            if not value <= self.diverged_loss:
+                raise TrainingDiverged(self.global_step, value, self._lr())
+            return
+        self._loss_check = loss if isinstance(self._loss_check, float) else torch.maximum(self._loss_check, loss)
+        if (self.global_step + 1) % self.finite_check_every == 0:
+            self._check_pending_losses()
+
+    def _check_pending_losses(self) -> None:
+        """Check the largest loss seen on the device since the last check (one host sync)."""
+        worst, self._loss_check = self._loss_check, 0.0
+        if isinstance(worst, torch.Tensor) and not worst.item() <= self.diverged_loss:
+            steps = f"{max(0, self.global_step + 1 - self.finite_check_every)}..{self.global_step}"
+            raise TrainingDiverged(steps, worst.item(), self._lr())
+
+    def _lr(self) -> float:
+        return float(self.trainer.optimizers[0].param_groups[0]["lr"]) if self.trainer.optimizers else float("nan")
 
     def _advance(self, chunk: tuple[torch.Tensor, ...], state: State | None, offset: int) -> State:
         """TBPTT advance_fn: embedding and core only (no decoder) over steps that are not scored."""
@@ -259,6 +322,11 @@ class LanguageModel(L.LightningModule):
         nll, n, logits = self._nll_sum("test", batch)
         self._record("test", nll, n, logits, batch[1])
 
+    def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
+        if self._pending_rng is not None:  # resumed mid-epoch: the random state of the interrupted run
+            set_rng_states(self._pending_rng)
+            self._pending_rng = None
+
     # ---- state resets and epoch-level logging -------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
         self._state["train"] = None
@@ -266,7 +334,7 @@ class LanguageModel(L.LightningModule):
             self.tbptt.reset()
         self._tokens_seen = 0
         self._epoch_start = time.perf_counter()
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=False, on_epoch=True)
+        self._epoch_lr = self._lr()
 
     def _reset_metrics(self, split: str) -> None:
         # fresh tensors: a previous trainer.validate() left inference tensors
@@ -293,25 +361,88 @@ class LanguageModel(L.LightningModule):
         return loss
 
     def on_train_epoch_end(self) -> None:
+        if not isinstance(self._loss_check, float):
+            self._check_pending_losses()
         elapsed = time.perf_counter() - self._epoch_start
         loss = self._log_split("train")
         tokens_per_s = float(self._tokens_seen) * self.trainer.world_size / max(elapsed, 1e-9)
         self.log("train/tokens_per_s", tokens_per_s, sync_dist=False)
+        lr = self._epoch_lr if self._epoch_lr is not None else self._lr()  # the lr this epoch trained with
+        self.log("train/lr", lr, sync_dist=False)
         val = self.trainer.callback_metrics.get("val/ppl")  # validation runs before this hook
         rank_zero_info(
             f"epoch {self.current_epoch}: train ppl {loss.exp():.2f}"
             + (f", val ppl {val:.2f}" if val is not None else "")
-            + f", lr {self.trainer.optimizers[0].param_groups[0]['lr']:.4g}, {tokens_per_s:.0f} tokens/s,"
-            f" {elapsed:.0f} s"
+            + f", lr {lr:.4g}, {tokens_per_s:.0f} tokens/s, {elapsed:.0f} s"
         )
         if self.tbptt is not None:  # manual optimization: Lightning leaves the epoch lr schedule to us
             self.tbptt.on_train_epoch_end(self)
 
     def on_validation_epoch_end(self) -> None:
         self._log_split("val", prog_bar=True)
+        if self.trainer.state.fn == "fit":
+            self.last_val_step = self.global_step
+        else:
+            self._log_evaluated_epoch()
 
     def on_test_epoch_end(self) -> None:
         self._log_split("test", prog_bar=True)
+        self._log_evaluated_epoch()
+
+    def _log_evaluated_epoch(self) -> None:
+        """Label a validate/test row with the epoch that trained the evaluated weights (the loaded checkpoint's, or
+        the last finished epoch), not with the epoch counter, which points past the end of fit."""
+        epoch = self._tested_epoch if self._tested_epoch is not None else max(self.current_epoch - 1, 0)
+        self.log("epoch", float(epoch), sync_dist=False)
+
+    def on_fit_end(self) -> None:
+        self._tested_epoch = None  # evaluations after fit use the final weights unless they load a checkpoint
+
+    # ---- checkpoints: everything an exact mid-epoch resume needs (all keys optional on load) --------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # the epoch that trained these weights (a save after fit ended sees the epoch counter already advanced)
+        checkpoint["lrnn_weights_epoch"] = self.current_epoch - (self.trainer.state.fn != "fit")
+        metric = self.metrics["train_nll"]
+        checkpoint["lrnn_train_state"] = {
+            "carried": self._state.get("train"),
+            "tbptt": self.tbptt.state_dict() if self.tbptt is not None else None,
+            "train_nll": {name: getattr(metric, name) for name in metric._defaults},
+            "train_acc": (
+                {name: getattr(self.metrics["train_acc"], name) for name in self.metrics["train_acc"]._defaults}
+                if "train_acc" in self.metrics
+                else None
+            ),
+            "tokens_seen": self._tokens_seen,
+            "epoch_lr": self._epoch_lr,
+            "epoch_elapsed": time.perf_counter() - self._epoch_start,
+            "rng": rng_states(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._tested_epoch = checkpoint.get("lrnn_weights_epoch", checkpoint.get("epoch"))
+        saved = checkpoint.get("lrnn_train_state")
+        if saved is None:  # a checkpoint from before mid-epoch resume: weights and loops only
+            return
+        self._resume_state = saved
+
+    def on_train_start(self) -> None:
+        """After a resume: put back the carried state, TBPTT buffer, running train metrics and random state."""
+        saved, self._resume_state = getattr(self, "_resume_state", None), None
+        if saved is None:
+            return
+        move = lambda t: t.to(self.device)  # noqa: E731
+        self._state["train"] = apply_to_collection(saved["carried"], torch.Tensor, move)
+        if self.tbptt is not None and saved["tbptt"] is not None:
+            self.tbptt.load_state_dict(apply_to_collection(saved["tbptt"], torch.Tensor, move))
+        for key in ("train_nll", "train_acc"):
+            if saved.get(key) is not None and key in self.metrics:
+                for name, value in saved[key].items():
+                    setattr(self.metrics[key], name, move(value))
+        tokens = saved["tokens_seen"]
+        self._tokens_seen = move(tokens) if isinstance(tokens, torch.Tensor) else tokens
+        self._epoch_lr = saved["epoch_lr"]
+        self._epoch_start = time.perf_counter() - saved["epoch_elapsed"]
+        self._pending_rng = saved["rng"]
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         if not self.automatic_optimization:

@@ -167,6 +167,29 @@ class TBPTT:
         """The carried (detached) state at the start of the next update's segment."""
         return self._state
 
+    @property
+    def pending_updates(self) -> int:
+        """Updates whose gradients wait for the next optimizer step (accumulation); 0 right after a step."""
+        return self._accumulated
+
+    def state_dict(self) -> dict[str, Any]:
+        """The carried state, the buffered steps and the step counters: what a mid-epoch checkpoint needs to go on
+        exactly. Gradients waiting for an accumulated optimizer step are not included (checkpoint when
+        ``pending_updates == 0``)."""
+        return {
+            "buffer": self._buffer,
+            "state": self._state,
+            "start": self._start,
+            "scored": self._scored,
+            "end": self._end,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._buffer = tuple(state_dict["buffer"])
+        self._state = state_dict["state"]
+        self._start, self._scored, self._end = state_dict["start"], state_dict["scored"], state_dict["end"]
+        self._accumulated = 0
+
     def _slice(self, a: int, b: int) -> Chunk:
         return tuple(t.narrow(self.time_dim, a - self._start, b - a) for t in self._buffer)
 

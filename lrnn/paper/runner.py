@@ -3,8 +3,10 @@
 Layout: ``<runs>/<key>/<name>/version_<k>/`` (the normal run folder: config.yaml, metrics.csv, checkpoints,
 results.json) plus ``paper.json`` (this runner's record: command, wall time, threads, machine, exit code). A version
 whose ``results.json`` says ``completed`` (or, before ``status`` existed, any results.json) or ``diverged`` is
-finished and reused; anything else (interrupted, failed, killed) is left as it is and the run starts again in a new
-``version_<k+1>``: runs are independent pieces, so an interrupted ``make paper`` loses at most the runs in flight.
+finished and reused. One that was ``interrupted`` (or is still ``running``: killed) with a ``last.ckpt`` is continued
+with ``lrnn fit --resume`` in its folder; anything else (failed, no checkpoint) is left as it is and the run starts
+again in a new ``version_<k+1>``. So an interrupted ``make paper`` loses at most the steps since the runs in flight
+last saved a checkpoint.
 
 Parallelism: ``jobs`` runs at a time. On CPU each gets ``threads`` torch threads; with GPUs each run gets one device
 (``CUDA_VISIBLE_DEVICES``), handed out from a pool so two runs never share a device.
@@ -68,6 +70,24 @@ def finished_version(runs: Path, spec: RunSpec) -> Path | None:
         if read_status(version) in FINISHED:
             return version
     return None
+
+
+def resumable_version(runs: Path, spec: RunSpec) -> Path | None:
+    """The newest version if it stopped part-way with a checkpoint to continue from: ``results.json`` says
+    ``interrupted`` (Ctrl-C, SIGTERM) or still ``running`` (killed). A run that failed, or whose resume failed, is
+    not resumed: it starts again in a new version."""
+    found = [v for root in sorted((runs / spec.key).glob("*/")) for v in versions(root)]
+    if not found:
+        return None
+    newest = max(found, key=lambda p: p.stat().st_mtime)
+    ok = read_status(newest) in ("interrupted", "running") and (newest / "checkpoints" / "last.ckpt").is_file()
+    return newest if ok else None
+
+
+def resume_command(version: Path, wandb: str, python: str = sys.executable) -> list[str]:
+    """``lrnn fit --resume <version>``: the run's own config.yaml, same folder and W&B run (issue #8)."""
+    return [python, "-m", "lrnn", "fit", "--resume", str(version), "--wandb", wandb,
+            "--trainer.enable_progress_bar", "false"]  # fmt: skip
 
 
 def needs_evaluation(spec: RunSpec, version: Path) -> bool:
@@ -164,13 +184,18 @@ def execute(
         if version is None:
             root = spec_root(runs, spec)
             before = {p.name for p in versions(root)}
-            cmd = fit_command(spec, runs, profile, wandb)
-            say(f"start  {spec.name} [{spec.key}]")
+            paused = resumable_version(runs, spec)
+            if paused is not None:  # interrupted (or killed) with a checkpoint: continue it in its folder
+                cmd = resume_command(paused, wandb)
+                say(f"resume {spec.name} [{spec.key}] from {paused}")
+            else:
+                cmd = fit_command(spec, runs, profile, wandb)
+                say(f"start  {spec.name} [{spec.key}]")
             t0 = time.time()
             rc = _run_logged(cmd, env, runs / spec.key / "fit.log")
             wall = round(time.time() - t0, 1)
             new = [p for p in versions(root) if p.name not in before]
-            version = new[-1] if new else None
+            version = paused if paused is not None else new[-1] if new else None
             if version is not None:
                 record = {
                     "command": cmd,

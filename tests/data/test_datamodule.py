@@ -20,11 +20,14 @@ def test_vocab_from_train_only_and_unk(tmp_path: Path) -> None:
 
 
 def test_single_text_file_and_char_level(tmp_path: Path) -> None:
+    """A single file is split by lines in order (90/5/5): 18 train lines, then 1 validation and 1 test line."""
     path = tmp_path / "one.txt"
-    path.write_text("abcab\n")
+    path.write_text("abcab\n" * 18 + "ba\ncc\n")
     dm = TextDataModule(str(path), level="char")
     dm.setup()
-    assert dm.vocab.decode(dm.tokens["train"].tolist()) == list("abcab")
+    assert dm.vocab.decode(dm.tokens["train"][:5].tolist()) == list("abcab")
+    assert dm.vocab.decode(dm.tokens["validation"].tolist()) == list("ba")
+    assert dm.vocab.decode(dm.tokens["test"].tolist()) == list("cc")
 
 
 def test_vocabulary_roundtrip() -> None:

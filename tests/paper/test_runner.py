@@ -10,7 +10,7 @@ import pytest
 
 from lrnn.paper import runner
 from lrnn.paper.grid import RunSpec, build_grid
-from lrnn.paper.runner import DevicePool, execute, finished_version, run_grid
+from lrnn.paper.runner import DevicePool, execute, finished_version, run_grid, spec_root
 
 
 @pytest.fixture
@@ -109,3 +109,37 @@ def test_make_loggers_passes_group_and_tags(tmp_path) -> None:
     init = loggers[1]._wandb_init
     assert init["group"] == "C4" and init["tags"] == ["core:tied"] and init["name"] == "C4-tied-s0"
     assert make_loggers("x", 0, str(tmp_path), "offline")[1]._wandb_init["group"] == "x"
+
+
+def test_interrupted_run_with_a_checkpoint_is_resumed_in_its_folder(spec, tmp_path, monkeypatch) -> None:
+    calls: list[list[str]] = []
+    fit = fake_fit(["completed"], calls)
+
+    def run(cmd, env, log):
+        if "--resume" in cmd:  # lrnn fit --resume finishes the run in the same folder
+            calls.append(cmd)
+            folder = Path(cmd[cmd.index("--resume") + 1])
+            (folder / "results.json").write_text(json.dumps({"status": "completed", "best_val_loss": 1.0}))
+            return 0
+        return fit(cmd, env, log)
+
+    monkeypatch.setattr(runner, "_run_logged", run)
+    version = spec_root(tmp_path, spec) / "version_0"
+    (version / "checkpoints").mkdir(parents=True)
+    (version / "checkpoints/last.ckpt").write_bytes(b"x")
+    (version / "results.json").write_text(json.dumps({"status": "interrupted"}))
+    state = _execute(spec, tmp_path)
+    assert state.status == "completed" and state.version == version and len(calls) == 1
+    assert calls[0][3:6] == ["fit", "--resume", str(version)]
+    assert not (version.parent / "version_1").exists()
+
+
+def test_failed_run_is_not_resumed(spec, tmp_path, monkeypatch) -> None:
+    calls: list[list[str]] = []
+    monkeypatch.setattr(runner, "_run_logged", fake_fit(["completed"], calls))
+    version = spec_root(tmp_path, spec) / "version_0"
+    (version / "checkpoints").mkdir(parents=True)
+    (version / "checkpoints/last.ckpt").write_bytes(b"x")
+    (version / "results.json").write_text(json.dumps({"status": "failed"}))
+    state = _execute(spec, tmp_path)
+    assert "--resume" not in calls[0] and state.version.name == "version_1"

@@ -1,0 +1,128 @@
+"""Mid-epoch checkpoints: on Ctrl-C / SIGTERM and every N minutes, so an interrupted run loses (almost) nothing.
+
+``MidEpochCheckpoint`` writes ``<checkpoints>/last.ckpt`` between two training batches, where a checkpoint holds
+everything an exact resume needs: weights, optimizer, lr schedule, the loops' progress, the train loader's position
+in the epoch (:class:`lrnn.data.base.ResumableLoader`) and, from ``LanguageModel``, the carried hidden state, the
+TBPTT buffer, the running train metrics and the random states. ``trainer.fit(..., ckpt_path=last.ckpt)`` then
+continues with the next batch and gives the same numbers as a run that was never stopped.
+
+On SIGINT or SIGTERM the callback lets the running batch finish, saves, and raises :class:`RunInterrupted` (the
+``lrnn`` CLI turns it into ``"status": "interrupted"`` and exit status 130 / 143). A second Ctrl-C stops at once.
+A checkpoint is only taken where the state is complete: not in the middle of gradient accumulation, and not after the
+last batch of an epoch (validation and the epoch end come first; the signal is handled at the next batch, or when
+training ends). Single process only: under DDP the carried state lives on every rank, so there the callback does
+nothing and a run resumes from its last end-of-epoch checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_info
+
+
+class RunInterrupted(Exception):
+    """Training stopped by a signal after saving a checkpoint of the current step."""
+
+    def __init__(self, signum: int, step: int, checkpoint: str | None) -> None:
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+        name = signal.Signals(signum).name
+        where = f"checkpoint {checkpoint}" if checkpoint else "no checkpoint (no checkpoint folder)"
+        super().__init__(f"{name} received: stopped at step {step}, {where}")
+
+
+class MidEpochCheckpoint(L.Callback):
+    """Save ``last.ckpt`` mid-epoch every ``every_minutes`` minutes (``None`` or 0: never) and on SIGINT/SIGTERM.
+
+    Args:
+        every_minutes: minutes between timed checkpoints (wall clock, counted from the start of training).
+        dirpath: checkpoint folder (default: the trainer's ``ModelCheckpoint`` folder).
+        filename: file name in it.
+    """
+
+    def __init__(self, every_minutes: float | None = 30.0, dirpath: str | None = None, filename: str = "last.ckpt"):
+        self.every_s = every_minutes * 60 if every_minutes else None
+        self.dirpath, self.filename = dirpath, filename
+        self.signum: int | None = None
+        self._handlers: dict[int, Any] = {}
+        self._last_save = time.monotonic()
+        self._active = False
+
+    # ---- signals ------------------------------------------------------------------------------------------------
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.signum == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # second Ctrl-C: stop now
+        if self.signum is None:
+            print(f"\n{signal.Signals(signum).name}: saving a checkpoint after this batch ...", flush=True)
+        self.signum = signum
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._active = trainer.world_size == 1
+        self._last_save = time.monotonic()
+        if not self._active or threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._handlers[signum] = signal.getsignal(signum)
+            signal.signal(signum, self._on_signal)
+
+    def _restore_handlers(self) -> None:
+        for signum, handler in self._handlers.items():
+            signal.signal(signum, handler)
+        self._handlers = {}
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore_handlers()
+        if self.signum is not None:  # arrived after the last batch: the end-of-training checkpoints are written
+            last = self._path(trainer)
+            raise RunInterrupted(self.signum, trainer.global_step, str(last) if last and last.exists() else None)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._restore_handlers()
+
+    # ---- saving -------------------------------------------------------------------------------------------------
+    def _path(self, trainer: L.Trainer) -> Path | None:
+        folder = self.dirpath or getattr(trainer.checkpoint_callback, "dirpath", None)
+        return Path(folder) / self.filename if folder else None
+
+    def _safe_point(self, trainer: L.Trainer, pl_module: L.LightningModule) -> bool:
+        """Between two batches of an epoch, with no gradients waiting to be accumulated."""
+        loop = trainer.fit_loop.epoch_loop
+        if trainer.is_last_batch or loop.batch_progress.current.processed >= trainer.num_training_batches:
+            return False
+        if pl_module.automatic_optimization:
+            return not loop._should_accumulate()
+        tbptt = getattr(pl_module, "tbptt", None)
+        return tbptt is None or tbptt.pending_updates == 0
+
+    def save(self, trainer: L.Trainer) -> Path | None:
+        """Write the checkpoint atomically (a second signal never leaves half a file); returns its path."""
+        path = self._path(trainer)
+        if path is None:
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        trainer.save_checkpoint(tmp)
+        if trainer.is_global_zero:
+            os.replace(tmp, path)
+        self._last_save = time.monotonic()
+        return path
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        if not self._active:
+            return
+        due = self.every_s is not None and time.monotonic() - self._last_save >= self.every_s
+        if (self.signum is None and not due) or not self._safe_point(trainer, pl_module):
+            return
+        # the batch counts as done once this hook returns; the checkpoint must say so
+        path = self.save(trainer)
+        if self.signum is not None:
+            for logger in trainer.loggers:  # flush the rows logged since the last periodic write
+                logger.save()
+            raise RunInterrupted(self.signum, trainer.global_step, str(path) if path else None)
+        rank_zero_info(f"step {trainer.global_step}: mid-epoch checkpoint {path}")
