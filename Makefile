@@ -12,12 +12,13 @@ RUN ?=
 ARGS ?=
 GPUS ?=
 THREADS ?=
+BENCH_THREADS ?= 1
 WANDB ?= auto
 PROFILE ?= cpu
 OUT ?= paper
 RESUME ?=
 
-.PHONY: help install test lint format experiment experiments evaluate bench recall-grid paper report clean
+.PHONY: help install test lint format experiment experiments evaluate bench bench-gpu recall-grid paper report clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -51,10 +52,17 @@ experiments: $(STAMP)  ## list the available experiment names
 evaluate: $(STAMP)  ## length generalization, per-position loss, state reset of a run: RUN=runs/<name>/version_<k> [ARGS="--out DIR"]
 	$(PY) -m lrnn evaluate "$(RUN)" $(ARGS)
 
-bench: $(STAMP)  ## benchmarks: Lightning overhead, recurrent cores, TBPTT memory
-	$(PY) benchmarks/bench_lightning.py
-	$(PY) benchmarks/bench_cores.py --threads 1
-	$(PY) benchmarks/bench_tbptt_memory.py --threads 1
+bench: $(STAMP)  ## benchmarks (~10 min, BENCH_THREADS=1): training vs plain loops, cores vs naive/nn.LSTM, TBPTT memory
+	$(PY) benchmarks/bench_lightning.py --threads $(BENCH_THREADS)
+	$(PY) benchmarks/bench_page_faults.py --threads $(BENCH_THREADS)
+	$(PY) benchmarks/bench_cores.py --threads $(BENCH_THREADS) --shapes small,small-1layer,medium,medium-1layer --repeats 7
+	@echo "# the same untied/naive comparison with the MALLOC_* variables set (glibc keeps freed memory mapped):"
+	MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=2147483647 $(PY) benchmarks/bench_cores.py \
+		--threads $(BENCH_THREADS) --cores naive,UntiedLSTM --shapes small,medium --repeats 7
+	$(PY) benchmarks/bench_tbptt_memory.py --threads $(BENCH_THREADS)
+
+bench-gpu: $(STAMP)  ## the GPU checks in one go (needs CUDA torch and a GPU): benchmarks/gpu_check.sh
+	PY=$(PY) bash benchmarks/gpu_check.sh
 
 recall-grid: $(STAMP)  ## delayed-recall accuracy, lag D x truncation k, tied LSTM (README table; ~10 min) [ARGS=...]
 	$(PY) scripts/recall_grid.py $(ARGS)

@@ -3,20 +3,19 @@
     python benchmarks/bench_cores.py --threads 1                 # CPU, small and medium shapes
     python benchmarks/bench_cores.py --device cuda --repeats 50  # GPU
 
-Cores (all 2-layer LSTMs run on the same input; the untied ones with one weight set per step, max_len = T):
+Cores (all run on the same input; the untied ones with one weight set per step, max_len = T):
     nn.LSTM       tied weights, PyTorch's fused implementation (the speed of light)
     naive         untied: a Python loop over a ModuleList of nn.LSTMCell, one cell per step and layer
     UntiedLSTM    lrnn.cores.untied.UntiedLSTM(max_len=T)
+    share5        UntiedLSTM(max_len=T, share_every=5): one torch LSTM call per block of 5 steps
     TimeVarying   lrnn.cores.time_varying.TimeVaryingLSTM(num_bases=4)
-    SoftTied, SoftTied-r8, Mixture4 (only with --cores): lrnn.SoftTiedLSTM(max_len=T, penalty=1e-4[, rank=8]),
-                  lrnn.MixtureLSTM(num_sets=4, max_len=T)
+    GEMMs only    not an LSTM: only the 6 matrix products per step and layer any untied LSTM must do (forward input
+                  and recurrent products, input and state gradients, two weight gradients), each with the step's
+                  own weights; a floor for an untied core built on the same products.
 
-Allocator: untied cores produce T times more gradient memory per backward than nn.LSTM (946 MB at the medium shape).
-With glibc's default policy that memory goes back to the OS after every step and is page-faulted in again (on this
-VM, 13 ms to fill a fresh 6.8 MB gradient); how much of it a core hits depends on its allocation order, which made
-the naive/untied ratio swing 0.5x..1.6x between runs. By default the script therefore sets glibc's mallopt once,
-for all cores alike (mmap threshold 32 MB, no trimming), like `MALLOC_MMAP_THRESHOLD_=33554432
-MALLOC_TRIM_THRESHOLD_=2147483647` would for a training run; `--default-malloc` measures glibc's defaults.
+Allocator: the process runs with glibc's default malloc policy, as any Python process does. `--keep-freed-memory`
+(explicit, opt-in) instead calls glibc's mallopt once for all cores alike (mmap threshold 32 MB, no trimming; the
+same as `MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=2147483647` in the environment).
 
 Time: median over --repeats of one forward + backward (input requires grad, parameter grads reset to None), after
 warm-up, the cores taking turns (round robin); tokens/s = B * T / time. Memory: "saved" is measured: the bytes of
@@ -42,14 +41,14 @@ import torch.nn as nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from lrnn.cores.mixture import MixtureLSTM  # noqa: E402
-from lrnn.cores.soft_tied import SoftTiedLSTM  # noqa: E402
 from lrnn.cores.time_varying import TimeVaryingLSTM  # noqa: E402
 from lrnn.cores.untied import UntiedLSTM  # noqa: E402
 
 SHAPES = {  # name: (batch, seq_len, hidden, layers, input)
     "small": (20, 20, 200, 2, 200),
+    "small-1layer": (20, 20, 200, 1, 200),
     "medium": (20, 35, 650, 2, 650),
+    "medium-1layer": (20, 35, 650, 1, 650),
 }
 
 
@@ -80,6 +79,56 @@ class NaiveUntiedLSTM(nn.Module):
         return x, (torch.stack(h_n), torch.stack(c_n))
 
 
+class GemmFloor(nn.Module):
+    """Only the matrix products of an untied LSTM's forward and backward (no gates, no autograd graph, gradients
+    written into memory allocated once): see the top of the file."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int, max_len: int) -> None:
+        super().__init__()
+        H, sizes = hidden_size, [input_size] + [hidden_size] * (num_layers - 1)
+        self.w_ih = [torch.empty(max_len, 4 * H, n).uniform_(-0.1, 0.1) for n in sizes]
+        self.w_hh = [torch.empty(max_len, 4 * H, H).uniform_(-0.1, 0.1) for _ in sizes]
+        self.grads = [torch.zeros_like(w) for w in self.w_ih + self.w_hh]
+        self.anchor = nn.Parameter(torch.zeros(1))  # so that the benchmark's backward reaches this module
+
+    def forward(self, x: torch.Tensor, hx=None, *, offset: int = 0):
+        return _GemmFloor.apply(x, self.anchor, self), None
+
+
+class _GemmFloor(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, anchor, floor):  # noqa: D102
+        ctx.floor, ctx.inputs, ctx.outs = floor, [], []
+        T, B, _ = x.shape
+        for w_ih, w_hh in zip(floor.w_ih, floor.w_hh, strict=True):
+            H = w_hh.shape[2]
+            h, out = x.new_zeros(B, H), x.new_empty(T, B, H)
+            for t in range(T):
+                g = torch.addmm(torch.mm(x[t], w_ih[t].t()), h, w_hh[t].t())
+                h = out[t] = g[:, :H]
+            ctx.inputs.append(x)
+            ctx.outs.append(out)
+            x = out
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        floor, L = ctx.floor, len(ctx.inputs)
+        for k in reversed(range(L)):
+            w_ih, w_hh, inp, out = floor.w_ih[k], floor.w_hh[k], ctx.inputs[k], ctx.outs[k]
+            T, B, _ = inp.shape
+            d_gates = grad.new_empty(T, B, w_hh.shape[1]).fill_(1e-3)
+            dx = grad.new_empty(T, B, w_ih.shape[2])
+            for t in range(T - 1, -1, -1):
+                torch.mm(d_gates[t], w_hh[t])
+                torch.mm(d_gates[t], w_ih[t], out=dx[t])
+            for t in range(T):
+                torch.mm(d_gates[t].t(), inp[t], out=floor.grads[k][t])
+                torch.mm(d_gates[t].t(), out[t], out=floor.grads[L + k][t])
+            grad = dx
+        return grad, torch.zeros(1), None
+
+
 def build(name: str, B: int, T: int, H: int, L: int, D: int) -> nn.Module:
     if name == "nn.LSTM":
         return nn.LSTM(D, H, L)
@@ -87,12 +136,12 @@ def build(name: str, B: int, T: int, H: int, L: int, D: int) -> nn.Module:
         return NaiveUntiedLSTM(D, H, L, max_len=T)
     if name == "UntiedLSTM":
         return UntiedLSTM(D, H, L, max_len=T)
+    if name == "share5":
+        return UntiedLSTM(D, H, L, max_len=T, share_every=5)
+    if name == "GEMMs only":
+        return GemmFloor(D, H, L, T)
     if name == "TimeVarying":
         return TimeVaryingLSTM(D, H, L, num_bases=4)
-    if name in ("SoftTied", "SoftTied-r8"):
-        return SoftTiedLSTM(D, H, L, max_len=T, penalty=1e-4, rank=8 if name == "SoftTied-r8" else None)
-    if name == "Mixture4":
-        return MixtureLSTM(D, H, L, num_sets=4, max_len=T)
     raise ValueError(name)
 
 
@@ -120,7 +169,7 @@ def fwd_bwd(model: nn.Module, x: torch.Tensor, grad: torch.Tensor) -> None:
 
 
 def time_round_robin(fns: dict[str, Callable[[], None]], device: torch.device, warmup: int, repeats: int):
-    """Median seconds per call of each fn. The fns take turns (one call each per round), so that load from other
+    """Seconds of every call of each fn. The fns take turns (one call each per round), so that load from other
     processes on a shared machine hits every core alike instead of whichever ran at the wrong moment."""
     for _ in range(warmup):
         for fn in fns.values():
@@ -133,7 +182,7 @@ def time_round_robin(fns: dict[str, Callable[[], None]], device: torch.device, w
             fn()
             sync(device)
             times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    return times
 
 
 def saved_bytes(model: nn.Module, x: torch.Tensor) -> int:
@@ -169,15 +218,7 @@ def peak_bytes(model: nn.Module, x: torch.Tensor, grad: torch.Tensor, device: to
 def weight_bytes(name: str, T: int, H: int, L: int, D: int, elt: int) -> tuple[int, int]:
     """(bytes one step reads, distinct bytes a window of T steps reads) of weights, analytic."""
     per_set = sum(4 * H * ((D if k == 0 else H) + H) + 8 * H for k in range(L)) * elt
-    sets = {
-        "nn.LSTM": 1,
-        "naive": T,
-        "UntiedLSTM": T,
-        "TimeVarying": 4 + T,
-        "SoftTied": 1 + 2 * T,
-        "SoftTied-r8": 1 + T,
-        "Mixture4": 4 + T,
-    }[name]  # soft-tied: W, the deltas, the W + delta sets
+    sets = {"nn.LSTM": 1, "naive": T, "UntiedLSTM": T, "share5": -(-T // 5), "TimeVarying": 4 + T}.get(name, T)
     return per_set, per_set * sets
 
 
@@ -198,16 +239,18 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=10, help="timed fwd+bwd passes per core and shape")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--shapes", default="small,medium", help=f"comma-separated subset of {list(SHAPES)}")
-    ap.add_argument("--cores", default="nn.LSTM,naive,UntiedLSTM,TimeVarying")
-    ap.add_argument("--default-malloc", action="store_true", help="keep glibc's default malloc policy (see above)")
+    ap.add_argument("--cores", default="nn.LSTM,naive,UntiedLSTM,share5,TimeVarying,GEMMs only")
+    ap.add_argument("--keep-freed-memory", action="store_true", help="opt in: glibc mallopt (see above)")
     args = ap.parse_args()
-    malloc = "glibc default" if args.default_malloc else ("kept (mallopt)" if keep_freed_memory() else "default")
+    env = [k for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_") if k in os.environ]
+    malloc = "mallopt: keep freed memory" if args.keep_freed_memory and keep_freed_memory() else "no mallopt"
+    malloc += f", env {' '.join(f'{k}={os.environ[k]}' for k in env)}" if env else ", no MALLOC_* env"
 
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
-    cores = [c.strip() for c in args.cores.split(",") if c.strip()]
+    cores = [c.strip() for c in args.cores.split(",") if c.strip() and not (c == "GEMMs only" and device.type != "cpu")]
     for s in shapes:
         if s not in SHAPES:
             ap.error(f"unknown shape {s!r}; choose from {list(SHAPES)}")
@@ -234,7 +277,13 @@ def main() -> None:
             torch.manual_seed(0)
             models[name] = build(name, B, T, H, L, D).to(device)
         fns = {name: (lambda m=m, x=x, g=grad: fwd_bwd(m, x, g)) for name, m in models.items()}
-        results = {name: 1e3 * s for name, s in time_round_robin(fns, device, args.warmup, args.repeats).items()}
+        rounds = time_round_robin(fns, device, args.warmup, args.repeats)
+        results = {name: 1e3 * statistics.median(ts) for name, ts in rounds.items()}
+
+        def ratio(num: str, den: str, rounds: dict = rounds) -> str:  # median of per-round ratios, spread
+            r = sorted(a / b for a, b in zip(rounds[num], rounds[den], strict=True))
+            return f"{statistics.median(r):.2f}x (rounds {r[0]:.2f}..{r[-1]:.2f})"
+
         for name, model in models.items():
             ms = results[name]
             n_params = sum(p.numel() for p in model.parameters())
@@ -250,14 +299,15 @@ def main() -> None:
             for p in model.parameters():
                 p.grad = None
         del models, fns, x, grad
-        if "UntiedLSTM" in results:
-            u = results["UntiedLSTM"]
-            parts = []
-            if "naive" in results:
-                parts.append(f"UntiedLSTM is {results['naive'] / u:.2f}x faster than naive")
-            if "nn.LSTM" in results:
-                parts.append(f"{u / results['nn.LSTM']:.2f}x slower than nn.LSTM")
-            print("=> " + ", ".join(parts))
+        summary = []
+        if "UntiedLSTM" in results and "naive" in results:
+            summary.append(f"UntiedLSTM speed-up over naive {ratio('naive', 'UntiedLSTM')} [target >= 1.5x]")
+        if "GEMMs only" in results and "naive" in results:
+            summary.append(f"the products alone over naive {ratio('naive', 'GEMMs only')}")
+        if "share5" in results and "nn.LSTM" in results:
+            summary.append(f"share5 time / nn.LSTM time {ratio('share5', 'nn.LSTM')} [target <= 1.3x]")
+        for line in summary:
+            print("=> " + line)
     print(
         "\nvs naive = naive ms / core ms (speedup); vs LSTM = core ms / nn.LSTM ms (slowdown). saved: measured bytes"
         " autograd keeps for backward (no params); peak: CUDA max allocated during fwd+bwd (GPU only);"

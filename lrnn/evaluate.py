@@ -13,7 +13,7 @@ condition. Loads the run's checkpoint (any core; the vocabulary saved in it is c
   window (stream runs, every length), or carried from the previous sentence vs zero at each sentence (sentence
   runs; ``length`` empty): how much the carried state is worth.
 - ``meta.json``: the checkpoint, core, T, max_len, and the validation loss the run logged for this checkpoint next
-  to the length-T one (``checkpoint_val_loss``, ``val_loss_at_T``).
+  to the loss of the training condition (``checkpoint_val_loss``, ``val_loss``: stream at T, or all sentences).
 
 Python: ``lrnn.evaluate.evaluate_run(run_dir, ckpt="best", lengths=None, splits=("val", "test"), out_dir=None,
 plots=True, device=None) -> {"length": rows, "position": rows, "state_reset": rows}`` (the CSV rows).
@@ -240,8 +240,10 @@ def evaluate_run(
     out_dir: str | Path | None = None,
     plots: bool = True,
     device: str | torch.device | None = None,
+    progress: bool = False,
 ) -> dict[str, Rows]:
-    """Evaluate a run folder's checkpoint (see the module docstring); writes the CSVs (+ PNGs) and returns the rows."""
+    """Evaluate a run folder's checkpoint (see the module docstring); writes the CSVs (+ PNGs) and returns the rows.
+    ``progress``: print a line to stderr before each pass over a split."""
     for s in splits:
         if s not in SPLIT_NAMES:
             raise EvaluationError(f"unknown split {s!r}; expected any of {list(SPLIT_NAMES)}")
@@ -260,16 +262,22 @@ def evaluate_run(
         "extrapolation": getattr(core, "extrapolation", None), "checkpoint_val_loss": _checkpoint_val_loss(checkpoint),
     }  # fmt: skip
     batch_sizes = {"val": dm.eval_batch_size, "test": dm.test_batch_size}
+    say = (lambda msg: print(f"lrnn evaluate: {msg}", file=sys.stderr, flush=True)) if progress else (lambda msg: None)
     if sentence:
         for split in splits:
-            _sentence_split(model, dm, split, batch_sizes[split], max_len, rows)
+            say(f"{split}: sentences (batches of {batch_sizes[split]}, then one by one with the state carried)")
+            _sentence_split(model, dm, split, batch_sizes[split], max_len, rows, meta)
     else:
         lengths = sorted({int(n) for n in lengths}) if lengths else default_lengths(seq_len)
         meta["lengths"] = lengths
         for split in splits:
+            say(f"{split}: {batch_sizes[split]} streams, windows of {lengths}, state carried and reset")
             _stream_split(model, dm, split, batch_sizes[split], lengths, seq_len, max_len, rows, meta)
     out = Path(out_dir) if out_dir is not None else run_dir / "evaluation"
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise EvaluationError(f"cannot write the evaluation to {out} ({e.strerror}); pass --out DIR") from e
     for name, table in rows.items():
         with open(out / f"{name}.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=FIELDS[name])
@@ -301,11 +309,11 @@ def _stream_split(model, dm, split, batch_size, lengths, seq_len, max_len, rows,
                  "tokens": tally.tokens}
             )  # fmt: skip
         if length == seq_len:
-            meta[f"{split}_loss_at_T"] = carried.loss
+            meta[f"{split}_loss"] = carried.loss
             _position_rows(split, carried, rows)
 
 
-def _sentence_split(model, dm, split, batch_size, max_len, rows) -> None:
+def _sentence_split(model, dm, split, batch_size, max_len, rows, meta) -> None:
     name = SPLIT_NAMES[split]
     longest = int(dm.sentences(name, batch_size).batches[-1][1].ne(IGNORE_INDEX).sum(1).max())
     with _evaluation_extrapolation(model.core, max_len is not None and longest > max_len) as extrapolation:
@@ -325,6 +333,7 @@ def _sentence_split(model, dm, split, batch_size, max_len, rows) -> None:
              "ppl": _ppl(loss), "tokens": tokens, "extrapolation": extrapolation if past else _own(model.core)}
         )  # fmt: skip
     _position_rows(split, tally, rows)
+    meta[f"{split}_loss"] = tally.loss
     for state, t in (("carried", carried), ("reset", tally)):
         rows["state_reset"].append(
             {"split": split, "state": state, "length": None, "loss": t.loss, "ppl": _ppl(t.loss), "tokens": t.tokens}
@@ -384,9 +393,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rows = evaluate_run(
             args.run, ckpt=args.ckpt, lengths=args.lengths, splits=args.splits, out_dir=args.out,
-            plots=not args.no_plots, device=args.device,
+            plots=not args.no_plots, device=args.device, progress=True,
         )  # fmt: skip
-    except EvaluationError as e:
+    except (EvaluationError, ValueError, OSError) as e:  # bad run, checkpoint, data (e.g. corpus not found)
         print(f"lrnn evaluate: error: {e}", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else Path(args.run) / "evaluation"
@@ -395,9 +404,10 @@ def main(argv: list[str] | None = None) -> int:
         flag = " (past max_len)" if r["past_max_len"] else ""
         print(f"{r['split']:>4} {r['mode']} length {where}: ppl {r['ppl']:.2f} over {r['tokens']} tokens{flag}")
     meta = json.loads((out / "meta.json").read_text())
-    if meta.get("val_loss_at_T") is not None and meta.get("checkpoint_val_loss") is not None:
+    if meta.get("val_loss") is not None and meta.get("checkpoint_val_loss") is not None:
+        where = f"at T={meta['seq_len']}" if meta["mode"] == "stream" else "over all sentences"
         print(
-            f"val ppl at T={meta['seq_len']}: {math.exp(meta['val_loss_at_T']):.4f}; "
+            f"val ppl {where}: {math.exp(meta['val_loss']):.4f}; "
             f"logged by the run for this checkpoint: {math.exp(meta['checkpoint_val_loss']):.4f}"
         )
     print(f"wrote {out}/{{length,position,state_reset}}.csv" + ("" if args.no_plots else " and .png"))

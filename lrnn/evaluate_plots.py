@@ -85,7 +85,7 @@ def _length(rows: list[dict[str, Any]], meta: dict[str, Any], path: Path, subtit
         rs = [r for r in rows if r["split"] == split]
         ax.plot([r["length"] for r in rs], [r["ppl"] for r in rs], "-o", color=COLORS.get(split), label=f"{split}")
         for r in rs:
-            ax.annotate(f"{r['ppl']:.1f}", (r["length"], r["ppl"]), textcoords="offset points", xytext=(0, 7),
+            ax.annotate(f"{r['ppl']:.4g}", (r["length"], r["ppl"]), textcoords="offset points", xytext=(0, 7),
                         ha="center", fontsize=8, color=COLORS.get(split))  # fmt: skip
     _log2_lengths(ax, lengths)
     _ylim(ax, [r["ppl"] for r in rows])
@@ -126,7 +126,7 @@ def _length_sentences(rows: list[dict[str, Any]], meta: dict[str, Any], path: Pa
     ax.grid(alpha=0.3)
     ax_n.set_ylabel("tokens")
     ax_n.set_xticks(range(len(bins)))
-    ax_n.set_xticklabels([f"{lo}-{hi}" for lo, hi in bins], rotation=45, fontsize=8)
+    ax_n.set_xticklabels([f"{lo}-{hi}" if hi > lo else str(lo) for lo, hi in bins], rotation=45, fontsize=8)
     ax_n.set_xlabel("sentence length bin (tokens incl. <eos>)")
     note = _past_note(meta, rows)
     if note:
@@ -137,12 +137,13 @@ def _length_sentences(rows: list[dict[str, Any]], meta: dict[str, Any], path: Pa
 def _position(rows: list[dict[str, Any]], meta: dict[str, Any], path: Path, subtitle: str) -> None:
     fig, ax = plt.subplots(figsize=(8, 5))
     sentence = meta["mode"] == "sentence"
+    shown = [r for r in rows if not sentence or r["tokens"] >= MIN_POSITION_TOKENS]
     for split in _splits(rows):
-        rs = [r for r in rows if r["split"] == split and (not sentence or r["tokens"] >= MIN_POSITION_TOKENS)]
+        rs = [r for r in shown if r["split"] == split]
         ax.plot([r["position"] for r in rs], [r["loss"] for r in rs], "-o", ms=3, color=COLORS.get(split),
                 label=split)  # fmt: skip
     max_len = meta.get("max_len")
-    positions = [r["position"] for r in rows]
+    positions = [r["position"] for r in shown]
     if max_len is not None and positions and max(positions) >= max_len:
         ax.axvspan(max_len - 0.5, max(positions) + 0.5, color="tab:red", alpha=0.08)
         fig.text(0.01, 0.005, f"shaded: positions past max_len = {max_len}", fontsize=7, color="tab:red")
@@ -173,7 +174,7 @@ def _state_reset(rows: list[dict[str, Any]], meta: dict[str, Any], path: Path, s
                 r = next(r for r in rows if r["split"] == split and r["state"] == state)
                 x = j + (k - 0.5) * 0.38
                 ax.bar(x, r["ppl"], width=0.36, color=COLORS.get(split), alpha=1.0 if state == "reset" else 0.5)
-                ax.annotate(f"{r['ppl']:.1f}", (x, r["ppl"]), ha="center", va="bottom", fontsize=8)
+                ax.annotate(f"{r['ppl']:.4g}", (x, r["ppl"]), ha="center", va="bottom", fontsize=8)
         ax.set_xticks([j + d for j in range(len(splits)) for d in (-0.19, 0.19)])
         ax.set_xticklabels([f"{s}\ncarried from the\nprevious sentence" if st == "carried" else f"{s}\nzero at every\n"
                             "sentence (as trained)" for s in splits for st in states], fontsize=8)  # fmt: skip

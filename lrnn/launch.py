@@ -84,6 +84,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print(listing())
         return 0
+    try:
+        threads, why = thread_count(args.threads)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    # torch reads OMP_NUM_THREADS at start-up (every DDP rank inherits it). More threads than physical cores, or
+    # threads competing with another busy process, can be many times slower than one thread per core.
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    print(f"threads: {threads} ({why})", flush=True)
     if args.resume:
         folder = Path(args.resume)
         if args.name and folder.parent.name != args.name:
@@ -101,14 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         fit_argv = build_argv(args.name, args.gpus, args.wandb, extra)
-        threads, why = thread_count(args.threads)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    # torch reads OMP_NUM_THREADS at start-up (every DDP rank inherits it). More threads than physical cores, or
-    # threads competing with another busy process, can be many times slower than one thread per core.
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    print(f"threads: {threads} ({why})", flush=True)
     print("lrnn " + " ".join(fit_argv), flush=True)
     # exec rather than call: Lightning's DDP launcher re-runs this very command line on every rank
     os.execv(sys.executable, [sys.executable, "-m", "lrnn", *fit_argv])

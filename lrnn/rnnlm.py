@@ -5,7 +5,56 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lrnn.cores._lstm_math import GradBuffers
+
 State = tuple[torch.Tensor, torch.Tensor]
+IGNORE_INDEX = -100
+
+
+class LinearNLL(torch.autograd.Function):
+    """Summed cross-entropy of a linear decoder, ``F.cross_entropy(h @ W.T + b, y, reduction="sum")``, without the
+    [N, V] temporaries: the logits are written into one buffer reused from step to step (``GradBuffers``), turned
+    into probabilities in place, and the backward makes the logits' gradient in that same buffer. With a 10k
+    vocabulary these are 16 MB per tensor and step, which glibc otherwise hands back to the OS and page-faults in
+    again every step. The decoder weight's gradient goes into a reused buffer too. Targets equal to -100 are ignored.
+
+    apply(h [N, H], weight [V, H], bias [V] or None, targets [N] int64, buffers: GradBuffers) -> 0-dim summed NLL.
+    Differentiable once.
+    """
+
+    @staticmethod
+    def forward(ctx, h, weight, bias, targets, buffers):  # noqa: D102
+        probs = buffers.take("logits", (h.shape[0], weight.shape[0]), h)
+        if bias is None:
+            torch.mm(h, weight.t(), out=probs)
+        else:
+            torch.addmm(bias, h, weight.t(), out=probs)
+        valid = targets != IGNORE_INDEX
+        safe = targets.masked_fill(~valid, 0).unsqueeze(1)
+        picked = probs.gather(1, safe).squeeze(1)
+        top = probs.amax(1, keepdim=True)
+        probs.sub_(top).exp_()  # exp(logit - max)
+        total = probs.sum(1, keepdim=True)
+        nll = torch.where(valid, total.log().squeeze(1) + top.squeeze(1) - picked, 0).sum()
+        ctx.probs, ctx.buffers, ctx.has_bias = probs, buffers, bias is not None
+        ctx.save_for_backward(h, weight, total, safe, valid)
+        return nll
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):  # noqa: D102
+        h, weight, total, safe, valid = ctx.saved_tensors
+        d_logits = ctx.probs.div_(total)  # softmax, in the logits buffer
+        d_logits.scatter_add_(1, safe, valid.unsqueeze(1).to(d_logits.dtype).neg())
+        d_logits.mul_((valid.to(d_logits.dtype) * grad).unsqueeze(1))  # ignored rows get no gradient
+        need = ctx.needs_input_grad
+        dh = torch.mm(d_logits, weight) if need[0] else None
+        dw = None
+        if need[1]:
+            dw = torch.mm(d_logits.t(), h, out=ctx.buffers.take("weight_grad", tuple(weight.shape), weight))
+        db = d_logits.sum(0) if ctx.has_bias and need[2] else None
+        ctx.probs = None
+        return dh, dw, db, None, None
 
 
 class RNNLM(nn.Module):
@@ -38,6 +87,7 @@ class RNNLM(nn.Module):
         self.embedding = nn.Embedding(vocab_size, core.input_size)
         self.core = core
         self.drop = nn.Dropout(dropout)
+        self.loss_buffers = GradBuffers()  # memory `nll` reuses from step to step (logits, decoder gradient)
         self.decoder = nn.Linear(core.hidden_size, vocab_size)
         if init_range is not None:
             for p in self.parameters():
@@ -57,12 +107,31 @@ class RNNLM(nn.Module):
 
         ``offset`` is the absolute position of ``tokens[:, 0]`` (used by cores whose weights depend on position).
         """
+        out, state = self._features(tokens, state, offset)
+        logits = self.decoder(out if getattr(self.core, "batch_first", False) else out.transpose(0, 1))
+        return logits, state
+
+    def _features(self, tokens: torch.Tensor, state: State | None, offset: int) -> tuple[torch.Tensor, State]:
+        """The decoder's input (after dropout), in the core's layout ([B, T, H] if batch_first, else [T, B, H])."""
         batch_first = getattr(self.core, "batch_first", False)
         x = self.drop(self.embedding(tokens if batch_first else tokens.t()))
         out, state = self.core(x, state, offset=offset)
-        out = self.drop(out)
-        logits = self.decoder(out if batch_first else out.transpose(0, 1))
-        return logits, state
+        return self.drop(out), state
+
+    def nll(
+        self, tokens: torch.Tensor, targets: torch.Tensor, state: State | None = None, offset: int = 0
+    ) -> tuple[torch.Tensor, State]:
+        """The summed NLL of ``targets`` [B, T] (-100: ignored) after ``tokens`` [B, T], and the final state.
+
+        Equals ``F.cross_entropy(logits, targets, reduction="sum")`` of ``forward`` (up to float rounding) without
+        materializing the logits as new tensors every call (see ``LinearNLL``): the training hot path.
+        """
+        out, state = self._features(tokens, state, offset)
+        if not getattr(self.core, "batch_first", False):
+            targets = targets.t()  # [T, B], matching the time-major rows of out
+        h = out.reshape(-1, out.shape[-1])
+        nll = LinearNLL.apply(h, self.decoder.weight, self.decoder.bias, targets.reshape(-1), self.loss_buffers)
+        return nll, state
 
     def num_parameters(self) -> dict[str, int]:
         """Total and recurrent (core) parameter counts; shared tensors are counted once."""

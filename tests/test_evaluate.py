@@ -51,7 +51,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def fit(config: Path, out: Path, *extra: str) -> Path:
     """`lrnn fit` in-process; returns the run folder."""
-    cli_main(["fit", "--config", str(config), "--out_dir", str(out), "--wandb", "off", *extra])
+    status = cli_main(["fit", "--config", str(config), "--out_dir", str(out), "--wandb", "off", *extra])
+    assert not isinstance(status, int) or status == 0, status  # main() may return an exit status
     (run_dir,) = (out / config.stem).glob("version_*")
     return run_dir
 

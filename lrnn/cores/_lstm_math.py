@@ -14,6 +14,10 @@ sequence where step t uses weight set `idx[t]`, each set a separate tensor (w_ih
   group of consecutive sets on GPU. On CPU, per-step products are used for steps with distinct sets: a bmm there is
   a loop of the same GEMMs (measured equal) but needs a stacked copy of the weights.
 
+Steps that share a set in runs (UntiedLSTM with share_every >= 2) instead run as one call of torch's own LSTM
+kernel per run (`_lstm_runs`: oneDNN / cuDNN). On CPU the weight gradients go into buffers reused across backward
+passes (`GradBuffers`), so that no multi-MB gradient is freshly allocated (and page-faulted) every step.
+
 On CUDA the per-step elementwise work uses PyTorch's fused LSTM cell kernels (the ones nn.LSTMCell uses), which cuts
 the launches per step from ~8 to 2 (forward) and ~7 to 3 (backward).
 
@@ -168,17 +172,19 @@ class GradBuffers:
 
     def take(self, key: object, shape: tuple[int, ...], like: Tensor) -> Tensor:
         """A [shape] tensor of like's dtype and device that nothing else references (contents undefined)."""
-        entries = self._pool.setdefault(key, [])
-        entries[:] = [(b, n) for b, n in entries if b.dtype == like.dtype and b.device == like.device]
+        # inference tensors (made under torch.inference_mode) cannot be written outside it: a pool of their own
+        entries = self._pool.setdefault((key, like.dtype, like.device, torch.is_inference_mode_enabled()), [])
+        # The caller always gets a new view: every tensor that holds the memory (a .grad, a ctx attribute, a user's
+        # variable) is then a tensor of its own and shows in the storage's use count.
         for buf, idle in entries:
             if buf.shape == shape and self._use_count(buf) == idle:
-                return buf
+                return buf.view(shape)
         buf = like.new_empty(shape)
         if len(entries) < self.max_per_key:
             entries.append((buf, self._use_count(buf)))
         elif entries and all(b.shape != shape for b, _ in entries):  # the shape changed: replace a stale buffer
             entries[0] = (buf, self._use_count(buf))
-        return buf
+        return buf.view(shape)
 
     def clear(self) -> None:
         self._pool.clear()

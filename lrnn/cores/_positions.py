@@ -4,12 +4,22 @@ extrapolation past max_len)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Literal
+
+from torch import Tensor
 
 from lrnn.cores._lstm_math import check_positive_int
 
 Extrapolation = Literal["error", "clamp", "cycle"]
 EXTRAPOLATIONS = ("error", "clamp", "cycle")
+
+
+def first_use(idx: Sequence[int]) -> tuple[list[int], list[int]]:
+    """The distinct sets of idx in order of first use, and each step's index into that list."""
+    used = list(dict.fromkeys(idx))
+    local = {s: u for u, s in enumerate(used)}
+    return used, [local[s] for s in idx]
 
 
 class PositionSets:
@@ -57,6 +67,15 @@ class PositionSets:
         if offset < 0:
             raise ValueError(f"offset must be >= 0, got {offset}")
         return [self.weight_set_index(offset + t) for t in range(seq_len)]
+
+    def forward(
+        self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None, *, offset: int = 0
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """Run the LSTM; shapes as nn.LSTM (see UntiedLSTM.forward). offset: position of the first step.
+
+        For step-weight cores that build their weight sets with `step_weights(idx) -> (layers, local_idx)`."""
+        layers, idx = self.step_weights(self.weight_set_indices(self._seq_len(input), offset))
+        return self._run(input, hx, layers, idx)
 
     def _positions_repr(self) -> str:
         s = f", max_len={self.max_len}"

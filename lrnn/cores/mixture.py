@@ -7,7 +7,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from lrnn.cores._lstm_math import LayerWeights, StepWeightLSTMBase, check_positive_int, lstm_init_
-from lrnn.cores._positions import Extrapolation, PositionSets
+from lrnn.cores._positions import Extrapolation, PositionSets, first_use
 
 
 def mix_sets(coefficients: Tensor, sets: Tensor) -> tuple[Tensor, ...]:
@@ -99,8 +99,7 @@ class MixtureLSTM(PositionSets, StepWeightLSTMBase):
                 for k in range(self.num_layers)
             ]
             return layers, [0] * len(idx)
-        used = list(dict.fromkeys(idx))
-        local = {s: u for u, s in enumerate(used)}
+        used, local_idx = first_use(idx)
         rows = torch.tensor(used, device=self.weight_hh_l0.device)
         names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
         layers = []
@@ -109,14 +108,7 @@ class MixtureLSTM(PositionSets, StepWeightLSTMBase):
             layers.append(
                 tuple(mix_sets(a, getattr(self, f"{n}_l{k}")) if self.bias or n[0] == "w" else None for n in names)
             )
-        return layers, [local[s] for s in idx]
-
-    def forward(
-        self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None, *, offset: int = 0
-    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """Run the LSTM; shapes as nn.LSTM (see UntiedLSTM.forward). offset: position of the first step."""
-        layers, idx = self.step_weights(self.weight_set_indices(self._seq_len(input), offset))
-        return self._run(input, hx, layers, idx)
+        return layers, local_idx
 
     @classmethod
     def from_lstm(

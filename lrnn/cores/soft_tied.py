@@ -9,7 +9,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from lrnn.cores._lstm_math import LayerWeights, StepWeightLSTMBase, check_positive_int
-from lrnn.cores._positions import Extrapolation, PositionSets
+from lrnn.cores._positions import Extrapolation, PositionSets, first_use
 
 
 class SoftTiedLSTM(PositionSets, StepWeightLSTMBase):
@@ -139,8 +139,7 @@ class SoftTiedLSTM(PositionSets, StepWeightLSTMBase):
     def step_weights(self, idx: list[int]) -> tuple[list[LayerWeights], list[int]]:
         """The weight sets the steps use (W + Δ_s for each distinct s in idx, in order of first use) and each step's
         index into them."""
-        used = list(dict.fromkeys(idx))
-        local = {s: u for u, s in enumerate(used)}
+        used, local_idx = first_use(idx)
         layers = []
         for k in range(self.num_layers):
             d_ih, d_hh, d_b = self.deltas(k, used)
@@ -151,14 +150,7 @@ class SoftTiedLSTM(PositionSets, StepWeightLSTMBase):
                 layers.append((w_ih, w_hh, b, [torch.zeros_like(b[0])] * len(used)))
             else:
                 layers.append((w_ih, w_hh, None, None))
-        return layers, [local[s] for s in idx]
-
-    def forward(
-        self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None, *, offset: int = 0
-    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """Run the LSTM; shapes as nn.LSTM (see UntiedLSTM.forward). offset: position of the first step."""
-        layers, idx = self.step_weights(self.weight_set_indices(self._seq_len(input), offset))
-        return self._run(input, hx, layers, idx)
+        return layers, local_idx
 
     @classmethod
     def from_lstm(

@@ -33,14 +33,17 @@ class UntiedLSTM(PositionSets, StepWeightLSTMBase):
         bias_ih_l{k}, bias_hh_l{k}: ParameterList of S [4H] (if bias)
     i.e. nn.LSTM's parameters, one copy per weight set: `weight_ih_l0[s]` is set s's nn.LSTM `weight_ih_l0` (rows
     are gates i, f, g, o); state_dict keys are `weight_ih_l0.{s}`. `stacked("weight_ih_l0")` gives the [S, 4H, in]
-    view of a name. Sets are separate tensors rather than one [S, ...] tensor for CPU speed: each backward then
-    allocates S gradients the size of one set instead of one S-times larger buffer, which is a fresh allocation
-    that page-faults on every call (measured ~20 of ~90 ms per fwd+bwd at B20 T20 H200, 1 thread). Sets no step
-    used get no gradient (.grad stays None), exactly like the naive ModuleList of LSTMCells.
+    view of a name. On CPU the weight gradients of a layer are written into one [S, ...] buffer that the core
+    reuses from one backward to the next (see `GradBuffers` in _lstm_math.py: a fresh multi-MB gradient every step
+    would page-fault), never into memory that a `.grad` or anyone else still holds. Sets no step used get no
+    gradient (.grad stays None), exactly like the naive ModuleList of LSTMCells.
+
+    With share_every >= 2 each run of steps that share a set is one call of torch's own LSTM kernel (oneDNN on CPU,
+    cuDNN on GPU), the state carried from block to block and gradients through autograd.
     The parameter count is S times that of the same nn.LSTM (see `parameter_counts`).
 
-    The forward/backward is a custom autograd Function (see lrnn/cores/_lstm_math.py): differentiable once, double
-    backward is not supported.
+    With share_every = 1 the forward/backward is a custom autograd Function (see lrnn/cores/_lstm_math.py):
+    differentiable once, double backward is not supported.
 
     Example:
         >>> core = UntiedLSTM(8, 16, num_layers=2, max_len=35)

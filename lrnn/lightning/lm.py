@@ -173,6 +173,7 @@ class LanguageModel(L.LightningModule):
         self._step_nll: torch.Tensor | float = 0.0
         self._step_tokens: torch.Tensor | int = 0
         self._epoch_start = 0.0
+        self._train_seconds = 0.0  # training time of this epoch, validation excluded (for tokens/s)
         self._epoch_lr: float | None = None  # the lr of the running epoch (logged and printed at its end)
         self._loss_check: torch.Tensor | float = 0.0  # losses since the last finiteness check (accelerators)
         self._pending_rng: dict[str, Any] | None = None  # restored at the first training batch after a resume
@@ -205,7 +206,9 @@ class LanguageModel(L.LightningModule):
         nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="sum")
         return nll, (targets != IGNORE_INDEX).sum()
 
-    def _record(self, split: str, nll: torch.Tensor, n: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor):
+    def _record(
+        self, split: str, nll: torch.Tensor, n: torch.Tensor, logits: torch.Tensor | None, targets: torch.Tensor
+    ):
         """Update the split's metrics with a (detached) NLL sum over n real targets."""
         weight = n.clamp_min(1)
         self.metrics[f"{split}_nll"].update(nll / weight, n)
@@ -218,10 +221,17 @@ class LanguageModel(L.LightningModule):
         targets and the logits."""
         inputs, targets = batch
         carry = self._carry_eval_state if split != "train" else self.bptt != "full"
-        logits, state = self(inputs, self._state.get(split) if carry else None)
+        nll, n, logits, state = self._run(inputs, targets, self._state.get(split) if carry else None)
         self._state[split] = detach_state(state) if carry else None
-        nll, n = self._score(logits, targets)
         return nll, n, logits
+
+    def _run(self, inputs: torch.Tensor, targets: torch.Tensor, state: State | None, offset: int = 0):
+        """Summed NLL, number of real targets, logits (None unless accuracy is logged) and the final state."""
+        if self.accuracy:
+            logits, state = self(inputs, state, offset)
+            return *self._score(logits, targets), logits, state
+        nll, state = self.model.nll(inputs, targets, state, offset)  # no [B, T, V] logits tensors: faster
+        return nll, (targets != IGNORE_INDEX).sum(), None, state
 
     # ---- steps ------------------------------------------------------------------------------------------------
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
@@ -263,8 +273,7 @@ class LanguageModel(L.LightningModule):
     def _train_chunk(self, chunk: tuple[torch.Tensor, ...], state: State | None, offset: int):
         """TBPTT loss_fn: the summed NLL of a chunk of steps [B, t] from ``state``, and the state after it."""
         inputs, targets = chunk
-        logits, state = self(inputs, state, offset)
-        nll, n = self._score(logits, targets)
+        nll, n, logits, state = self._run(inputs, targets, state, offset)
         self._check_finite(nll.detach() / n.clamp_min(1))
         self._record("train", nll.detach(), n, logits, targets)
         self._step_nll = self._step_nll + nll.detach()
@@ -333,6 +342,7 @@ class LanguageModel(L.LightningModule):
         if self.tbptt is not None:
             self.tbptt.reset()
         self._tokens_seen = 0
+        self._train_seconds = 0.0
         self._epoch_start = time.perf_counter()
         self._epoch_lr = self._lr()
 
@@ -341,6 +351,15 @@ class LanguageModel(L.LightningModule):
         for name in (f"{split}_nll", f"{split}_acc"):
             if name in self.metrics:
                 self.metrics[name].reset()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # tokens/s counts training only: Lightning runs validation inside the training epoch
+        now = time.perf_counter()
+        self._train_seconds += now - self._epoch_start
+        self._epoch_start = now
+
+    def on_validation_end(self) -> None:
+        self._epoch_start = time.perf_counter()  # validation inside a training epoch is not training time
 
     def on_validation_epoch_start(self) -> None:
         self._state["val"] = None
@@ -363,7 +382,7 @@ class LanguageModel(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         if not isinstance(self._loss_check, float):
             self._check_pending_losses()
-        elapsed = time.perf_counter() - self._epoch_start
+        elapsed = self._train_seconds
         loss = self._log_split("train")
         tokens_per_s = float(self._tokens_seen) * self.trainer.world_size / max(elapsed, 1e-9)
         self.log("train/tokens_per_s", tokens_per_s, sync_dist=False)

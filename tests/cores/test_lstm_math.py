@@ -124,14 +124,26 @@ def test_accumulated_gradients_and_hooks_are_exact():
 def test_grad_buffers_pool():
     pool, like = GradBuffers(max_per_key=2), torch.zeros(1)
     a = pool.take("k", (2, 3), like)
-    assert pool.take("k", (2, 3), like) is a  # nothing else references a
-    held = a[0]  # a view someone keeps
+    ptr_a = a.data_ptr()
+    assert pool.take("k", (2, 3), like).data_ptr() != ptr_a  # a is still held: never handed out twice
+    del a
+    a = pool.take("k", (2, 3), like)
+    assert a.data_ptr() == ptr_a  # released: reused
     b = pool.take("k", (2, 3), like)
-    assert b is not a and pool.take("k", (2, 3), like) is b
-    c = a[1]  # noqa: F841
-    d = b[0]  # noqa: F841 both busy, pool full: a new tensor each time, not kept
-    e = pool.take("k", (2, 3), like)
-    assert e is not a and e is not b and pool.take("k", (2, 3), like) is not e
-    del held
+    assert b.data_ptr() != ptr_a
+    c = pool.take("k", (2, 3), like)  # both busy, pool full: a new tensor, not kept
+    assert c.data_ptr() not in (ptr_a, b.data_ptr())
+    ptr_b = b.data_ptr()
+    del b
+    assert pool.take("k", (2, 3), like).data_ptr() == ptr_b
     assert pool.take("k", (4,), like).shape == (4,)
     assert pool.take("k", (2, 3), torch.zeros(1, dtype=F64)).dtype == F64
+
+
+def test_grad_buffers_never_hand_out_inference_tensors_to_training():
+    pool, like = GradBuffers(), torch.zeros(1)
+    with torch.inference_mode():
+        a = pool.take("k", (3,), like)
+    b = pool.take("k", (3,), like)
+    assert a.is_inference() and not b.is_inference()
+    b.add_(1)  # writable outside inference mode

@@ -355,7 +355,7 @@ def test_double_backward_is_refused():
 def test_cuda_matches_cpu(fused, monkeypatch):
     monkeypatch.setattr(_lstm_math, "USE_FUSED_CUDA_CELL", fused)
     torch.manual_seed(13)
-    core = UntiedLSTM(3, 8, 2, max_len=6, share_every=2).double()
+    core = UntiedLSTM(3, 8, 2, max_len=7, share_every=2).double()
     x = torch.randn(6, 4, 3, dtype=F64)
     hx = rand_state(2, 4, 8, requires_grad=False)
     outs = []

@@ -104,3 +104,52 @@ def test_zaremba_lr_schedule() -> None:
         opt.step()
         sched.step()
     assert lrs == [1.0, 1.0, 1.0, 1.0, 0.5, 0.25, 0.125]
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+@pytest.mark.parametrize("tie", [False, True])
+def test_fused_nll_matches_cross_entropy_of_the_logits(batch_first: bool, tie: bool) -> None:
+    """RNNLM.nll (the training hot path, logits in a reused buffer) = cross_entropy(forward), values and gradients,
+    with ignored targets, on repeated calls (buffer reuse) and when the previous gradients are still held."""
+    torch.manual_seed(0)
+    model = RNNLM(40, TiedLSTM(8, 8, batch_first=batch_first), tie_embeddings=tie, dropout=0.0).double()
+    tokens, targets = torch.randint(0, 40, (3, 6)), torch.randint(0, 40, (3, 6))
+    targets[0, 2] = targets[2, 0] = -100
+    logits, state = model(tokens)
+    expected = F.cross_entropy(logits.reshape(-1, 40), targets.reshape(-1), reduction="sum")
+    expected_grads = torch.autograd.grad(expected, list(model.parameters()))
+    held = []
+    for _ in range(3):
+        nll, nll_state = model.nll(tokens, targets)
+        grads = torch.autograd.grad(nll, list(model.parameters()))
+        held.append(grads)
+        torch.testing.assert_close(nll, expected, rtol=0, atol=1e-12)
+        torch.testing.assert_close(nll_state, state, rtol=0, atol=0)
+        for g, e in zip(grads, expected_grads, strict=True):
+            torch.testing.assert_close(g, e, rtol=0, atol=1e-12)
+    for g, e in zip(held[0], expected_grads, strict=True):  # earlier gradients were not overwritten
+        torch.testing.assert_close(g, e, rtol=0, atol=1e-12)
+
+
+def test_tokens_per_s_counts_training_time_only(tiny_corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Validation inside the epoch (here twice) is not training time; a fake clock makes the expectation exact."""
+    from lrnn.lightning import lm as lm_module
+
+    clock = {"t": 0.0}
+    monkeypatch.setattr(lm_module, "time", type("FakeTime", (), {"perf_counter": staticmethod(lambda: clock["t"])}))
+
+    class Timed(LanguageModel):
+        def training_step(self, batch, batch_idx):
+            clock["t"] += 1.0  # every training step takes 1 s
+            return super().training_step(batch, batch_idx)
+
+        def validation_step(self, batch, batch_idx):
+            clock["t"] += 100.0  # every validation step 100 s
+            super().validation_step(batch, batch_idx)
+
+    dm = TextDataModule(str(tiny_corpus), batch_size=4, seq_len=5)
+    dm.setup()
+    lm = Timed(TiedLSTM(8, 8), vocab_size=dm.vocab_size)
+    trainer = _trainer(max_epochs=1, limit_train_batches=4, limit_val_batches=2, val_check_interval=2)
+    trainer.fit(lm, datamodule=dm)
+    assert trainer.callback_metrics["train/tokens_per_s"].item() == pytest.approx(4 * 4 * 5 / 4.0)
