@@ -14,9 +14,11 @@ GPUS ?=
 THREADS ?=
 BENCH_THREADS ?= 1
 WANDB ?= auto
+PROFILE ?= cpu
+OUT ?= paper
 RESUME ?=
 
-.PHONY: help install test lint format experiment experiments evaluate bench bench-gpu recall-grid clean
+.PHONY: help install test lint format experiment experiments evaluate bench bench-gpu recall-grid paper report clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -64,6 +66,12 @@ bench-gpu: $(STAMP)  ## the GPU checks in one go (needs CUDA torch and a GPU): b
 
 recall-grid: $(STAMP)  ## delayed-recall accuracy, lag D x truncation k, tied LSTM (README table; ~10 min) [ARGS=...]
 	$(PY) scripts/recall_grid.py $(ARGS)
+
+paper: $(STAMP)  ## the ten claims: run the grid (cached) + README, figures, CSVs in OUT [PROFILE=smoke|cpu|full] [OUT=paper]
+	$(PY) -m lrnn.paper run --profile "$(PROFILE)" --out "$(OUT)" --wandb "$(WANDB)" $(ARGS)
+
+report: $(STAMP)  ## W&B Report of the paper runs (online: saved, URL printed; offline: how to publish) [PROFILE] [OUT]
+	$(PY) -m lrnn.paper report --profile "$(PROFILE)" --out "$(OUT)"
 
 clean:  ## remove caches and build files (keeps runs/ and .venv)
 	rm -rf .pytest_cache .ruff_cache build dist *.egg-info

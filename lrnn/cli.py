@@ -68,6 +68,8 @@ class LRNNCLI(LightningCLI):
         parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
         parser.add_argument("--name", type=str | None, default=None, help="experiment name (default: config stem)")
         parser.add_argument("--wandb", type=str, default="auto", help="auto | online | offline | off")
+        parser.add_argument("--wandb_group", type=str | None, default=None, help="W&B group (default: the name)")
+        parser.add_argument("--wandb_tags", type=list[str] | None, default=None, help="W&B tags, e.g. [core:tied]")
         parser.add_argument("--out_dir", type=str, default="runs", help="folder for metrics, checkpoints, W&B runs")
         parser.add_argument("--test_after_fit", type=bool, default=True, help="fit: test the best checkpoint")
         parser.add_argument(
@@ -108,6 +110,8 @@ class LRNNCLI(LightningCLI):
                 config.get("seed_everything"),
                 resume["out_dir"] if resume else config["out_dir"],
                 config["wandb"],
+                group=config.get("wandb_group"),
+                tags=config.get("wandb_tags"),
                 version=resume["version"] if resume else None,
                 wandb_id=resume["wandb_id"] if resume else None,
             )

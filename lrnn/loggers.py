@@ -72,11 +72,14 @@ def make_loggers(
     seed: int | None,
     out_dir: str = "runs",
     wandb: str = "auto",
+    group: str | None = None,
+    tags: list[str] | None = None,
     version: int | None = None,
     wandb_id: str | None = None,
 ) -> list[Logger]:
     """``[CSVLogger, WandbLogger?]``. The CSV logger comes first, so checkpoints and ``config.yaml`` land in
     ``<out_dir>/<name>/version_<k>/``; each run gets a new version folder and never overwrites an earlier one.
+    The W&B run is named ``<name>-s<seed>``, in ``group`` (default: ``name``) with ``tags``.
     ``version`` and ``wandb_id`` continue an existing run (``--resume``): the CSV rows are appended to its
     ``metrics.csv`` and W&B resumes the run with that id."""
     if version is not None:  # CSVLogger warns that metrics.csv "will be deleted": it is put back below
@@ -99,7 +102,8 @@ def make_loggers(
             WandbLogger(
                 project=os.environ.get("WANDB_PROJECT", "lrnn"),
                 name=run_name,
-                group=name,
+                group=group or name,
+                tags=list(tags) if tags else None,
                 save_dir=out_dir,
                 offline=mode == "offline",
                 log_model=False,

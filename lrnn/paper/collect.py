@@ -1,0 +1,157 @@
+"""Run folders -> tidy tables: one row per run (``runs.csv``), learning curves (``curves.csv``) and the evaluation
+CSVs of the evaluated runs (``length.csv``, ``state_reset.csv``, ``position.csv``), each row tagged with its run."""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lrnn.paper.grid import ROOT, RunSpec
+from lrnn.paper.runner import finished_version, read_status
+
+
+def _num(x: Any) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _ppl(loss: float) -> float:
+    return math.exp(loss) if loss == loss and loss < 50 else math.inf if loss == loss else math.nan
+
+
+def run_row(spec: RunSpec, version: Path | None) -> dict[str, Any]:
+    """The run's identity, factors and headline numbers (NaN where it has none)."""
+    row: dict[str, Any] = {
+        "name": spec.name,
+        "key": spec.key,
+        "claims": " ".join(spec.claims),
+        "core": spec.core,
+        "seed": spec.seed,
+        **dict(spec.factors),
+        "run_dir": _relative(version) if version else "",
+        "status": read_status(version) if version else "missing",
+    }
+    if version is None:
+        return row
+    res = json.loads((version / "results.json").read_text())
+    paper = json.loads((version / "paper.json").read_text()) if (version / "paper.json").is_file() else {}
+    fit, test = res.get("fit", {}), res.get("test", {})
+    row.update(
+        best_val_loss=_num(res.get("best_val_loss")),
+        best_val_ppl=_ppl(_num(res.get("best_val_loss"))),
+        test_loss=_num(test.get("test/loss")),
+        test_ppl=_num(test.get("test/ppl")),
+        test_acc=_num(test.get("test/acc")),
+        params=_num(res.get("params", {}).get("total")),
+        recurrent_params=_num(res.get("params", {}).get("recurrent")),
+        fit_seconds=_num(res.get("fit_seconds")),
+        wall_s=_num(paper.get("wall_s")),
+        threads=paper.get("threads"),
+        git_commit=res.get("git_commit"),
+        val_acc_last=_num(fit.get("val/acc")),
+        command=readable_command(paper.get("command") or []),
+    )
+    data = _config(version).get("data", {}).get("init_args", {})
+    row["seq_len"] = data.get("seq_len")
+    metrics = version / "metrics.csv"
+    if metrics.is_file():
+        m = pd.read_csv(metrics)
+        for col, key in (("train/ppl", "train_ppl_last"), ("val/ppl", "val_ppl_last"), ("val/acc", "val_acc_best")):
+            if col in m:
+                s = m[col].dropna()
+                row[key] = float(s.max() if key == "val_acc_best" else s.iloc[-1]) if len(s) else math.nan
+        if "train/tokens_per_s" in m:
+            row["tokens_per_s"] = float(m["train/tokens_per_s"].dropna().mean())
+        row["steps"] = int(m["step"].max()) + 1 if "step" in m and len(m) else 0
+    return row
+
+
+def _relative(path: Path) -> str:
+    """``path`` relative to the repository when it is inside it."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def readable_command(cmd: list[str]) -> str:
+    """``python -m lrnn fit ...`` as ``lrnn fit ...`` with repository-relative paths, shell-quoted."""
+    if not cmd:
+        return ""
+    root = str(ROOT) + "/"
+    args = cmd[2:] if len(cmd) > 2 and cmd[1:3] == ["-m", "lrnn"] else cmd
+    args = ["lrnn", *args[1:]] if args and args[0] == "lrnn" else args
+    return " ".join(shlex.quote(a.replace(root, "")) for a in args)
+
+
+def curve_rows(spec: RunSpec, version: Path) -> pd.DataFrame:
+    """Validation (and train, per epoch) metrics per step, with the wall time at each step (fit time x step share)."""
+    metrics = version / "metrics.csv"
+    if not metrics.is_file():
+        return pd.DataFrame()
+    m = pd.read_csv(metrics)
+    keep = [c for c in ("epoch", "step", "train/ppl", "val/ppl", "val/acc", "val/loss") if c in m]
+    m = m[keep]
+    m = m[m[[c for c in keep if c not in ("epoch", "step")]].notna().any(axis=1)]
+    res = json.loads((version / "results.json").read_text())
+    last = max(int(m["step"].max()) + 1, 1) if len(m) else 1
+    step = m["step"] + 1
+    m = m.assign(wall_s=step / last * _num(res.get("fit_seconds")), tokens=step * _tokens_per_step(version))
+    return m.assign(name=spec.name, core=spec.core, seed=spec.seed, claims=" ".join(spec.claims), **dict(spec.factors))
+
+
+def _config(version: Path) -> dict[str, Any]:
+    import yaml
+
+    path = version / "config.yaml"
+    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+
+
+def _tokens_per_step(version: Path) -> int:
+    config = _config(version)
+    data = config.get("data", {}).get("init_args", {})
+    model = config.get("model", {})
+    steps = model.get("k1") or data.get("seq_len") or 1
+    return int(data.get("batch_size", 1)) * int(steps)
+
+
+def collect(specs: list[RunSpec], runs: Path) -> dict[str, pd.DataFrame]:
+    """All tables of a grid from its run folders (unfinished runs appear with status ``missing``)."""
+    rows, curves = [], []
+    evals: dict[str, list[pd.DataFrame]] = {"length": [], "state_reset": [], "position": []}
+    for spec in specs:
+        version = finished_version(runs, spec)
+        rows.append(run_row(spec, version))
+        if version is None:
+            continue
+        curves.append(curve_rows(spec, version))
+        for kind in evals:
+            path = version / "evaluation" / f"{kind}.csv"
+            if path.is_file():
+                evals[kind].append(
+                    pd.read_csv(path).assign(
+                        name=spec.name,
+                        core=spec.core,
+                        seed=spec.seed,
+                        claims=" ".join(spec.claims),
+                        **dict(spec.factors),
+                    )
+                )
+    tables = {"runs": pd.DataFrame(rows), "curves": pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()}
+    for kind, frames in evals.items():
+        tables[kind] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return tables
+
+
+def for_claim(df: pd.DataFrame, claim: str) -> pd.DataFrame:
+    """Rows of runs that serve ``claim``."""
+    if df.empty or "claims" not in df:
+        return df
+    return df[df["claims"].str.split().apply(lambda cs: claim in cs)]

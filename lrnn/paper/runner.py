@@ -1,0 +1,271 @@
+"""Run the grid: each ``RunSpec`` is an ``lrnn fit`` subprocess (then ``lrnn evaluate`` where asked), cached.
+
+Layout: ``<runs>/<key>/<name>/version_<k>/`` (the normal run folder: config.yaml, metrics.csv, checkpoints,
+results.json) plus ``paper.json`` (this runner's record: command, wall time, threads, machine, exit code). A version
+whose ``results.json`` says ``completed`` (or, before ``status`` existed, any results.json) or ``diverged`` is
+finished and reused. One that was ``interrupted`` (or is still ``running``: killed) with a ``last.ckpt`` is continued
+with ``lrnn fit --resume`` in its folder; anything else (failed, no checkpoint) is left as it is and the run starts
+again in a new ``version_<k+1>``. So an interrupted ``make paper`` loses at most the steps since the runs in flight
+last saved a checkpoint.
+
+Parallelism: ``jobs`` runs at a time. On CPU each gets ``threads`` torch threads; with GPUs each run gets one device
+(``CUDA_VISIBLE_DEVICES``), handed out from a pool so two runs never share a device.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lrnn.paper.grid import RunSpec
+
+FINISHED = ("completed", "diverged")
+
+
+@dataclass
+class RunState:
+    spec: RunSpec
+    version: Path | None  # the finished version folder, if any
+    status: str  # completed | diverged | failed | interrupted | missing | ...
+    reused: bool = False
+    wall_s: float | None = None
+
+
+def spec_root(runs: Path, spec: RunSpec) -> Path:
+    return runs / spec.key / spec.experiment_name
+
+
+def read_status(version: Path) -> str:
+    """A version folder's status: results.json's ``status`` (``completed`` if it has none), else ``incomplete``."""
+    path = version / "results.json"
+    if not path.is_file():
+        return "incomplete"
+    try:
+        return str(json.loads(path.read_text()).get("status", "completed"))
+    except (json.JSONDecodeError, OSError):
+        return "unreadable"
+
+
+def versions(root: Path) -> list[Path]:
+    found = [p for p in root.glob("version_*") if p.is_dir() and p.name.split("_")[-1].isdigit()]
+    return sorted(found, key=lambda p: int(p.name.split("_")[-1]))
+
+
+def finished_version(runs: Path, spec: RunSpec) -> Path | None:
+    """The newest finished version folder of a spec (``None``: it has to run). Looked up by the cache key only
+    (``<runs>/<key>/*/version_*``), so renaming a run's label keeps its results."""
+    found = [v for root in sorted((runs / spec.key).glob("*/")) for v in versions(root)]
+    for version in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True):
+        if read_status(version) in FINISHED:
+            return version
+    return None
+
+
+def resumable_version(runs: Path, spec: RunSpec) -> Path | None:
+    """The newest version if it stopped part-way with a checkpoint to continue from: ``results.json`` says
+    ``interrupted`` (Ctrl-C, SIGTERM) or still ``running`` (killed). A run that failed, or whose resume failed, is
+    not resumed: it starts again in a new version."""
+    found = [v for root in sorted((runs / spec.key).glob("*/")) for v in versions(root)]
+    if not found:
+        return None
+    newest = max(found, key=lambda p: p.stat().st_mtime)
+    ok = read_status(newest) in ("interrupted", "running") and (newest / "checkpoints" / "last.ckpt").is_file()
+    return newest if ok else None
+
+
+def resume_command(version: Path, wandb: str, python: str = sys.executable) -> list[str]:
+    """``lrnn fit --resume <version>``: the run's own config.yaml, same folder and W&B run (issue #8)."""
+    return [python, "-m", "lrnn", "fit", "--resume", str(version), "--wandb", wandb,
+            "--trainer.enable_progress_bar", "false"]  # fmt: skip
+
+
+def needs_evaluation(spec: RunSpec, version: Path) -> bool:
+    return spec.evaluate and read_status(version) == "completed" and not (version / "evaluation/length.csv").is_file()
+
+
+def fit_command(spec: RunSpec, runs: Path, profile: str, wandb: str, python: str = sys.executable) -> list[str]:
+    """The ``lrnn fit`` command line of a spec (what the W&B sweep runs too, with the same dotted keys)."""
+    tags = [f"core:{spec.core}", f"profile:{profile}", *(f"claim:{c}" for c in spec.claims)]
+    return [
+        python,
+        "-m",
+        "lrnn",
+        *spec.fit_args(),
+        "--name",
+        spec.experiment_name,
+        "--out_dir",
+        str(runs / spec.key),
+        "--wandb",
+        wandb,
+        "--wandb_group",
+        spec.claims[0],
+        "--wandb_tags",
+        json.dumps(tags),
+        "--trainer.enable_progress_bar",
+        "false",
+    ]
+
+
+def evaluate_command(
+    version: Path, lengths: Sequence[int], splits: Sequence[str], device: str = "cpu", python: str = sys.executable
+) -> list[str]:
+    args = [python, "-m", "lrnn", "evaluate", str(version), "--lengths", *map(str, lengths), "--splits", *splits]
+    return [*args, "--device", device, "--no-plots"]
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+    }
+
+
+class DevicePool:
+    """Hands out GPU ids (one run per device) or nothing on CPU."""
+
+    def __init__(self, gpus: Sequence[str]) -> None:
+        self.free: queue.Queue[str | None] = queue.Queue()
+        for g in gpus or [None]:
+            self.free.put(g)
+        self.gpus = list(gpus)
+
+    def acquire(self) -> str | None:
+        return self.free.get() if self.gpus else None
+
+    def release(self, gpu: str | None) -> None:
+        if self.gpus:
+            self.free.put(gpu)
+
+
+def _run_logged(cmd: list[str], env: dict[str, str], log: Path) -> int:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as f:
+        f.write(f"$ {' '.join(cmd)}\n")
+        f.flush()
+        return subprocess.run(
+            cmd, env=env, stdout=f, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[2]
+        ).returncode
+
+
+def execute(
+    spec: RunSpec,
+    runs: Path,
+    *,
+    profile: str,
+    wandb: str,
+    threads: int,
+    devices: DevicePool,
+    eval_lengths: Sequence[int],
+    eval_splits: Sequence[str],
+    say: Callable[[str], None] = print,
+) -> RunState:
+    """Run one spec unless a finished version exists; evaluate it if asked. Never deletes an earlier version."""
+    version = finished_version(runs, spec)
+    reused = version is not None
+    wall = None
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    gpu = devices.acquire()
+    try:
+        if gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = gpu
+        if version is None:
+            root = spec_root(runs, spec)
+            before = {p.name for p in versions(root)}
+            paused = resumable_version(runs, spec)
+            if paused is not None:  # interrupted (or killed) with a checkpoint: continue it in its folder
+                cmd = resume_command(paused, wandb)
+                say(f"resume {spec.name} [{spec.key}] from {paused}")
+            else:
+                cmd = fit_command(spec, runs, profile, wandb)
+                say(f"start  {spec.name} [{spec.key}]")
+            t0 = time.time()
+            rc = _run_logged(cmd, env, runs / spec.key / "fit.log")
+            wall = round(time.time() - t0, 1)
+            new = [p for p in versions(root) if p.name not in before]
+            version = paused if paused is not None else new[-1] if new else None
+            if version is not None:
+                record = {
+                    "command": cmd,
+                    "returncode": rc,
+                    "wall_s": wall,
+                    "threads": threads,
+                    "gpu": gpu,
+                    "machine": machine(),
+                    "profile": profile,
+                    "claims": list(spec.claims),
+                    "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                }
+                (version / "paper.json").write_text(json.dumps(record, indent=2) + "\n")
+            status = read_status(version) if version is not None else "failed"
+            if rc != 0 and status == "completed":
+                status = "failed"  # a results.json without a clean exit: do not trust it
+            say(f"{status:<6} {spec.name} in {wall:.0f} s (exit {rc}; log {runs / spec.key / 'fit.log'})")
+            if status not in FINISHED:
+                return RunState(spec, None, status, wall_s=wall)
+        if needs_evaluation(spec, version):
+            device = "cpu" if gpu is None else "cuda"  # the run's one visible device
+            rc = _run_logged(
+                evaluate_command(version, eval_lengths, eval_splits, device), env, version / "evaluate.log"
+            )
+            if rc != 0:
+                say(f"evaluate failed for {spec.name} (log {version / 'evaluate.log'})")
+        return RunState(spec, version, read_status(version), reused=reused, wall_s=wall)
+    finally:
+        devices.release(gpu)
+
+
+def run_grid(
+    specs: Sequence[RunSpec],
+    runs: Path,
+    *,
+    profile: str,
+    jobs: int,
+    threads: int,
+    gpus: Sequence[str] = (),
+    wandb: str = "off",
+    eval_lengths: Sequence[int] = (),
+    eval_splits: Sequence[str] = ("val",),
+    say: Callable[[str], None] = print,
+) -> list[RunState]:
+    """Run every spec (``jobs`` at a time, one GPU each where ``gpus``), finished ones reused. Order is kept."""
+    runs.mkdir(parents=True, exist_ok=True)
+    devices = DevicePool(gpus)
+    jobs = max(1, len(gpus)) if gpus else max(1, jobs)
+    lock = threading.Lock()
+
+    def locked_say(msg: str) -> None:
+        with lock:
+            say(msg)
+
+    def one(spec: RunSpec) -> RunState:
+        try:
+            return execute(
+                spec,
+                runs,
+                profile=profile,
+                wandb=wandb,
+                threads=threads,
+                devices=devices,
+                eval_lengths=eval_lengths,
+                eval_splits=eval_splits,
+                say=locked_say,
+            )
+        except Exception as e:  # noqa: BLE001 - one broken run must not stop the grid
+            locked_say(f"failed {spec.name}: {type(e).__name__}: {e}")
+            return RunState(spec, None, "failed")
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(one, specs))

@@ -1,0 +1,163 @@
+"""Rendering from fake run folders: tables, figures and README come out of the numbers on disk; the W&B report is
+built offline and saved through a fake W&B API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from lrnn.paper import report as report_mod
+from lrnn.paper.__main__ import main as paper_main
+from lrnn.paper.grid import CLAIMS, build_grid
+from lrnn.paper.runner import spec_root
+
+
+def write_fake_run(runs: Path, spec, rng) -> None:
+    """A finished run folder as ``lrnn fit`` + ``lrnn evaluate`` would leave it, with made-up numbers."""
+    version = spec_root(runs, spec) / "version_0"
+    (version / "evaluation").mkdir(parents=True)
+    base = {"tied": 100.0, "untied": 140.0}.get(spec.core, 120.0) + rng.random()
+    seq_len = dict(spec.factors).get("k2", 20)
+    (version / "config.yaml").write_text(f"data: {{init_args: {{seq_len: {seq_len}, batch_size: 20}}}}\n")
+    acc = 0.9 if spec.core != "tied" else 0.4
+    (version / "results.json").write_text(json.dumps({
+        "best_val_loss": float(pd.Series([base]).apply(lambda p: __import__("math").log(p))[0]),
+        "test": {"test/ppl": base, "test/loss": 4.6, "test/acc": acc + 0.01 * rng.random()},
+        "params": {"total": 1000, "recurrent": 100}, "fit_seconds": 10.0 + rng.random(), "git_commit": "abc",
+    }))  # fmt: skip
+    (version / "paper.json").write_text(json.dumps({"command": ["python", "-m", "lrnn", "fit"], "wall_s": 12.0,
+                                                    "threads": 1}))  # fmt: skip
+    lines = ["epoch,step,train/ppl,val/ppl,val/acc"]
+    for i, step in enumerate((9, 19, 29)):
+        lines.append(f"{i},{step},,{base * (3 - i)},{acc}")
+        lines.append(f"{i},{step},{base * (2.5 - i) * 0.8},,")
+    (version / "metrics.csv").write_text("\n".join(lines) + "\n")
+    if spec.evaluate:
+        growth = {"untied": 1.5}.get(spec.core, 1.0)
+        rows = ["split,mode,length,bin_lo,past_max_len,loss,ppl,tokens,extrapolation"]
+        rows += [f"val,stream,{n},,false,4.6,{base * (growth if n > 20 else 1)},1000,error" for n in (10, 20, 40)]
+        (version / "evaluation/length.csv").write_text("\n".join(rows) + "\n")
+        rows = ["split,state,length,loss,ppl,tokens"]
+        rows += [f"val,carried,20,4.6,{base},1000", f"val,reset,20,4.7,{base * 1.3},1000"]
+        (version / "evaluation/state_reset.csv").write_text("\n".join(rows) + "\n")
+
+
+def fake_measure() -> pd.DataFrame:
+    rows = []
+    for core in ("tied", "untied"):
+        for t in (10, 20, 40):
+            sets = t if core == "untied" else 1
+            rows.append({"core": core, "T": t, "hidden": 8, "batch": 20, "core_params": 100 * sets,
+                         "model_params": 1000, "weight_mb": 0.1 * sets, "saved_mb": 0.1 * t,
+                         "tokens_per_s": 1000.0 / (2 if core == "untied" else 1), "threads": 1})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import random
+
+    rng = random.Random(0)
+    tmp_path = tmp_path_factory.mktemp("render")
+    runs, out = tmp_path / "runs", tmp_path / "paper"
+    for spec in build_grid("smoke"):
+        write_fake_run(runs, spec, rng)
+    fake_measure().to_csv(runs / "measure-H32-T10-20-40-r1.csv", index=False)
+    assert paper_main(["render", "--profile", "smoke", "--out", str(out), "--runs", str(runs)]) == 0
+    return out
+
+
+def test_render_writes_readme_figures_and_csvs(rendered: Path) -> None:
+    readme = (rendered / "README.md").read_text()
+    assert readme.index("## Verdicts") < readme.index("## C1")
+    for claim in CLAIMS:
+        assert f"## {claim}" in readme
+    verdicts = pd.read_csv(rendered / "results/verdicts.csv")
+    assert list(verdicts["claim"]) == list(CLAIMS)
+    # made-up numbers: untied degrades 1.5x past T, tied not -> C2 supported; state reset 1.3x -> C9 supported
+    assert verdicts.set_index("claim").loc["C2", "verdict"] == "supported"
+    assert verdicts.set_index("claim").loc["C9", "verdict"] == "supported"
+    assert verdicts.set_index("claim").loc["C1", "verdict"] == "supported"
+    for fig in verdicts["figure"].dropna():
+        assert (rendered / "figures" / fig).stat().st_size > 1000
+        assert f"figures/{fig}" in readme
+    runs = pd.read_csv(rendered / "results/runs.csv")
+    assert (runs["status"] == "completed").all() and len(runs) == len(build_grid("smoke"))
+    assert json.loads((rendered / "results/provenance.json").read_text())["profile"] == "smoke"
+
+
+def test_report_offline_builds_and_tells_how_to_publish(rendered: Path, capsys) -> None:
+    assert report_mod.main(rendered, "smoke", mode="offline") == 0
+    out = capsys.readouterr().out
+    assert "not published" in out and "wandb sync" in out
+    spec = json.loads((rendered / "results/wandb_report.json").read_text())
+    text = json.dumps(spec)
+    for claim in CLAIMS:
+        assert f"{claim}: " in text
+    assert text.count('"viewType": "Run Comparer"') == len(CLAIMS)
+    assert text.count('"viewType": "Run History Line Plot"') == 2 * len(CLAIMS)
+
+
+def test_report_without_results_fails_clearly(tmp_path: Path, capsys) -> None:
+    assert report_mod.main(tmp_path, "smoke", mode="offline") == 2
+    assert "make paper" in capsys.readouterr().err
+
+
+class FakeApi:
+    """What ``Report.save`` uses of ``wandb.Api``: default entity, projects, app url."""
+
+    default_entity = "me"
+    client = SimpleNamespace(app_url="https://wandb.example/")
+
+    def __init__(self) -> None:
+        self.created: list[str] = []
+
+    def projects(self, entity):
+        return []
+
+    def create_project(self, project, entity):
+        self.created.append(project)
+
+
+def test_report_online_saves_through_the_api(rendered: Path, monkeypatch, capsys) -> None:
+    from wandb_workspaces.reports.v2 import interface
+
+    api, saved = FakeApi(), {}
+
+    def fake_graphql(_api, query, variables):
+        if "spec" not in variables:  # the runsets' project lookup
+            return {"project": {"internalId": "P1"}}
+        saved.update(variables)
+        spec = json.loads(variables["spec"])
+        view = {"id": "R1", "name": variables["name"], "displayName": variables["displayName"],
+                "description": variables["description"], "spec": spec,
+                "project": {"name": variables["projectName"], "entityName": variables["entityName"]}}  # fmt: skip
+        return {"upsertView": {"view": view}}
+
+    monkeypatch.setattr(interface, "_get_api", lambda: api)
+    monkeypatch.setattr(interface, "execute_graphql", fake_graphql)
+    monkeypatch.setattr(interface, "get_app_url", lambda a: a.client.app_url)
+    monkeypatch.setenv("WANDB_PROJECT", "lrnn-test")
+    assert report_mod.main(rendered, "smoke", mode="online") == 0
+    assert "https://wandb.example/me/lrnn-test/reports/" in capsys.readouterr().out
+    assert saved["projectName"] == "lrnn-test" and api.created == ["lrnn-test"]
+    assert "Verdicts" in saved["spec"]
+
+
+def test_top_readme_table_between_markers(rendered: Path, tmp_path: Path) -> None:
+    from lrnn.paper.render import END, START, update_top_readme
+    from lrnn.paper.verdicts import Verdict
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{START}\nold\n{END}\n\n## rest\n")
+    verdicts = [Verdict("C1", "supported", "20x", "rule", "params_vs_T.png")]
+    assert update_top_readme(readme, tmp_path / "paper", verdicts, "cpu", "abc")
+    text = readme.read_text()
+    assert "old" not in text and "## rest" in text and "[C1](paper/README.md#c1)" in text
+    assert "[params_vs_T.png](paper/figures/params_vs_T.png)" in text
+    readme.write_text("no markers")
+    assert not update_top_readme(readme, tmp_path / "paper", verdicts, "cpu", "abc")

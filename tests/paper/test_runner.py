@@ -1,0 +1,145 @@
+"""The cached runner: a finished run is reused, an unfinished one runs again in a new version folder (the old one
+kept), a failed one is reported; W&B group and tags reach the logger."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lrnn.paper import runner
+from lrnn.paper.grid import RunSpec, build_grid
+from lrnn.paper.runner import DevicePool, execute, finished_version, run_grid, spec_root
+
+
+@pytest.fixture
+def spec() -> RunSpec:
+    return next(r for r in build_grid("smoke") if "C6" in r.claims)
+
+
+def fake_fit(outcomes: list[str], calls: list[list[str]]):
+    """Stands in for the ``lrnn fit`` subprocess: makes the next version folder and writes an outcome."""
+
+    def run(cmd: list[str], env: dict[str, str], log: Path) -> int:
+        calls.append(cmd)
+        if "evaluate" in cmd:
+            return 0
+        out_dir, name = Path(cmd[cmd.index("--out_dir") + 1]), cmd[cmd.index("--name") + 1]
+        root = out_dir / name
+        k = len(list(root.glob("version_*")))
+        version = root / f"version_{k}"
+        version.mkdir(parents=True)
+        (version / "config.yaml").write_text("data: {init_args: {seq_len: 5}}\n")
+        outcome = outcomes.pop(0)
+        if outcome == "completed":
+            (version / "results.json").write_text(json.dumps({"best_val_loss": 1.0, "test": {"test/acc": 0.5}}))
+            return 0
+        if outcome == "diverged":
+            (version / "results.json").write_text(json.dumps({"status": "diverged"}))
+            return 1
+        return 1  # crashed: no results.json
+
+    return run
+
+
+def _execute(spec: RunSpec, runs: Path):
+    return execute(spec, runs, profile="smoke", wandb="off", threads=1, devices=DevicePool([]),
+                   eval_lengths=(5,), eval_splits=("val",), say=lambda m: None)  # fmt: skip
+
+
+def test_finished_run_is_reused(spec, tmp_path, monkeypatch) -> None:
+    calls: list[list[str]] = []
+    monkeypatch.setattr(runner, "_run_logged", fake_fit(["completed"], calls))
+    first = _execute(spec, tmp_path)
+    assert first.status == "completed" and not first.reused and len(calls) == 1
+    assert json.loads((first.version / "paper.json").read_text())["command"] == calls[0]
+    second = _execute(spec, tmp_path)
+    assert second.reused and second.version == first.version and len(calls) == 1
+
+
+def test_unfinished_run_restarts_in_a_new_version_and_keeps_the_old(spec, tmp_path, monkeypatch) -> None:
+    calls: list[list[str]] = []
+    monkeypatch.setattr(runner, "_run_logged", fake_fit(["crashed", "completed"], calls))
+    failed = _execute(spec, tmp_path)
+    assert failed.version is None and failed.status == "incomplete"
+    assert finished_version(tmp_path, spec) is None
+    done = _execute(spec, tmp_path)
+    assert done.version.name == "version_1" and (done.version.parent / "version_0").is_dir()
+    assert finished_version(tmp_path, spec) == done.version
+
+
+def test_diverged_counts_as_finished(spec, tmp_path, monkeypatch) -> None:
+    calls: list[list[str]] = []
+    monkeypatch.setattr(runner, "_run_logged", fake_fit(["diverged"], calls))
+    assert _execute(spec, tmp_path).status == "diverged"
+    assert _execute(spec, tmp_path).reused and len(calls) == 1
+
+
+def test_fit_command_carries_group_tags_and_dotted_keys(spec, tmp_path) -> None:
+    cmd = runner.fit_command(spec, tmp_path, "smoke", "offline")
+    assert cmd[1:4] == ["-m", "lrnn", "fit"]
+    assert cmd[cmd.index("--wandb_group") + 1] == "C6"
+    assert set(json.loads(cmd[cmd.index("--wandb_tags") + 1])) >= {f"core:{spec.core}", "profile:smoke"}
+    assert "--data.init_args.lag" in cmd
+
+
+def test_gpus_get_one_run_each(tmp_path, monkeypatch) -> None:
+    grid = [r for r in build_grid("smoke") if "C6" in r.claims][:4]
+    seen: list[str | None] = []
+    busy: set[str] = set()
+
+    def run(cmd, env, log):
+        gpu = env.get("CUDA_VISIBLE_DEVICES")
+        assert gpu not in busy, "two runs on one device"
+        busy.add(gpu)
+        seen.append(gpu)
+        busy.discard(gpu)
+        return 1
+
+    monkeypatch.setattr(runner, "_run_logged", run)
+    run_grid(grid, tmp_path, profile="smoke", jobs=8, threads=1, gpus=["0", "1"], say=lambda m: None)
+    assert sorted(set(seen)) == ["0", "1"] and len(seen) == 4
+
+
+def test_make_loggers_passes_group_and_tags(tmp_path) -> None:
+    from lrnn.loggers import make_loggers
+
+    loggers = make_loggers("C4-tied", 0, str(tmp_path), "offline", group="C4", tags=["core:tied"])
+    init = loggers[1]._wandb_init
+    assert init["group"] == "C4" and init["tags"] == ["core:tied"] and init["name"] == "C4-tied-s0"
+    assert make_loggers("x", 0, str(tmp_path), "offline")[1]._wandb_init["group"] == "x"
+
+
+def test_interrupted_run_with_a_checkpoint_is_resumed_in_its_folder(spec, tmp_path, monkeypatch) -> None:
+    calls: list[list[str]] = []
+    fit = fake_fit(["completed"], calls)
+
+    def run(cmd, env, log):
+        if "--resume" in cmd:  # lrnn fit --resume finishes the run in the same folder
+            calls.append(cmd)
+            folder = Path(cmd[cmd.index("--resume") + 1])
+            (folder / "results.json").write_text(json.dumps({"status": "completed", "best_val_loss": 1.0}))
+            return 0
+        return fit(cmd, env, log)
+
+    monkeypatch.setattr(runner, "_run_logged", run)
+    version = spec_root(tmp_path, spec) / "version_0"
+    (version / "checkpoints").mkdir(parents=True)
+    (version / "checkpoints/last.ckpt").write_bytes(b"x")
+    (version / "results.json").write_text(json.dumps({"status": "interrupted"}))
+    state = _execute(spec, tmp_path)
+    assert state.status == "completed" and state.version == version and len(calls) == 1
+    assert calls[0][3:6] == ["fit", "--resume", str(version)]
+    assert not (version.parent / "version_1").exists()
+
+
+def test_failed_run_is_not_resumed(spec, tmp_path, monkeypatch) -> None:
+    calls: list[list[str]] = []
+    monkeypatch.setattr(runner, "_run_logged", fake_fit(["completed"], calls))
+    version = spec_root(tmp_path, spec) / "version_0"
+    (version / "checkpoints").mkdir(parents=True)
+    (version / "checkpoints/last.ckpt").write_bytes(b"x")
+    (version / "results.json").write_text(json.dumps({"status": "failed"}))
+    state = _execute(spec, tmp_path)
+    assert "--resume" not in calls[0] and state.version.name == "version_1"
