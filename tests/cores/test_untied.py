@@ -45,7 +45,11 @@ def grads(loss: torch.Tensor, tensors):
 
 
 def loss_of(out, h, c):
-    return (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum() + h.sin().sum() + c.sum()
+    return (
+        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype, device=out.device).view_as(out)).sum()
+        + h.sin().sum()
+        + c.sum()
+    )
 
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
