@@ -117,14 +117,19 @@ def length_generalization(t: Tables, m: pd.DataFrame, out: Path) -> str:
     return _save(fig, out, "length.png")
 
 
+def _lines_vs_t(ax, m: pd.DataFrame, y: str) -> None:
+    """One line per core of measurement column ``y`` against T."""
+    for core in _order(m["core"]):
+        g = m[m["core"] == core].sort_values("T")
+        ax.plot(g["T"], g[y], marker="o", label=core, color=COLORS.get(core))
+
+
 def params_vs_t(t: Tables, m: pd.DataFrame, out: Path) -> str:
     fig, ax = plt.subplots(figsize=(6, 4))
     if m.empty:
         _empty(ax)
     else:
-        for core in _order(m["core"]):
-            g = m[m["core"] == core].sort_values("T")
-            ax.plot(g["T"], g["core_params"], marker="o", label=core, color=COLORS.get(core))
+        _lines_vs_t(ax, m, "core_params")
         ax.set(
             xscale="log",
             yscale="log",
@@ -146,9 +151,7 @@ def cost_vs_t(t: Tables, m: pd.DataFrame, out: Path) -> str:
         if m.empty:
             _empty(ax)
             continue
-        for core in _order(m["core"]):
-            g = m[m["core"] == core].sort_values("T")
-            ax.plot(g["T"], g[y], marker="o", label=core, color=COLORS.get(core))
+        _lines_vs_t(ax, m, y)
         ax.set(yscale="log", xlabel="T", ylabel=label)
         _plain_log_x(ax, m["T"])
     axes[0].legend(fontsize=7)
