@@ -80,3 +80,14 @@ def test_sweep_is_a_grid_over_the_run_keys() -> None:
     assert config["method"] == "grid"
     assert config["parameters"]["paper_run"]["values"] == [r.key for r in grid]
     assert "lrnn.paper" in config["command"] and "exec" in config["command"]
+
+
+def test_committed_cpu_records_belong_to_the_cpu_grid() -> None:
+    """The records in runs/paper-cpu/ (committed, what paper/ is rendered from) are runs of today's cpu grid: an
+    edit to an experiment YAML or defaults.yaml that changes their keys must come with a rerun of `make paper`."""
+    from lrnn.paper.grid import ROOT
+
+    committed = ROOT / "runs" / "paper-cpu"
+    keys = {r.key for r in build_grid("cpu")}
+    stale = sorted(p.name for p in committed.glob("*/") if p.is_dir() and p.name not in keys and p.name != "wandb")
+    assert not stale, f"runs/paper-cpu/ has records of runs no longer in the cpu grid: {stale[:5]}; rerun make paper"
