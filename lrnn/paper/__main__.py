@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         return report_main(Path(args.out), args.profile, runs=runs)
 
     from lrnn.loggers import git_commit
-    from lrnn.paper.runner import machine, run_grid
+    from lrnn.paper.runner import GridInterrupted, machine, run_grid
 
     t0 = time.time()
     provenance = {
@@ -215,18 +215,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         print(f"profile {args.profile}: {estimate(grid, jobs)}", flush=True)
         print(f"runs in {runs}; {jobs} at a time, {threads} thread(s) each" + (f", GPUs {gpus}" if gpus else ""))
-        states = run_grid(
-            grid,
-            runs,
-            profile=args.profile,
-            jobs=jobs,
-            threads=threads,
-            gpus=gpus,
-            wandb=args.wandb,
-            eval_lengths=budget.eval_lengths,
-            eval_splits=budget.eval_splits,
-            say=lambda m: print(m, flush=True),
-        )
+        try:
+            states = run_grid(
+                grid,
+                runs,
+                profile=args.profile,
+                jobs=jobs,
+                threads=threads,
+                gpus=gpus,
+                wandb=args.wandb,
+                eval_lengths=budget.eval_lengths,
+                eval_splits=budget.eval_splits,
+                say=lambda m: print(m, flush=True),
+            )
+        except GridInterrupted as e:
+            print(f"interrupted: {e}", file=sys.stderr)
+            return 128 + e.signum
         reused = sum(s.reused for s in states)
         failed = [s for s in states if s.version is None]
         if failed:

@@ -8,6 +8,10 @@ with ``lrnn fit --resume`` in its folder; anything else (failed, no checkpoint) 
 again in a new ``version_<k+1>``. So an interrupted ``make paper`` loses at most the steps since the runs in flight
 last saved a checkpoint.
 
+Stopping: Ctrl-C or SIGTERM to ``make paper`` starts no new run and sends SIGTERM to the runs in flight, which save
+``last.ckpt`` after their current batch and exit; the runner waits for them (``subprocess.run`` would kill them
+after 0.25 s, before their checkpoint is written) and then raises `GridInterrupted`.
+
 Parallelism: ``jobs`` runs at a time. On CPU each gets ``threads`` torch threads; with GPUs each run gets one device
 (``CUDA_VISIBLE_DEVICES``), handed out from a pool so two runs never share a device.
 """
@@ -18,6 +22,7 @@ import json
 import os
 import platform
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -31,6 +36,57 @@ from typing import Any
 from lrnn.paper.grid import RunSpec
 
 FINISHED = ("completed", "diverged")
+STOP_WAIT_S = 600.0  # how long a stopping run may take to save its checkpoint before it is killed
+
+
+class GridInterrupted(Exception):
+    """The grid was stopped by a signal; the runs in flight saved a checkpoint (``make paper`` again continues)."""
+
+    def __init__(self, signum: int, stopped: int) -> None:
+        self.signum, self.stopped = signum, stopped
+        name = signal.Signals(signum).name
+        super().__init__(f"{name}: stopped {stopped} run(s) in flight after their checkpoint; run it again to continue")
+
+
+class _Children:
+    """The ``lrnn`` subprocesses in flight, so that a signal to the runner can stop them gracefully."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.live: set[subprocess.Popen] = set()
+        self.stopping = threading.Event()
+
+    def run(self, cmd: list[str], env: dict[str, str], out: Any) -> int:
+        with self.lock:
+            if self.stopping.is_set():
+                return 128 + signal.SIGTERM
+            proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[2])
+            self.live.add(proc)
+        try:
+            return proc.wait()
+        finally:
+            with self.lock:
+                self.live.discard(proc)
+
+    def stop(self, timeout: float = STOP_WAIT_S) -> int:
+        """SIGTERM every child (harmless if a terminal's Ctrl-C already reached it) and wait; kill after timeout."""
+        with self.lock:
+            self.stopping.set()
+            procs = list(self.live)
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for p in procs:
+            try:
+                p.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        return len(procs)
+
+
+_CHILDREN = _Children()
 
 
 @dataclass
@@ -155,9 +211,7 @@ def _run_logged(cmd: list[str], env: dict[str, str], log: Path) -> int:
     with log.open("a") as f:
         f.write(f"$ {' '.join(cmd)}\n")
         f.flush()
-        return subprocess.run(
-            cmd, env=env, stdout=f, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[2]
-        ).returncode
+        return _CHILDREN.run(cmd, env, f)
 
 
 def execute(
@@ -173,6 +227,8 @@ def execute(
     say: Callable[[str], None] = print,
 ) -> RunState:
     """Run one spec unless a finished version exists; evaluate it if asked. Never deletes an earlier version."""
+    if _CHILDREN.stopping.is_set():
+        return RunState(spec, None, "stopped")
     version = finished_version(runs, spec)
     reused = version is not None
     wall = None
@@ -267,5 +323,21 @@ def run_grid(
             locked_say(f"failed {spec.name}: {type(e).__name__}: {e}")
             return RunState(spec, None, "failed")
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise GridInterrupted(signum, 0)
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if in_main else None
+    _CHILDREN.stopping.clear()
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
         return list(pool.map(one, specs))
+    except (KeyboardInterrupt, GridInterrupted) as e:
+        signum = e.signum if isinstance(e, GridInterrupted) else signal.SIGINT
+        locked_say(f"{signal.Signals(signum).name}: stopping the runs in flight (each saves a checkpoint first) ...")
+        stopped = _CHILDREN.stop()
+        raise GridInterrupted(signum, stopped) from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)

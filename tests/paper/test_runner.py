@@ -143,3 +143,52 @@ def test_failed_run_is_not_resumed(spec, tmp_path, monkeypatch) -> None:
     (version / "results.json").write_text(json.dumps({"status": "failed"}))
     state = _execute(spec, tmp_path)
     assert "--resume" not in calls[0] and state.version.name == "version_1"
+
+
+CHILD = """
+import json, pathlib, signal, sys, time
+version = pathlib.Path(sys.argv[1]) / "version_0"
+version.mkdir(parents=True)
+def save(signum, frame):  # what lrnn fit does: finish the batch, write last.ckpt, exit 128 + signum
+    time.sleep(1.0)
+    (version / "results.json").write_text(json.dumps({"status": "interrupted"}))
+    sys.exit(128 + signum)
+signal.signal(signal.SIGTERM, save)
+(version / "started").write_text("")
+time.sleep(60)
+"""
+
+
+def test_sigterm_stops_the_grid_after_the_runs_in_flight_saved(tmp_path, monkeypatch) -> None:
+    """SIGTERM to the runner: no new run starts, the one in flight gets SIGTERM and time to save (not killed)."""
+    import os
+    import signal
+    import sys
+    import threading
+    import time
+
+    specs = [r for r in build_grid("smoke") if "C6" in r.claims][:2]
+    monkeypatch.setattr(
+        runner, "fit_command", lambda spec, runs, *a: [sys.executable, "-c", CHILD, str(spec_root(runs, spec))]
+    )
+    started = spec_root(tmp_path, specs[0]) / "version_0" / "started"
+
+    def kill_when_started() -> None:
+        for _ in range(300):
+            if started.exists():
+                break
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    before = signal.getsignal(signal.SIGTERM)
+    threading.Thread(target=kill_when_started, daemon=True).start()
+    t0 = time.monotonic()
+    with pytest.raises(runner.GridInterrupted) as info:
+        run_grid(specs, tmp_path, profile="smoke", jobs=1, threads=1, say=lambda m: None)
+    assert info.value.signum == signal.SIGTERM and info.value.stopped == 1
+    assert time.monotonic() - t0 < 30  # stopped, not waited out
+    first = spec_root(tmp_path, specs[0]) / "version_0"
+    assert json.loads((first / "results.json").read_text())["status"] == "interrupted"  # it had time to save
+    assert json.loads((first / "paper.json").read_text())["returncode"] == 128 + signal.SIGTERM
+    assert not spec_root(tmp_path, specs[1]).exists()  # nothing new started
+    assert signal.getsignal(signal.SIGTERM) == before
