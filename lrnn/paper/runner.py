@@ -339,5 +339,6 @@ def run_grid(
         raise GridInterrupted(signum, stopped) from None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        _CHILDREN.stopping.clear()  # the next grid in this process starts afresh
         if in_main:
             signal.signal(signal.SIGTERM, previous)
