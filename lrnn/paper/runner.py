@@ -328,7 +328,6 @@ def run_grid(
 
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, on_sigterm) if in_main else None
-    _CHILDREN.stopping.clear()
     pool = ThreadPoolExecutor(max_workers=jobs)
     try:
         return list(pool.map(one, specs))
