@@ -81,6 +81,7 @@ def _project(x: Tensor, w: Sequence[Tensor], bias: Tensor | None, segs: list[Seg
                 torch.baddbmm(bias[s0 : s0 + n].unsqueeze(1), x[t0:t1], w_t, out=out[t0:t1])
         elif diag:  # CPU: per-step products are as fast as a bmm and need no stacked copy of the weights
             for j in range(n):
+                _prefetch(w[s0 + j])
                 if bias is None:
                     torch.mm(x[t0 + j], w[s0 + j].t(), out=out[t0 + j])
                 else:
@@ -101,10 +102,26 @@ _DW_BLOCK_ABOVE = 2 * 1024 * 1024
 _DW_BLOCK_BYTES = 256 * 1024
 
 
+# CPU: an untied core reads each weight set once per pass, long after it was last used, and MKL's product with a
+# cold [4H, in] matrix that fits in L2 runs ~25% slower than with a cached one (its packing reads the matrix in
+# strides the hardware prefetcher does not follow). Reading the set once in order first (`_prefetch`, ~20 us for
+# 640 KB) brings it into L2; likewise a cold output is zero-filled in order before it is accumulated into
+# (measured at PTB-small, 1 thread: 163 -> 123 us per forward product, 147 -> 95 us per weight gradient).
+_PREFETCH_UP_TO = 1024 * 1024
+
+
+def _prefetch(w: Tensor) -> None:
+    """Read `w` once, sequentially, so that the product that follows finds it in cache (CPU, L2-sized only)."""
+    if not w.is_cuda and w.numel() * w.element_size() <= _PREFETCH_UP_TO:
+        w.sum()
+
+
 def _grad_product(g: Tensor, inp: Tensor, out: Tensor | None = None) -> Tensor:
     """g.T @ inp: g [K, G], inp [K, in] -> contiguous [G, in] (a weight gradient, summed over K rows), written
     into `out` if given."""
     G, n_in, size = g.shape[1], inp.shape[1], g.element_size()
+    if out is not None and not g.is_cuda and G * n_in * size <= _PREFETCH_UP_TO:
+        return out.zero_().addmm_(g.t(), inp)  # see _prefetch
     if g.is_cuda or G * n_in * size <= _DW_BLOCK_ABOVE:
         return torch.mm(g.t(), inp) if out is None else torch.mm(g.t(), inp, out=out)
     out = g.new_empty(G, n_in) if out is None else out
@@ -206,6 +223,7 @@ def _input_grad(d_gates: Tensor, w_ih: Sequence[Tensor], segs: list[Segment], ba
             torch.bmm(d_gates[t0:t1], torch.stack(w_ih[s0 : s0 + n]), out=dx[t0:t1])
         elif diag:
             for j in range(n):
+                _prefetch(w_ih[s0 + j])
                 torch.mm(d_gates[t0 + j], w_ih[s0 + j], out=dx[t0 + j])
         else:
             torch.mm(d_gates[t0:t1].flatten(0, 1), w_ih[s0], out=dx[t0:t1].view(n * B, -1))
@@ -248,6 +266,8 @@ class StepWeightLSTMLayer(torch.autograd.Function):
             tanh_c = torch.empty_like(out)
             for t, s in enumerate(idx):
                 g = gates[t]
+                if t == 0 or s != idx[t - 1]:
+                    _prefetch(w_hh[s])
                 g.addmm_(h, w_hh_t[s])
                 g[:, : 2 * H].sigmoid_()
                 g[:, 2 * H : 3 * H].tanh_()
@@ -302,6 +322,8 @@ class StepWeightLSTMLayer(torch.autograd.Function):
                 torch.mul(factors4[t, :, :3], dc.unsqueeze(1), out=d_gates4[t, :, :3])
                 torch.mul(factors4[t, :, 3], dh_t, out=d_gates4[t, :, 3])
                 dc = dc * f[t]
+                if t == T - 1 or idx[t] != idx[t + 1]:
+                    _prefetch(w_hh[idx[t]])
                 dh = torch.mm(d_gates[t], w_hh[idx[t]])
 
         need = ctx.needs_input_grad
@@ -340,6 +362,11 @@ LayerWeights = tuple[Sequence[Tensor], Sequence[Tensor], Sequence[Tensor] | None
 # Run steps that share a weight set with torch's own LSTM kernel (oneDNN / cuDNN), one call per run of steps
 # (tests flip this to compare with StepWeightLSTMLayer).
 FUSE_SHARED_RUNS = True
+# CPU: oneDNN reorders a layer's weights on every call (~7 ms forward, ~9 ms backward per call at H 650), which
+# outweighs its faster kernels once a layer's weight set is large: above this many bytes (w_ih + w_hh) the runs go
+# through StepWeightLSTMLayer instead. Measured, share_every 5, 2 layers, 1 thread: H 300 (2.9 MB) oneDNN 1.35x
+# vs 1.51x nn.LSTM's time; H 400 (5.1 MB) 1.43x vs 1.37x; H 650 (13.5 MB) 1.83x vs 1.46x.
+_FUSE_RUNS_CPU_UP_TO = 4 * 1024 * 1024
 
 
 def _runs(idx: Sequence[int]) -> list[tuple[int, int, int]]:
@@ -418,7 +445,8 @@ def step_weight_lstm(
     runs = _runs(idx) if FUSE_SHARED_RUNS and 2 * len(_runs(idx)) <= len(idx) else None
     h_n, c_n = [], []
     for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(layers):
-        if runs is not None:  # steps share sets in runs of >= 2 on average: torch's fused LSTM per run
+        set_bytes = (w_ih[0].numel() + w_hh[0].numel()) * w_hh[0].element_size()
+        if runs is not None and (x.is_cuda or set_bytes <= _FUSE_RUNS_CPU_UP_TO):  # torch's fused LSTM per run
             x, h, c = _lstm_runs(x, h0[k], c0[k], runs, (w_ih, w_hh, b_ih, b_hh), training)
             h_n.append(h)
             c_n.append(c)

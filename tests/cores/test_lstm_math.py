@@ -147,3 +147,21 @@ def test_grad_buffers_never_hand_out_inference_tensors_to_training():
     b = pool.take("k", (3,), like)
     assert a.is_inference() and not b.is_inference()
     b.add_(1)  # writable outside inference mode
+
+
+def test_large_cpu_weight_sets_skip_the_fused_runs(monkeypatch):
+    """On CPU, layers whose weight set exceeds _FUSE_RUNS_CPU_UP_TO run their shared blocks through
+    StepWeightLSTMLayer (oneDNN's per-call weight reorder costs more there), with the same results."""
+    torch.manual_seed(0)
+    core = UntiedLSTM(3, 5, 2, max_len=8, share_every=4).double()
+    x = torch.randn(8, 2, 3, dtype=F64, requires_grad=True)
+    calls = []
+    real = _lstm_math._lstm_runs
+    monkeypatch.setattr(_lstm_math, "_lstm_runs", lambda *a, **k: calls.append(1) or real(*a, **k))
+    fused, _ = core(x)
+    assert len(calls) == 2  # one per layer
+    monkeypatch.setattr(_lstm_math, "_FUSE_RUNS_CPU_UP_TO", 0)
+    calls.clear()
+    unfused, _ = core(x)
+    assert calls == []
+    torch.testing.assert_close(unfused, fused, rtol=1e-12, atol=1e-12)
