@@ -12,6 +12,8 @@ Cores (all run on the same input; the untied ones with one weight set per step, 
     GEMMs only    not an LSTM: only the 6 matrix products per step and layer any untied LSTM must do (forward input
                   and recurrent products, input and state gradients, two weight gradients), each with the step's
                   own weights; a floor for an untied core built on the same products.
+    GEMMs+pf      the same products done as UntiedLSTM does them on CPU: each weight set read once in order before
+                  its product (`_prefetch`), small weight gradients zero-filled before they are accumulated into.
 
 Allocator: the process runs with glibc's default malloc policy, as any Python process does. `--keep-freed-memory`
 (explicit, opt-in) instead calls glibc's mallopt once for all cores alike (mmap threshold 32 MB, no trimming; the
@@ -41,6 +43,7 @@ import torch.nn as nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from lrnn.cores._lstm_math import _prefetch  # noqa: E402
 from lrnn.cores.time_varying import TimeVaryingLSTM  # noqa: E402
 from lrnn.cores.untied import UntiedLSTM  # noqa: E402
 
@@ -83,8 +86,11 @@ class GemmFloor(nn.Module):
     """Only the matrix products of an untied LSTM's forward and backward (no gates, no autograd graph, gradients
     written into memory allocated once): see the top of the file."""
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int, max_len: int) -> None:
+    def __init__(
+        self, input_size: int, hidden_size: int, num_layers: int, max_len: int, prefetch: bool = False
+    ) -> None:
         super().__init__()
+        self.prefetch = prefetch
         H, sizes = hidden_size, [input_size] + [hidden_size] * (num_layers - 1)
         self.w_ih = [torch.empty(max_len, 4 * H, n).uniform_(-0.1, 0.1) for n in sizes]
         self.w_hh = [torch.empty(max_len, 4 * H, H).uniform_(-0.1, 0.1) for _ in sizes]
@@ -100,11 +106,15 @@ class _GemmFloor(torch.autograd.Function):
     def forward(ctx, x, anchor, floor):  # noqa: D102
         ctx.floor, ctx.inputs, ctx.outs = floor, [], []
         T, B, _ = x.shape
+        pf = _prefetch if floor.prefetch else lambda w: None
         for w_ih, w_hh in zip(floor.w_ih, floor.w_hh, strict=True):
             H = w_hh.shape[2]
             h, out = x.new_zeros(B, H), x.new_empty(T, B, H)
             for t in range(T):
-                g = torch.addmm(torch.mm(x[t], w_ih[t].t()), h, w_hh[t].t())
+                pf(w_ih[t])
+                g = torch.mm(x[t], w_ih[t].t())
+                pf(w_hh[t])
+                g = g.addmm_(h, w_hh[t].t())
                 h = out[t] = g[:, :H]
             ctx.inputs.append(x)
             ctx.outs.append(out)
@@ -114,17 +124,23 @@ class _GemmFloor(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):  # noqa: D102
         floor, L = ctx.floor, len(ctx.inputs)
+        pf = _prefetch if floor.prefetch else lambda w: None
         for k in reversed(range(L)):
             w_ih, w_hh, inp, out = floor.w_ih[k], floor.w_hh[k], ctx.inputs[k], ctx.outs[k]
             T, B, _ = inp.shape
             d_gates = grad.new_empty(T, B, w_hh.shape[1]).fill_(1e-3)
             dx = grad.new_empty(T, B, w_ih.shape[2])
             for t in range(T - 1, -1, -1):
+                pf(w_hh[t])
                 torch.mm(d_gates[t], w_hh[t])
+                pf(w_ih[t])
                 torch.mm(d_gates[t], w_ih[t], out=dx[t])
             for t in range(T):
-                torch.mm(d_gates[t].t(), inp[t], out=floor.grads[k][t])
-                torch.mm(d_gates[t].t(), out[t], out=floor.grads[L + k][t])
+                for g, a in ((floor.grads[k][t], inp[t]), (floor.grads[L + k][t], out[t])):
+                    if floor.prefetch:
+                        g.zero_().addmm_(d_gates[t].t(), a)
+                    else:
+                        torch.mm(d_gates[t].t(), a, out=g)
             grad = dx
         return grad, torch.zeros(1), None
 
@@ -140,6 +156,8 @@ def build(name: str, B: int, T: int, H: int, L: int, D: int) -> nn.Module:
         return UntiedLSTM(D, H, L, max_len=T, share_every=5)
     if name == "GEMMs only":
         return GemmFloor(D, H, L, T)
+    if name == "GEMMs+pf":
+        return GemmFloor(D, H, L, T, prefetch=True)
     if name == "TimeVarying":
         return TimeVaryingLSTM(D, H, L, num_bases=4)
     raise ValueError(name)
@@ -239,7 +257,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=10, help="timed fwd+bwd passes per core and shape")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--shapes", default="small,medium", help=f"comma-separated subset of {list(SHAPES)}")
-    ap.add_argument("--cores", default="nn.LSTM,naive,UntiedLSTM,share5,TimeVarying,GEMMs only")
+    ap.add_argument("--cores", default="nn.LSTM,naive,UntiedLSTM,share5,TimeVarying,GEMMs only,GEMMs+pf")
     ap.add_argument("--keep-freed-memory", action="store_true", help="opt in: glibc mallopt (see above)")
     args = ap.parse_args()
     env = [k for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_") if k in os.environ]
@@ -250,7 +268,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
-    cores = [c.strip() for c in args.cores.split(",") if c.strip() and not (c == "GEMMs only" and device.type != "cpu")]
+    cores = [c.strip() for c in args.cores.split(",") if c.strip()]
+    cores = [c for c in cores if not (c.startswith("GEMMs") and device.type != "cpu")]
     for s in shapes:
         if s not in SHAPES:
             ap.error(f"unknown shape {s!r}; choose from {list(SHAPES)}")
@@ -304,6 +323,8 @@ def main() -> None:
             summary.append(f"UntiedLSTM speed-up over naive {ratio('naive', 'UntiedLSTM')} [target >= 1.5x]")
         if "GEMMs only" in results and "naive" in results:
             summary.append(f"the products alone over naive {ratio('naive', 'GEMMs only')}")
+        if "GEMMs+pf" in results and "naive" in results:
+            summary.append(f"the products alone, prefetched, over naive {ratio('naive', 'GEMMs+pf')}")
         if "share5" in results and "nn.LSTM" in results:
             summary.append(f"share5 time / nn.LSTM time {ratio('share5', 'nn.LSTM')} [target <= 1.3x]")
         for line in summary:

@@ -15,8 +15,10 @@ sequence where step t uses weight set `idx[t]`, each set a separate tensor (w_ih
   a loop of the same GEMMs (measured equal) but needs a stacked copy of the weights.
 
 Steps that share a set in runs (UntiedLSTM with share_every >= 2) instead run as one call of torch's own LSTM
-kernel per run (`_lstm_runs`: oneDNN / cuDNN). On CPU the weight gradients go into buffers reused across backward
-passes (`GradBuffers`), so that no multi-MB gradient is freshly allocated (and page-faulted) every step.
+kernel per run (`_lstm_runs`: cuDNN; oneDNN on CPU while a layer's weight set is at most 4 MB, above which oneDNN's
+per-call weight reorder costs more than its kernels gain). On CPU the weight gradients go into buffers reused across
+backward passes (`GradBuffers`), so that no multi-MB gradient is freshly allocated (and page-faulted) every step, and
+each cold L2-sized weight set is read once in order before its product (`_prefetch`).
 
 On CUDA the per-step elementwise work uses PyTorch's fused LSTM cell kernels (the ones nn.LSTMCell uses), which cuts
 the launches per step from ~8 to 2 (forward) and ~7 to 3 (backward).

@@ -38,8 +38,9 @@ class UntiedLSTM(PositionSets, StepWeightLSTMBase):
     would page-fault), never into memory that a `.grad` or anyone else still holds. Sets no step used get no
     gradient (.grad stays None), exactly like the naive ModuleList of LSTMCells.
 
-    With share_every >= 2 each run of steps that share a set is one call of torch's own LSTM kernel (oneDNN on CPU,
-    cuDNN on GPU), the state carried from block to block and gradients through autograd.
+    With share_every >= 2 each run of steps that share a set is one call of torch's own LSTM kernel (cuDNN on GPU;
+    oneDNN on CPU for weight sets up to 4 MB per layer, the custom Function below for larger ones), the state carried
+    from block to block.
     The parameter count is S times that of the same nn.LSTM (see `parameter_counts`).
 
     With share_every = 1 the forward/backward is a custom autograd Function (see lrnn/cores/_lstm_math.py):
