@@ -97,19 +97,16 @@ def _project(x: Tensor, w: Sequence[Tensor], bias: Tensor | None, segs: list[Seg
     return out
 
 
-# CPU: a weight gradient g.T @ inp whose output does not fit in the L2 cache runs ~2x faster in row blocks of ~256 KB
-# (measured, 1 thread, [2600, 650] from a batch of 20: 5.8 ms as one product, 2.5-3.1 ms in blocks); outputs that fit
-# in L2 (e.g. [800, 200]) are faster as one product. See benchmarks/bench_cores.py.
-_DW_BLOCK_ABOVE = 2 * 1024 * 1024
-_DW_BLOCK_BYTES = 256 * 1024
-
-
 # CPU: an untied core reads each weight set once per pass, long after it was last used, and MKL's product with a
 # cold [4H, in] matrix that fits in L2 runs ~25% slower than with a cached one (its packing reads the matrix in
 # strides the hardware prefetcher does not follow). Reading the set once in order first (`_prefetch`, ~20 us for
-# 640 KB) brings it into L2; likewise a cold output is zero-filled in order before it is accumulated into
-# (measured at PTB-small, 1 thread: 163 -> 123 us per forward product, 147 -> 95 us per weight gradient).
+# 640 KB) brings it into L2 (measured at PTB-small, 1 thread: 163 -> 123 us per forward product).
 _PREFETCH_UP_TO = 1024 * 1024
+# CPU weight gradients likewise: each output block is zero-filled in order, then accumulated into, one L2-sized
+# block of rows at a time (outputs up to _PREFETCH_UP_TO in one block). Measured per [2600, 650] gradient from
+# 20 / 100 rows: 1 thread 1.37 / 4.91 ms as 256 KB blocks of plain products, 1.21 / 4.30 ms as 512 KB zero-filled
+# blocks; 2 threads 1.92 / 3.84 ms vs 0.88 / 2.38 ms; [800, 200] from 20 rows, 1 thread: 147 -> 95 us.
+_DW_BLOCK_BYTES = 512 * 1024
 
 
 def _prefetch(w: Tensor) -> None:
@@ -121,15 +118,14 @@ def _prefetch(w: Tensor) -> None:
 def _grad_product(g: Tensor, inp: Tensor, out: Tensor | None = None) -> Tensor:
     """g.T @ inp: g [K, G], inp [K, in] -> contiguous [G, in] (a weight gradient, summed over K rows), written
     into `out` if given."""
-    G, n_in, size = g.shape[1], inp.shape[1], g.element_size()
-    if out is not None and not g.is_cuda and G * n_in * size <= _PREFETCH_UP_TO:
-        return out.zero_().addmm_(g.t(), inp)  # see _prefetch
-    if g.is_cuda or G * n_in * size <= _DW_BLOCK_ABOVE:
+    if g.is_cuda:
         return torch.mm(g.t(), inp) if out is None else torch.mm(g.t(), inp, out=out)
+    G, n_in, size = g.shape[1], inp.shape[1], g.element_size()
     out = g.new_empty(G, n_in) if out is None else out
-    rows, g_t = max(1, _DW_BLOCK_BYTES // (n_in * size)), g.t()
+    rows = G if G * n_in * size <= _PREFETCH_UP_TO else max(1, _DW_BLOCK_BYTES // (n_in * size))
+    g_t = g.t()
     for r0 in range(0, G, rows):
-        torch.mm(g_t[r0 : r0 + rows], inp, out=out[r0 : r0 + rows])
+        out[r0 : r0 + rows].zero_().addmm_(g_t[r0 : r0 + rows], inp)
     return out
 
 

@@ -124,8 +124,9 @@ def test_matches_reference_with_distinct_sets(share_every, offset, extrapolation
 
 @pytest.mark.parametrize("share_every", [1, 3])
 def test_blocked_weight_gradients_match_reference(share_every, monkeypatch):
-    """The CPU path that computes large weight gradients in row blocks (forced here, with ragged blocks of 3 rows)."""
-    monkeypatch.setattr(_lstm_math, "_DW_BLOCK_ABOVE", 0)
+    """The CPU path that computes large weight gradients in zero-filled row blocks (forced here, ragged blocks of 3
+    rows)."""
+    monkeypatch.setattr(_lstm_math, "_PREFETCH_UP_TO", 0)  # every gradient in blocks
     monkeypatch.setattr(_lstm_math, "_DW_BLOCK_BYTES", 3 * 4 * 8)  # 3 rows of a [16, 4] float64 gradient
     torch.manual_seed(5)
     core = UntiedLSTM(4, 4, 2, max_len=6, share_every=share_every).double()
@@ -141,7 +142,7 @@ def test_grad_product_blocks_cover_every_row(monkeypatch):
     g, inp = torch.randn(7, 50, dtype=F64), torch.randn(7, 9, dtype=F64)
     expected = g.t() @ inp
     torch.testing.assert_close(_lstm_math._grad_product(g, inp), expected, atol=1e-12, rtol=0)  # one product
-    monkeypatch.setattr(_lstm_math, "_DW_BLOCK_ABOVE", 0)
+    monkeypatch.setattr(_lstm_math, "_PREFETCH_UP_TO", 0)  # every gradient in blocks
     monkeypatch.setattr(_lstm_math, "_DW_BLOCK_BYTES", 9 * 8 * 8)  # blocks of 8 rows: 6 full ones and one of 2
     blocked = _lstm_math._grad_product(g, inp)
     assert blocked.is_contiguous() and blocked.shape == (50, 9)
