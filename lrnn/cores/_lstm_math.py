@@ -360,7 +360,7 @@ LayerWeights = tuple[Sequence[Tensor], Sequence[Tensor], Sequence[Tensor] | None
 # Run steps that share a weight set with torch's own LSTM kernel (oneDNN / cuDNN), one call per run of steps
 # (tests flip this to compare with StepWeightLSTMLayer).
 FUSE_SHARED_RUNS = True
-# CPU: oneDNN reorders a layer's weights on every call (~7 ms forward, ~9 ms backward per call at H 650), which
+# CPU: oneDNN reorders a layer's weights on every call (~13-18 ms per call at H 650, ~7 ms of it in the forward), which
 # outweighs its faster kernels once a layer's weight set is large: above this many bytes (w_ih + w_hh) the runs go
 # through StepWeightLSTMLayer instead. Measured, share_every 5, 2 layers, 1 thread: H 300 (2.9 MB) oneDNN 1.35x
 # vs 1.51x nn.LSTM's time; H 400 (5.1 MB) 1.43x vs 1.37x; H 650 (13.5 MB) 1.83x vs 1.46x.
