@@ -91,6 +91,7 @@ class GemmFloor(nn.Module):
     ) -> None:
         super().__init__()
         self.prefetch = prefetch
+        self.touch = _prefetch if prefetch else lambda w: None
         H, sizes = hidden_size, [input_size] + [hidden_size] * (num_layers - 1)
         self.w_ih = [torch.empty(max_len, 4 * H, n).uniform_(-0.1, 0.1) for n in sizes]
         self.w_hh = [torch.empty(max_len, 4 * H, H).uniform_(-0.1, 0.1) for _ in sizes]
@@ -106,7 +107,7 @@ class _GemmFloor(torch.autograd.Function):
     def forward(ctx, x, anchor, floor):  # noqa: D102
         ctx.floor, ctx.inputs, ctx.outs = floor, [], []
         T, B, _ = x.shape
-        pf = _prefetch if floor.prefetch else lambda w: None
+        pf = floor.touch
         for w_ih, w_hh in zip(floor.w_ih, floor.w_hh, strict=True):
             H = w_hh.shape[2]
             h, out = x.new_zeros(B, H), x.new_empty(T, B, H)
@@ -124,7 +125,7 @@ class _GemmFloor(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):  # noqa: D102
         floor, L = ctx.floor, len(ctx.inputs)
-        pf = _prefetch if floor.prefetch else lambda w: None
+        pf = floor.touch
         for k in reversed(range(L)):
             w_ih, w_hh, inp, out = floor.w_ih[k], floor.w_hh[k], ctx.inputs[k], ctx.outs[k]
             T, B, _ = inp.shape

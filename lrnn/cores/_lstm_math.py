@@ -111,14 +111,14 @@ _DW_BLOCK_BYTES = 512 * 1024
 
 def _prefetch(w: Tensor) -> None:
     """Read `w` once, sequentially, so that the product that follows finds it in cache (CPU, L2-sized only)."""
-    if not w.is_cuda and w.numel() * w.element_size() <= _PREFETCH_UP_TO:
+    if w.device.type == "cpu" and w.numel() * w.element_size() <= _PREFETCH_UP_TO:
         w.sum()
 
 
 def _grad_product(g: Tensor, inp: Tensor, out: Tensor | None = None) -> Tensor:
     """g.T @ inp: g [K, G], inp [K, in] -> contiguous [G, in] (a weight gradient, summed over K rows), written
     into `out` if given."""
-    if g.is_cuda:
+    if g.device.type != "cpu":
         return torch.mm(g.t(), inp) if out is None else torch.mm(g.t(), inp, out=out)
     G, n_in, size = g.shape[1], inp.shape[1], g.element_size()
     out = g.new_empty(G, n_in) if out is None else out
@@ -444,7 +444,8 @@ def step_weight_lstm(
     h_n, c_n = [], []
     for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(layers):
         set_bytes = (w_ih[0].numel() + w_hh[0].numel()) * w_hh[0].element_size()
-        if runs is not None and (x.is_cuda or set_bytes <= _FUSE_RUNS_CPU_UP_TO):  # torch's fused LSTM per run
+        # torch's fused LSTM per run (on CPU only for weight sets up to _FUSE_RUNS_CPU_UP_TO)
+        if runs is not None and (x.device.type != "cpu" or set_bytes <= _FUSE_RUNS_CPU_UP_TO):
             x, h, c = _lstm_runs(x, h0[k], c0[k], runs, (w_ih, w_hh, b_ih, b_hh), training)
             h_n.append(h)
             c_n.append(c)
