@@ -59,6 +59,7 @@ bench: $(STAMP)  ## benchmarks (~13 min, BENCH_THREADS=1): training vs plain loo
 	@echo "# the same untied/naive comparison with the MALLOC_* variables set (glibc keeps freed memory mapped):"
 	MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=2147483647 $(PY) benchmarks/bench_cores.py \
 		--threads $(BENCH_THREADS) --cores naive,UntiedLSTM --shapes small,medium --repeats 7
+	$(PY) benchmarks/bench_cpu_paths.py --threads $(BENCH_THREADS)
 	$(PY) benchmarks/bench_tbptt_memory.py --threads $(BENCH_THREADS)
 
 bench-gpu: $(STAMP)  ## the GPU checks in one go (needs CUDA torch and a GPU): benchmarks/gpu_check.sh

@@ -15,7 +15,7 @@ sequence where step t uses weight set `idx[t]`, each set a separate tensor (w_ih
   a loop of the same GEMMs (measured equal) but needs a stacked copy of the weights.
 
 Steps that share a set in runs (UntiedLSTM with share_every >= 2) instead run as one call of torch's own LSTM
-kernel per run (`_lstm_runs`: cuDNN; oneDNN on CPU while a layer's weight set is at most 4 MB, above which oneDNN's
+kernel per run (`_lstm_runs`: cuDNN; oneDNN on CPU while a layer's weight set is at most 8 MB, above which oneDNN's
 per-call weight reorder costs more than its kernels gain). On CPU the weight gradients go into buffers reused across
 backward passes (`GradBuffers`), so that no multi-MB gradient is freshly allocated (and page-faulted) every step, and
 each cold L2-sized weight set is read once in order before its product (`_prefetch`).
@@ -98,14 +98,14 @@ def _project(x: Tensor, w: Sequence[Tensor], bias: Tensor | None, segs: list[Seg
 
 
 # CPU: an untied core reads each weight set once per pass, long after it was last used, and MKL's product with a
-# cold [4H, in] matrix that fits in L2 runs ~25% slower than with a cached one (its packing reads the matrix in
-# strides the hardware prefetcher does not follow). Reading the set once in order first (`_prefetch`, ~20 us for
-# 640 KB) brings it into L2 (measured at PTB-small, 1 thread: 163 -> 123 us per forward product).
+# cold [4H, in] matrix that fits in L2 runs ~40% slower than with a cached one (its packing reads the matrix in
+# strides the hardware prefetcher does not follow). Reading the set once in order first (`_prefetch`, a fast
+# sequential read) brings it into L2. Weight gradients likewise: each output block is zero-filled in order, then
+# accumulated into, one L2-sized block of rows at a time (outputs up to _PREFETCH_UP_TO in one block). Measured in
+# `benchmarks/bench_cpu_paths.py`, 1 thread: a product with a cold [800, 200] set 164 -> 117 us, its gradient
+# 140 -> 94 us; a [2600, 650] gradient from 20 rows 1.36 ms as 256 KB blocks of plain products -> 1.14 ms
+# (2 threads: 1.40 -> 0.75 ms).
 _PREFETCH_UP_TO = 1024 * 1024
-# CPU weight gradients likewise: each output block is zero-filled in order, then accumulated into, one L2-sized
-# block of rows at a time (outputs up to _PREFETCH_UP_TO in one block). Measured per [2600, 650] gradient from
-# 20 / 100 rows: 1 thread 1.37 / 4.91 ms as 256 KB blocks of plain products, 1.21 / 4.30 ms as 512 KB zero-filled
-# blocks; 2 threads 1.92 / 3.84 ms vs 0.88 / 2.38 ms; [800, 200] from 20 rows, 1 thread: 147 -> 95 us.
 _DW_BLOCK_BYTES = 512 * 1024
 
 
@@ -360,11 +360,11 @@ LayerWeights = tuple[Sequence[Tensor], Sequence[Tensor], Sequence[Tensor] | None
 # Run steps that share a weight set with torch's own LSTM kernel (oneDNN / cuDNN), one call per run of steps
 # (tests flip this to compare with StepWeightLSTMLayer).
 FUSE_SHARED_RUNS = True
-# CPU: oneDNN reorders a layer's weights on every call (~13-18 ms per call at H 650, ~7 ms of it in the forward), which
-# outweighs its faster kernels once a layer's weight set is large: above this many bytes (w_ih + w_hh) the runs go
-# through StepWeightLSTMLayer instead. Measured, share_every 5, 2 layers, 1 thread: H 300 (2.9 MB) oneDNN 1.35x
-# vs 1.51x nn.LSTM's time; H 400 (5.1 MB) 1.43x vs 1.37x; H 650 (13.5 MB) 1.83x vs 1.46x.
-_FUSE_RUNS_CPU_UP_TO = 4 * 1024 * 1024
+# CPU: oneDNN reorders a layer's weights on every call (7 calls of 5 steps cost 1.6x one call of 35 at H 650, with the
+# same weights or distinct ones), which outweighs its faster kernels once a layer's weight set is large: above this
+# many bytes (w_ih + w_hh) the runs go through StepWeightLSTMLayer instead. `benchmarks/bench_cpu_paths.py`, share5
+# time / nn.LSTM time, 2 layers, 1 thread: H 400 (4.9 MB) oneDNN 1.36x vs custom 1.47x; H 650 (12.9 MB) 1.84x vs 1.45x.
+_FUSE_RUNS_CPU_UP_TO = 8 * 1024 * 1024
 
 
 def _runs(idx: Sequence[int]) -> list[tuple[int, int, int]]:

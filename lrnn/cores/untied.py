@@ -39,7 +39,7 @@ class UntiedLSTM(PositionSets, StepWeightLSTMBase):
     gradient (.grad stays None), exactly like the naive ModuleList of LSTMCells.
 
     With share_every >= 2 each run of steps that share a set is one call of torch's own LSTM kernel (cuDNN on GPU;
-    oneDNN on CPU for weight sets up to 4 MB per layer, the custom Function below for larger ones), the state carried
+    oneDNN on CPU for weight sets up to 8 MB per layer, the custom Function below for larger ones), the state carried
     from block to block.
     The parameter count is S times that of the same nn.LSTM (see `parameter_counts`).
 

@@ -1,0 +1,186 @@
+"""The CPU measurements behind the choices in lrnn/cores/_lstm_math.py, each variant against the one it replaced.
+
+    python benchmarks/bench_cpu_paths.py --threads 1
+
+1. Cold weight sets (PTB-small, [800, 200] per set, 80 distinct sets so that they do not stay in cache): a product
+   with a cold set, plain vs after `_prefetch`; a weight gradient written with `mm(out=)` vs zero-filled and
+   accumulated into (what `_grad_product` does).
+2. Weight gradients too large for one block ([2600, 650] from 20 or 100 rows, PTB-medium): 256 KB row blocks of plain
+   products (before) vs 512 KB zero-filled blocks (now).
+3. oneDNN's per-call cost: one `torch._VF.lstm` call over 35 steps vs 7 calls of 5 steps (same or distinct weights),
+   forward + backward, one layer, H 650, B 20.
+4. `UntiedLSTM(share_every=5)` with oneDNN per block vs the custom Function (`_FUSE_RUNS_CPU_UP_TO` forced either way),
+   as a ratio to `nn.LSTM`'s time, 2 layers, T 35, B 20, H 300 / 400 / 650.
+
+Times are medians of `--repeats` calls, the variants of one row interleaved call by call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import lrnn.cores._lstm_math as M  # noqa: E402
+from lrnn.cores.untied import UntiedLSTM  # noqa: E402
+
+
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
+    for fn in fns.values():
+        fn()
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return times
+
+
+def med(ts: list[float], per: int = 1) -> float:
+    return statistics.median(ts) / per
+
+
+def cold_sets(repeats: int) -> None:
+    B, H, S = 20, 200, 40
+    W = [torch.randn(4 * H, H) * 0.05 for _ in range(2 * S)][::2]  # every other set: 51 MB apart from the used ones
+    G = [torch.empty(4 * H, H) for _ in range(2 * S)][::2]
+    x, dg, out = torch.randn(B, H), torch.randn(B, 4 * H), torch.empty(B, 4 * H)
+
+    def prefetched() -> None:
+        for w in W:
+            M._prefetch(w)
+            torch.mm(x, w.t(), out=out)
+
+    t = interleaved(
+        {
+            "product, cold set": lambda: [torch.mm(x, w.t(), out=out) for w in W],
+            "product after _prefetch": prefetched,
+            "weight gradient, mm(out=)": lambda: [torch.mm(dg.t(), x, out=g) for g in G],
+            "weight gradient, zero-filled + addmm_": lambda: [g.zero_().addmm_(dg.t(), x) for g in G],
+        },
+        repeats,
+    )
+    print(f"\n# 1. cold [800, 200] weight sets, B 20 (us per set, median of {repeats} passes over {S} sets)")
+    for k, ts in t.items():
+        print(f"{k:<40} {1e6 * med(ts, S):8.1f} us")
+
+
+def big_gradients(repeats: int) -> None:
+    print(f"\n# 2. [2600, 650] weight gradients (ms per gradient, median of {repeats} passes over 14)")
+    for K in (20, 100):
+        _big_gradient_row(K, repeats)
+
+
+def _big_gradient_row(K: int, repeats: int, H: int = 650, S: int = 14) -> None:
+    G = 4 * H
+    bufs = [torch.empty(G, H) for _ in range(S)]
+    g, inp = torch.randn(K, G), torch.randn(K, H)
+
+    def before(out: torch.Tensor) -> None:
+        rows = 256 * 1024 // (H * 4)
+        for r0 in range(0, G, rows):
+            torch.mm(g.t()[r0 : r0 + rows], inp, out=out[r0 : r0 + rows])
+
+    t = interleaved(
+        {
+            "256 KB blocks, mm(out=)": lambda: [before(b) for b in bufs],
+            "512 KB blocks, zero-filled (_grad_product)": lambda: [M._grad_product(g, inp, b) for b in bufs],
+        },
+        repeats,
+    )
+    for k, ts in t.items():
+        print(f"from {K:>3} rows: {k:<44} {1e3 * med(ts, S):7.2f} ms")
+
+
+def onednn_calls(repeats: int) -> None:
+    H, T, B = 650, 35, 20
+    x = torch.randn(T, B, H, requires_grad=True)
+    gout = torch.randn(T, B, H)
+    sets = [[torch.randn(4 * H, H) * 0.04, torch.randn(4 * H, H) * 0.04, torch.zeros(4 * H), torch.zeros(4 * H)]]
+    sets += [[p.clone() for p in sets[0]] for _ in range(6)]
+    sets = [[p.requires_grad_() for p in s] for s in sets]
+
+    def run(blocks: int, distinct: bool) -> None:
+        hx, outs, n = (torch.zeros(1, B, H), torch.zeros(1, B, H)), [], T // blocks
+        for b in range(blocks):
+            params = sets[b if distinct else 0]
+            o, *hx = torch._VF.lstm(x[b * n : (b + 1) * n], hx, params, True, 1, 0.0, True, False, False)
+            outs.append(o)
+        for s in sets:
+            for p in s:
+                p.grad = None
+        torch.cat(outs).backward(gout)
+
+    t = interleaved(
+        {
+            "1 call of 35 steps": lambda: run(1, False),
+            "7 calls of 5 steps, same weights": lambda: run(7, False),
+            "7 calls of 5 steps, distinct weights": lambda: run(7, True),
+        },
+        repeats,
+    )
+    print(f"\n# 3. oneDNN LSTM calls, 1 layer, H 650, B 20, forward + backward (median of {repeats})")
+    for k, ts in t.items():
+        print(f"{k:<40} {1e3 * med(ts):8.1f} ms")
+
+
+def share5(repeats: int) -> None:
+    print(f"\n# 4. UntiedLSTM(share_every=5) / nn.LSTM time, 2 layers, T 35, B 20 (median of {repeats} call ratios)")
+    for H in (300, 400, 650):
+        _share5_row(H, repeats)
+
+
+def _share5_row(H: int, repeats: int, B: int = 20, T: int = 35, L: int = 2) -> None:
+    torch.manual_seed(0)
+    lstm, core = torch.nn.LSTM(H, H, L), UntiedLSTM(H, H, L, max_len=T, share_every=5)
+    x, g = torch.randn(T, B, H, requires_grad=True), torch.randn(T, B, H)
+    default = M._FUSE_RUNS_CPU_UP_TO
+
+    def fwd_bwd(m: torch.nn.Module, limit: int) -> None:
+        M._FUSE_RUNS_CPU_UP_TO = limit
+        for p in m.parameters():
+            p.grad = None
+        m(x)[0].backward(g)
+
+    t = interleaved(
+        {
+            "nn.LSTM": lambda: fwd_bwd(lstm, default),
+            "oneDNN per block": lambda: fwd_bwd(core, 1 << 60),
+            "custom Function": lambda: fwd_bwd(core, 0),
+        },
+        repeats,
+    )
+    M._FUSE_RUNS_CPU_UP_TO = default
+    set_bytes = 4 * H * 2 * H * 4
+    ratio = {k: statistics.median(a / b for a, b in zip(t[k], t["nn.LSTM"], strict=True)) for k in t}
+    print(
+        f"H {H} ({set_bytes / 2**20:4.1f} MB per layer set): nn.LSTM {1e3 * med(t['nn.LSTM']):6.1f} ms; oneDNN per "
+        f"block {ratio['oneDNN per block']:.2f}x, custom Function {ratio['custom Function']:.2f}x (lrnn uses "
+        f"{'oneDNN' if set_bytes <= default else 'custom'})"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=9)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__} | cpu, {torch.get_num_threads()} thread(s) | float32")
+    cold_sets(args.repeats)
+    big_gradients(args.repeats)
+    onednn_calls(max(3, args.repeats // 2))
+    share5(max(3, args.repeats // 2))
+
+
+if __name__ == "__main__":
+    main()
