@@ -49,6 +49,14 @@ def med(ts: list[float], per: int = 1) -> float:
     return statistics.median(ts) / per
 
 
+def report(title: str, times: dict[str, list[float]], unit: str, per: int = 1) -> None:
+    """Print the median time of every variant, in `unit` (us or ms) per `per` operations."""
+    scale = {"us": 1e6, "ms": 1e3}[unit]
+    print(f"\n# {title}")
+    for k, ts in times.items():
+        print(f"{k:<40} {scale * med(ts, per):8.1f} {unit}")
+
+
 def cold_sets(repeats: int) -> None:
     B, H, S = 20, 200, 40
     W = [torch.randn(4 * H, H) * 0.05 for _ in range(2 * S)][::2]  # every other set: 51 MB apart from the used ones
@@ -69,9 +77,7 @@ def cold_sets(repeats: int) -> None:
         },
         repeats,
     )
-    print(f"\n# 1. cold [800, 200] weight sets, B 20 (us per set, median of {repeats} passes over {S} sets)")
-    for k, ts in t.items():
-        print(f"{k:<40} {1e6 * med(ts, S):8.1f} us")
+    report(f"1. cold [800, 200] weight sets, B 20 (us per set, median of {repeats} passes over {S} sets)", t, "us", S)
 
 
 def big_gradients(repeats: int) -> None:
@@ -128,9 +134,7 @@ def onednn_calls(repeats: int) -> None:
         },
         repeats,
     )
-    print(f"\n# 3. oneDNN LSTM calls, 1 layer, H 650, B 20, forward + backward (median of {repeats})")
-    for k, ts in t.items():
-        print(f"{k:<40} {1e3 * med(ts):8.1f} ms")
+    report(f"3. oneDNN LSTM calls, 1 layer, H 650, B 20, forward + backward (median of {repeats})", t, "ms")
 
 
 def share5(repeats: int) -> None:
