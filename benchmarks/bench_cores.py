@@ -7,6 +7,8 @@ Cores (all run on the same input; the untied ones with one weight set per step, 
     nn.LSTM       tied weights, PyTorch's fused implementation (the speed of light)
     naive         untied: a Python loop over a ModuleList of nn.LSTMCell, one cell per step and layer
     UntiedLSTM    lrnn.cores.untied.UntiedLSTM(max_len=T)
+    Untied-py     the same UntiedLSTM with its compiled CPU kernels off (the Python loops it falls back to where no
+                  C++ compiler is found; LRNN_NATIVE=0)
     share5        UntiedLSTM(max_len=T, share_every=5): one torch LSTM call per block of 5 steps
     TimeVarying   lrnn.cores.time_varying.TimeVaryingLSTM(num_bases=4)
     GEMMs only    not an LSTM: only the 6 matrix products per step and layer any untied LSTM must do (forward input
@@ -43,6 +45,7 @@ import torch.nn as nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+import lrnn.cores._lstm_math as lstm_math  # noqa: E402
 from lrnn.cores._lstm_math import _prefetch  # noqa: E402
 from lrnn.cores.time_varying import TimeVaryingLSTM  # noqa: E402
 from lrnn.cores.untied import UntiedLSTM  # noqa: E402
@@ -80,6 +83,21 @@ class NaiveUntiedLSTM(nn.Module):
             h_n.append(h)
             c_n.append(c)
         return x, (torch.stack(h_n), torch.stack(c_n))
+
+
+class PythonLoops(nn.Module):
+    """A core run with lrnn's compiled CPU kernels switched off (its forward decides; the backward follows)."""
+
+    def __init__(self, core: nn.Module) -> None:
+        super().__init__()
+        self.core = core
+
+    def forward(self, x: torch.Tensor, hx=None, *, offset: int = 0):
+        lstm_math.USE_NATIVE_CPU = False
+        try:
+            return self.core(x, hx, offset=offset)
+        finally:
+            lstm_math.USE_NATIVE_CPU = True
 
 
 class GemmFloor(nn.Module):
@@ -153,6 +171,8 @@ def build(name: str, B: int, T: int, H: int, L: int, D: int) -> nn.Module:
         return NaiveUntiedLSTM(D, H, L, max_len=T)
     if name == "UntiedLSTM":
         return UntiedLSTM(D, H, L, max_len=T)
+    if name == "Untied-py":
+        return PythonLoops(UntiedLSTM(D, H, L, max_len=T))
     if name == "share5":
         return UntiedLSTM(D, H, L, max_len=T, share_every=5)
     if name == "GEMMs only":
@@ -237,7 +257,7 @@ def peak_bytes(model: nn.Module, x: torch.Tensor, grad: torch.Tensor, device: to
 def weight_bytes(name: str, T: int, H: int, L: int, D: int, elt: int) -> tuple[int, int]:
     """(bytes one step reads, distinct bytes a window of T steps reads) of weights, analytic."""
     per_set = sum(4 * H * ((D if k == 0 else H) + H) + 8 * H for k in range(L)) * elt
-    sets = {"nn.LSTM": 1, "naive": T, "UntiedLSTM": T, "share5": -(-T // 5), "TimeVarying": 4 + T}.get(name, T)
+    sets = {"nn.LSTM": 1, "share5": -(-T // 5), "TimeVarying": 4 + T}.get(name, T)  # untied ones: T
     return per_set, per_set * sets
 
 
@@ -258,7 +278,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=10, help="timed fwd+bwd passes per core and shape")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--shapes", default="small,medium", help=f"comma-separated subset of {list(SHAPES)}")
-    ap.add_argument("--cores", default="nn.LSTM,naive,UntiedLSTM,share5,TimeVarying,GEMMs only,GEMMs+pf")
+    ap.add_argument("--cores", default="nn.LSTM,naive,UntiedLSTM,Untied-py,share5,TimeVarying,GEMMs only,GEMMs+pf")
     ap.add_argument("--keep-freed-memory", action="store_true", help="opt in: glibc mallopt (see above)")
     args = ap.parse_args()
     env = [k for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_") if k in os.environ]
@@ -322,6 +342,8 @@ def main() -> None:
         summary = []
         if "UntiedLSTM" in results and "naive" in results:
             summary.append(f"UntiedLSTM speed-up over naive {ratio('naive', 'UntiedLSTM')} [target >= 1.5x]")
+        if "Untied-py" in results and "naive" in results:
+            summary.append(f"UntiedLSTM without its compiled kernels over naive {ratio('naive', 'Untied-py')}")
         if "GEMMs only" in results and "naive" in results:
             summary.append(f"the products alone over naive {ratio('naive', 'GEMMs only')}")
         if "GEMMs+pf" in results and "naive" in results:

@@ -20,6 +20,11 @@ per-call weight reorder costs more than its kernels gain). On CPU the weight gra
 backward passes (`GradBuffers`), so that no multi-MB gradient is freshly allocated (and page-faulted) every step, and
 each cold L2-sized weight set is read once in order before its product (`_prefetch`).
 
+On CPU (float32/float64) the forward and backward loops run in lrnn's compiled kernels (`_native`,
+csrc/step_weight_lstm.cpp, built on first use): the same products in the same order, with each step's gate
+arithmetic one vectorised pass instead of ~8 tensor ops, and no Python per step. Where they cannot be built, the
+Python loops below run instead (same results to float precision; tests compare the two).
+
 On CUDA the per-step elementwise work uses PyTorch's fused LSTM cell kernels (the ones nn.LSTMCell uses), which cuts
 the launches per step from ~8 to 2 (forward) and ~7 to 3 (backward).
 
@@ -37,11 +42,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from lrnn.cores import _native
+
 # (t0, t1, s0, diagonal): steps t0..t1-1 use sets s0, s0+1, ... (diagonal) or all use set s0 (a run).
 Segment = tuple[int, int, int, bool]
 
 # Use the fused CUDA LSTM cell kernels on GPU (tests flip this to compare with the generic path).
 USE_FUSED_CUDA_CELL = True
+# Use lrnn's compiled CPU kernels (`_native`, built on first use) for float32/float64 on CPU; tests flip this to
+# compare with the Python loops, which stay the fallback where the kernels cannot be built.
+USE_NATIVE_CPU = True
 
 
 def step_segments(idx: Sequence[int]) -> list[Segment]:
@@ -246,10 +256,16 @@ class StepWeightLSTMLayer(torch.autograd.Function):
         segs = step_segments(idx)
         batched = x.is_cuda
         w_hh_t = [w.t() for w in w_hh]
-        gates = _project(x, w_ih, bias, segs, batched)  # [T, B, 4H] pre-activations of the input part
         fused = USE_FUSED_CUDA_CELL and x.is_cuda
+        native = _native_ops(x)
         h, c = h0, c0
-        if fused:
+        if native is not None:
+            flat = [v for seg in segs for v in seg]
+            gates, out, c_all, tanh_c = native.step_weight_lstm_forward(
+                x, h0, c0, w_ih, w_hh, bias, idx, flat, _PREFETCH_UP_TO
+            )
+        elif fused:
+            gates = _project(x, w_ih, bias, segs, batched)  # [T, B, 4H] pre-activations of the input part
             hs, cs, ws = [], [], []
             for t, s in enumerate(idx):
                 h, c, w = torch.ops.aten._thnn_fused_lstm_cell(gates[t], torch.mm(h, w_hh_t[s]), c)
@@ -259,6 +275,7 @@ class StepWeightLSTMLayer(torch.autograd.Function):
             out, c_all, gates = torch.stack(hs), torch.stack(cs), torch.stack(ws)
             tanh_c = None
         else:
+            gates = _project(x, w_ih, bias, segs, batched)
             out = x.new_empty(T, x.shape[1], H)
             c_all = torch.empty_like(out)
             tanh_c = torch.empty_like(out)
@@ -274,6 +291,7 @@ class StepWeightLSTMLayer(torch.autograd.Function):
                 c = torch.mul(f, c, out=c_all[t]).addcmul_(i, gg)
                 h = torch.mul(o, torch.tanh(c, out=tanh_c[t]), out=out[t])
         ctx.segs, ctx.idx, ctx.fused, ctx.batched, ctx.num_sets, ctx.has_bias = segs, idx, fused, batched, U, has_bias
+        ctx.native = native
         ctx.buffers = buffers if buffers is not None and not x.is_cuda else None
         # gates (activated), c_all and tanh_c are intermediates: saving them here (not on ctx) keeps
         # saved-tensor hooks (offloading, memory accounting) working.
@@ -286,6 +304,29 @@ class StepWeightLSTMLayer(torch.autograd.Function):
         x, h0, c0, out, gates, c_all, tanh_c, *ws = ctx.saved_tensors
         U, segs, idx, batched = ctx.num_sets, ctx.segs, ctx.idx, ctx.batched
         w_ih, w_hh = ws[:U], ws[U:]
+        need = ctx.needs_input_grad
+
+        def grad_buffer(name: str, w: Tensor) -> Tensor | None:
+            if ctx.buffers is None:
+                return None
+            pool, key = ctx.buffers
+            return pool.take((key, name), (U, *w.shape), w)
+
+        if ctx.native is not None:
+            need_ih, need_hh = any(need[7 : 7 + U]), any(need[7 + U : 7 + 2 * U])
+            dx, dh, dc, dw_ih, dw_hh, db = ctx.native.step_weight_lstm_backward(
+                grad_out, grad_hn, grad_cn, x, h0, c0, out, gates, c_all, tanh_c, w_ih, w_hh, idx,
+                [v for seg in segs for v in seg], U, need[0], need_ih, need_hh, ctx.has_bias,
+                grad_buffer("ih", w_ih[0]) if need_ih else None, grad_buffer("hh", w_hh[0]) if need_hh else None,
+                _PREFETCH_UP_TO, _DW_BLOCK_BYTES,
+            )  # fmt: skip
+            none = [None] * U
+            db_ih = db.unbind(0) if ctx.has_bias else []
+            return (
+                dx if need[0] else None, dh, dc, None, None, None, None,
+                *(dw_ih.unbind(0) if need_ih else none), *(dw_hh.unbind(0) if need_hh else none),
+                *db_ih, *[d.clone() for d in db_ih],
+            )  # fmt: skip
         T, B, H = out.shape
         c_prev = torch.cat([c0.unsqueeze(0), c_all[:-1]])
         dh, dc = grad_hn, grad_cn  # dh: gradient reaching h_t from step t+1 (and h_n); dc: reaching c_t likewise
@@ -324,15 +365,8 @@ class StepWeightLSTMLayer(torch.autograd.Function):
                     _prefetch(w_hh[idx[t]])
                 dh = torch.mm(d_gates[t], w_hh[idx[t]])
 
-        need = ctx.needs_input_grad
         dx = _input_grad(d_gates, w_ih, segs, batched) if need[0] else None
         none = [None] * U
-
-        def grad_buffer(name: str, w: Tensor) -> Tensor | None:
-            if ctx.buffers is None:
-                return None
-            pool, key = ctx.buffers
-            return pool.take((key, name), (U, *w.shape), w)
 
         if any(need[7 : 7 + U]):
             dw_ih = _weight_grads(d_gates, x, segs, U, batched, grad_buffer("ih", w_ih[0]))
@@ -352,6 +386,13 @@ class StepWeightLSTMLayer(torch.autograd.Function):
                     db_ih[s0 + j] = db if db_ih[s0 + j] is None else db_ih[s0 + j] + db
             db_hh = [db.clone() for db in db_ih]  # b_ih and b_hh get equal but distinct gradient tensors
         return dx, dh, dc, None, None, None, None, *dw_ih, *dw_hh, *db_ih, *db_hh
+
+
+def _native_ops(x: Tensor) -> object | None:
+    """The compiled CPU kernels (torch.ops.lrnn) if they apply to `x` (CPU, float32/float64) and built, else None."""
+    if USE_NATIVE_CPU and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+        return _native.ops()
+    return None
 
 
 LayerWeights = tuple[Sequence[Tensor], Sequence[Tensor], Sequence[Tensor] | None, Sequence[Tensor] | None]

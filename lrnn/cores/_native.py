@@ -1,0 +1,73 @@
+"""lrnn's compiled CPU kernels (csrc/step_weight_lstm.cpp), built on first use and cached.
+
+`StepWeightLSTMLayer` runs its CPU float32/float64 loops through these ops when they are available: the same
+products as the Python loops, but the per-step gate arithmetic is one vectorised pass and the step loops run without
+Python (see the .cpp). They are compiled once per machine and torch version with torch.utils.cpp_extension (a C++
+compiler is needed; ~15 s) into torch's extension cache (``TORCH_EXTENSIONS_DIR``, default
+``~/.cache/torch_extensions``), then loaded in ~0.1 s. Where no compiler is found or the build fails, lrnn warns
+once and keeps to the Python loops (same results, slower). ``LRNN_NATIVE=0`` turns the kernels off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import platform
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).parent / "csrc" / "step_weight_lstm.cpp"
+_state: dict[str, object] = {}
+
+
+def _cflags() -> list[str]:
+    # -fno-trapping-math lets GCC vectorise the float -> int conversion in exp_f (no FP exceptions are used).
+    flags = ["-O3", "-fno-trapping-math"]
+    if platform.machine() in ("x86_64", "AMD64") and torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
+        flags += ["-mavx2", "-mfma"]
+    return flags
+
+
+def _build() -> object:
+    from torch.utils import cpp_extension
+
+    flags = _cflags()
+    digest = hashlib.sha1((SOURCE.read_text() + " ".join(flags) + torch.__version__).encode()).hexdigest()[:10]
+    # torch.utils.cpp_extension runs `ninja` from PATH; the venv's (pip's ninja package) is found without activation.
+    bindir = os.path.dirname(sys.executable)
+    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    log.info("lrnn: compiling the CPU kernels (once per machine, ~15 s)")
+    cpp_extension.load(
+        name=f"lrnn_step_weight_lstm_{digest}",
+        sources=[str(SOURCE)],
+        extra_cflags=flags,
+        is_python_module=False,
+        verbose=False,
+    )
+    return torch.ops.lrnn
+
+
+def ops() -> object | None:
+    """torch.ops.lrnn with the compiled kernels, or None (LRNN_NATIVE=0, or the build failed: warned once)."""
+    if "ops" not in _state:
+        if os.environ.get("LRNN_NATIVE", "1") == "0":
+            _state["ops"] = None
+        else:
+            try:
+                _state["ops"] = _build()
+            except Exception as e:  # no compiler, no ninja, a read-only cache, ...: keep to the Python loops
+                warnings.warn(
+                    f"lrnn: could not build the CPU kernels ({type(e).__name__}: {str(e).strip()[:300]}); "
+                    "UntiedLSTM runs its Python loops instead (same results, slower). LRNN_NATIVE=0 silences this.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                _state["ops"] = None
+    return _state["ops"]

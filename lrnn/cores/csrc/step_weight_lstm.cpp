@@ -1,0 +1,301 @@
+// CPU kernels for StepWeightLSTMLayer (lrnn/cores/_lstm_math.py): one LSTM layer over a sequence where step t uses
+// weight set idx[t]. The Python Function calls these for float32/float64 on CPU; they do what its Python loops do
+// (same products, same order of steps), but the per-step gate arithmetic is one fused, vectorised pass over the
+// batch instead of ~8 tensor operations, and the step loops run without Python. Built on first use by
+// lrnn/cores/_native.py (torch.utils.cpp_extension); ops are registered as torch.ops.lrnn.*.
+//
+// Segments (the flat `segs` list, 4 ints each): steps t0..t1-1 use sets s0, s0+1, ... (diagonal = 1) or all use set
+// s0 (a run, diagonal = 0); see step_segments in _lstm_math.py.
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <tuple>
+#include <vector>
+
+namespace {
+
+using at::Tensor;
+
+// e^x for float, branch-free so that the loops below vectorise (Cephes' expf: x = n ln2 + r, |r| <= ln2 / 2,
+// degree-6 polynomial for e^r; about 1 ulp). Inputs are clamped to [-87, 88], where e^x is a normal float.
+inline float exp_f(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  x = x > 88.0f ? 88.0f : x;
+  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  float r = x - n * 0.693359375f;
+  r = r + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+inline float sigmoid(float x) { return 1.0f / (1.0f + exp_f(-x)); }
+
+// tanh x = 1 - 2 / (1 + e^2x) loses relative precision as x -> 0 (1 - 2/(1 + e^2x) cancels), so below |x| = 1/4 the
+// odd series to x^9 is used (its first omitted term is < 1e-8 relative there).
+inline float tanh_(float x) {
+  const float far = 1.0f - 2.0f / (1.0f + exp_f(2.0f * x));
+  const float x2 = x * x;
+  const float near =
+      x * (1.0f + x2 * (-1.0f / 3.0f + x2 * (2.0f / 15.0f + x2 * (-17.0f / 315.0f + x2 * (62.0f / 2835.0f)))));
+  return std::fabs(x) < 0.25f ? near : far;
+}
+
+// float64 (tests, gradient checks): the library functions, exact to the last bit that matters.
+inline double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+inline double tanh_(double x) { return std::tanh(x); }
+
+// One step, in place: g [B, 4H] holds the pre-activations (gates i, f, g, o) and gets the activations; c_prev [B, H];
+// writes c, tanh(c) and h = o tanh(c), each [B, H].
+template <typename T>
+void cell_forward(T* __restrict g, const T* __restrict c_prev, T* __restrict c, T* __restrict tc, T* __restrict h,
+                  int64_t B, int64_t H) {
+  for (int64_t b = 0; b < B; ++b) {
+    T* __restrict gi = g + b * 4 * H;
+    T* __restrict gf = gi + H;
+    T* __restrict gg = gf + H;
+    T* __restrict go = gg + H;
+    const int64_t r = b * H;
+    for (int64_t j = 0; j < H; ++j) {
+      const T i = sigmoid(gi[j]), f = sigmoid(gf[j]), u = tanh_(gg[j]), o = sigmoid(go[j]);
+      const T cn = f * c_prev[r + j] + i * u;
+      const T y = tanh_(cn);
+      gi[j] = i;
+      gf[j] = f;
+      gg[j] = u;
+      go[j] = o;
+      c[r + j] = cn;
+      tc[r + j] = y;
+      h[r + j] = o * y;
+    }
+  }
+}
+
+// One step back. With dh_t = grad_out_t + dh (from step t+1) and y = tanh(c_t):
+//   dc_t = dc + dh_t o (1 - y^2);  d[i, f, g] = dc_t [g i (1 - i), c_{t-1} f (1 - f), i (1 - g^2)];
+//   d[o] = dh_t y o (1 - o);  dc <- dc_t f (what reaches c_{t-1}).
+template <typename T>
+void cell_backward(const T* __restrict gout, const T* __restrict dh, T* __restrict dc, const T* __restrict g,
+                   const T* __restrict c_prev, const T* __restrict tc, T* __restrict dg, int64_t B, int64_t H) {
+  for (int64_t b = 0; b < B; ++b) {
+    const T* __restrict gi = g + b * 4 * H;
+    const T* __restrict gf = gi + H;
+    const T* __restrict gg = gf + H;
+    const T* __restrict go = gg + H;
+    T* __restrict di = dg + b * 4 * H;
+    T* __restrict df = di + H;
+    T* __restrict du = df + H;
+    T* __restrict dout = du + H;
+    const int64_t r = b * H;
+    for (int64_t j = 0; j < H; ++j) {
+      const T i = gi[j], f = gf[j], u = gg[j], o = go[j], y = tc[r + j];
+      const T dht = gout[r + j] + dh[r + j];
+      const T dct = dc[r + j] + dht * o * (1 - y * y);
+      di[j] = dct * u * i * (1 - i);
+      df[j] = dct * c_prev[r + j] * f * (1 - f);
+      du[j] = dct * i * (1 - u * u);
+      dout[j] = dht * y * o * (1 - o);
+      dc[r + j] = dct * f;
+    }
+  }
+}
+
+// Read a cold, L2-sized weight set once in order so that the product that follows finds it in cache (see
+// _prefetch in _lstm_math.py: MKL's packing of a cold set is ~40% slower).
+inline void prefetch(const Tensor& w, int64_t up_to) {
+  if (w.numel() * w.element_size() <= up_to) w.sum();
+}
+
+struct Segment {
+  int64_t t0, t1, s0;
+  bool diag;
+};
+
+std::vector<Segment> unpack(at::IntArrayRef segs) {
+  TORCH_CHECK(segs.size() % 4 == 0, "segs must hold 4 ints per segment");
+  std::vector<Segment> out;
+  for (size_t k = 0; k < segs.size(); k += 4) out.push_back({segs[k], segs[k + 1], segs[k + 2], segs[k + 3] != 0});
+  return out;
+}
+
+// x [T, B, in] -> (gates [T, B, 4H] activated, out = h [T, B, H], c [T, B, H], tanh(c) [T, B, H]).
+// bias: [S, 4H] (b_ih + b_hh per set) or None.
+std::tuple<Tensor, Tensor, Tensor, Tensor> forward(const Tensor& x, const Tensor& h0, const Tensor& c0,
+                                                   at::TensorList w_ih, at::TensorList w_hh,
+                                                   const std::optional<Tensor>& bias, at::IntArrayRef idx,
+                                                   at::IntArrayRef segs, int64_t prefetch_up_to) {
+  const int64_t T = x.size(0), B = x.size(1), H = w_hh[0].size(1), G = 4 * H;
+  TORCH_CHECK(static_cast<int64_t>(idx.size()) == T, "one weight-set index per step");
+  const bool has_bias = bias.has_value() && bias->defined();
+  auto gates = at::empty({T, B, G}, x.options());
+  for (const Segment& sg : unpack(segs)) {
+    const int64_t n = sg.t1 - sg.t0;
+    if (sg.diag) {
+      for (int64_t j = 0; j < n; ++j) {
+        const Tensor& w = w_ih[sg.s0 + j];
+        prefetch(w, prefetch_up_to);
+        Tensor o = gates.select(0, sg.t0 + j);
+        if (has_bias) at::addmm_out(o, (*bias)[sg.s0 + j], x.select(0, sg.t0 + j), w.t());
+        else at::mm_out(o, x.select(0, sg.t0 + j), w.t());
+      }
+    } else {
+      Tensor xs = x.slice(0, sg.t0, sg.t1).reshape({n * B, -1});
+      Tensor o = gates.slice(0, sg.t0, sg.t1).view({n * B, G});
+      if (has_bias) at::addmm_out(o, (*bias)[sg.s0], xs, w_ih[sg.s0].t());
+      else at::mm_out(o, xs, w_ih[sg.s0].t());
+    }
+  }
+  auto out = at::empty({T, B, H}, x.options());
+  auto c_all = at::empty_like(out), tanh_c = at::empty_like(out);
+  const Tensor h_first = h0.contiguous(), c_first = c0.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lrnn_step_weight_lstm_forward", [&] {
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t s = idx[t];
+      if (t == 0 || s != idx[t - 1]) prefetch(w_hh[s], prefetch_up_to);
+      Tensor g = gates.select(0, t);
+      g.addmm_(t == 0 ? h_first : out.select(0, t - 1), w_hh[s].t());
+      const scalar_t* cp = (t == 0 ? c_first : c_all.select(0, t - 1)).data_ptr<scalar_t>();
+      cell_forward<scalar_t>(g.data_ptr<scalar_t>(), cp, c_all.select(0, t).data_ptr<scalar_t>(),
+                             tanh_c.select(0, t).data_ptr<scalar_t>(), out.select(0, t).data_ptr<scalar_t>(), B, H);
+    }
+  });
+  return {gates, out, c_all, tanh_c};
+}
+
+// out (+)= g.T @ inp: g [K, G], inp [K, in], out [G, in]. A first write zero-fills L2-sized row blocks in order and
+// accumulates into them (MKL writing a cold multi-MB gradient directly is slower); later writes accumulate.
+void grad_product(const Tensor& g, const Tensor& inp, Tensor out, bool accumulate, int64_t one_block_up_to,
+                  int64_t block_bytes) {
+  const Tensor g_t = g.t();
+  if (accumulate) {
+    out.addmm_(g_t, inp);
+    return;
+  }
+  const int64_t G = g.size(1), n_in = inp.size(1), size = g.element_size();
+  const int64_t rows = G * n_in * size <= one_block_up_to ? G : std::max<int64_t>(1, block_bytes / (n_in * size));
+  for (int64_t r0 = 0; r0 < G; r0 += rows) {
+    const int64_t len = std::min(rows, G - r0);
+    out.narrow(0, r0, len).zero_().addmm_(g_t.narrow(0, r0, len), inp);
+  }
+}
+
+// Weight gradients of all sets into dw [S, G, in]: dw[s] = sum over steps t using s of d_gates[t].T @ inp(t).
+void weight_grads(const Tensor& d_gates, const std::vector<Tensor>& inp_steps, const Tensor& inp_all,
+                  const std::vector<Segment>& sg_list, Tensor dw, int64_t one_block_up_to, int64_t block_bytes) {
+  const int64_t B = d_gates.size(1);
+  std::vector<bool> written(dw.size(0), false);
+  for (const Segment& sg : sg_list) {
+    const int64_t n = sg.t1 - sg.t0;
+    if (sg.diag) {
+      for (int64_t j = 0; j < n; ++j) {
+        const int64_t s = sg.s0 + j;
+        grad_product(d_gates.select(0, sg.t0 + j), inp_steps[sg.t0 + j], dw.select(0, s), written[s],
+                     one_block_up_to, block_bytes);
+        written[s] = true;
+      }
+    } else {
+      const int64_t s = sg.s0;
+      grad_product(d_gates.slice(0, sg.t0, sg.t1).reshape({n * B, -1}),
+                   inp_all.slice(0, sg.t0, sg.t1).reshape({n * B, -1}), dw.select(0, s), written[s], one_block_up_to,
+                   block_bytes);
+      written[s] = true;
+    }
+  }
+}
+
+// Returns (dx [T, B, in] or empty, dh0 [B, H], dc0 [B, H], dw_ih [S, 4H, in] or empty, dw_hh [S, 4H, H] or empty,
+// db [S, 4H] or empty). dw_ih_out / dw_hh_out: where to write the weight gradients (reused buffers), or None.
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward(
+    const Tensor& grad_out, const Tensor& grad_hn, const Tensor& grad_cn, const Tensor& x, const Tensor& h0,
+    const Tensor& c0, const Tensor& out, const Tensor& gates, const Tensor& c_all, const Tensor& tanh_c,
+    at::TensorList w_ih, at::TensorList w_hh, at::IntArrayRef idx, at::IntArrayRef segs, int64_t num_sets,
+    bool need_dx, bool need_dw_ih, bool need_dw_hh, bool need_db, const std::optional<Tensor>& dw_ih_out,
+    const std::optional<Tensor>& dw_hh_out, int64_t prefetch_up_to, int64_t block_bytes) {
+  const int64_t T = gates.size(0), B = gates.size(1), H = out.size(2), G = 4 * H;
+  const std::vector<Segment> sg_list = unpack(segs);
+  auto d_gates = at::empty_like(gates);
+  const Tensor go = grad_out.contiguous(), c_first = c0.contiguous();
+  Tensor dh = grad_hn.contiguous().clone(), dc = grad_cn.contiguous().clone();
+  AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "lrnn_step_weight_lstm_backward", [&] {
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const int64_t s = idx[t];
+      Tensor dg = d_gates.select(0, t);
+      const scalar_t* cp = (t == 0 ? c_first : c_all.select(0, t - 1)).data_ptr<scalar_t>();
+      cell_backward<scalar_t>(go.select(0, t).data_ptr<scalar_t>(), dh.data_ptr<scalar_t>(),
+                              dc.data_ptr<scalar_t>(), gates.select(0, t).data_ptr<scalar_t>(), cp,
+                              tanh_c.select(0, t).data_ptr<scalar_t>(), dg.data_ptr<scalar_t>(), B, H);
+      if (t == T - 1 || s != idx[t + 1]) prefetch(w_hh[s], prefetch_up_to);
+      dh = at::mm(dg, w_hh[s]);
+    }
+  });
+  const auto empty = at::empty({0}, gates.options());
+  Tensor dx = empty, dw_ih = empty, dw_hh = empty, db = empty;
+  if (need_dx) {
+    dx = at::empty({T, B, w_ih[0].size(1)}, gates.options());
+    for (const Segment& sg : sg_list) {
+      const int64_t n = sg.t1 - sg.t0;
+      if (sg.diag) {
+        for (int64_t j = 0; j < n; ++j) {
+          prefetch(w_ih[sg.s0 + j], prefetch_up_to);
+          Tensor o = dx.select(0, sg.t0 + j);
+          at::mm_out(o, d_gates.select(0, sg.t0 + j), w_ih[sg.s0 + j]);
+        }
+      } else {
+        Tensor o = dx.slice(0, sg.t0, sg.t1).view({n * B, -1});
+        at::mm_out(o, d_gates.slice(0, sg.t0, sg.t1).view({n * B, G}), w_ih[sg.s0]);
+      }
+    }
+  }
+  if (need_dw_ih) {
+    dw_ih = dw_ih_out.has_value() && dw_ih_out->defined() ? *dw_ih_out
+                                                          : at::empty({num_sets, G, w_ih[0].size(1)}, gates.options());
+    std::vector<Tensor> x_steps;
+    for (int64_t t = 0; t < T; ++t) x_steps.push_back(x.select(0, t));
+    weight_grads(d_gates, x_steps, x, sg_list, dw_ih, prefetch_up_to, block_bytes);
+  }
+  if (need_dw_hh) {
+    dw_hh = dw_hh_out.has_value() && dw_hh_out->defined() ? *dw_hh_out : at::empty({num_sets, G, H}, gates.options());
+    std::vector<Tensor> h_steps;  // h_{t-1}: h0, then the outputs
+    h_steps.push_back(h0);
+    for (int64_t t = 0; t + 1 < T; ++t) h_steps.push_back(out.select(0, t));
+    bool any_run = false;
+    for (const Segment& sg : sg_list) any_run = any_run || !sg.diag;
+    const Tensor h_prev = any_run ? at::cat({h0.unsqueeze(0), out.slice(0, 0, T - 1)}) : out;
+    weight_grads(d_gates, h_steps, h_prev, sg_list, dw_hh, prefetch_up_to, block_bytes);
+  }
+  if (need_db) {
+    const Tensor steps = at::tensor(std::vector<int64_t>(idx.begin(), idx.end()), at::kLong);
+    db = at::zeros({num_sets, G}, gates.options()).index_add_(0, steps, d_gates.sum(1));
+  }
+  return {dx, dh, dc, dw_ih, dw_hh, db};
+}
+
+}  // namespace
+
+TORCH_LIBRARY(lrnn, m) {
+  m.def(
+      "step_weight_lstm_forward(Tensor x, Tensor h0, Tensor c0, Tensor[] w_ih, Tensor[] w_hh, Tensor? bias, "
+      "int[] idx, int[] segs, int prefetch_up_to) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "step_weight_lstm_backward(Tensor grad_out, Tensor grad_hn, Tensor grad_cn, Tensor x, Tensor h0, Tensor c0, "
+      "Tensor out, Tensor gates, Tensor c_all, Tensor tanh_c, Tensor[] w_ih, Tensor[] w_hh, int[] idx, int[] segs, "
+      "int num_sets, bool need_dx, bool need_dw_ih, bool need_dw_hh, bool need_db, Tensor(a!)? dw_ih_out, "
+      "Tensor(b!)? dw_hh_out, int prefetch_up_to, int block_bytes) -> (Tensor, Tensor, Tensor, Tensor, Tensor, "
+      "Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(lrnn, CPU, m) {
+  m.impl("step_weight_lstm_forward", forward);
+  m.impl("step_weight_lstm_backward", backward);
+}

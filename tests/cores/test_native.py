@@ -1,0 +1,130 @@
+"""lrnn's compiled CPU kernels (lrnn/cores/_native.py, csrc/step_weight_lstm.cpp) against the Python loops."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from lrnn.cores import _lstm_math, _native
+from lrnn.cores.time_varying import TimeVaryingLSTM
+from lrnn.cores.untied import UntiedLSTM
+
+F64 = torch.float64
+
+
+@pytest.fixture(scope="module")
+def ops():
+    if shutil.which("c++") is None and shutil.which("g++") is None:
+        pytest.skip("no C++ compiler on this machine: lrnn runs the Python loops (tested everywhere else)")
+    got = _native.ops()
+    assert got is not None, "the CPU kernels did not build although a compiler is present (see the warning)"
+    return got
+
+
+def outputs_and_grads(core, x, hx, native: bool, monkeypatch, offset: int = 0) -> list[torch.Tensor]:
+    monkeypatch.setattr(_lstm_math, "USE_NATIVE_CPU", native)
+    core.zero_grad(set_to_none=True)
+    inputs = [t for t in [x, *(hx or [])] if t.requires_grad]
+    torch.manual_seed(3)
+    out, (h, c) = core(x, hx, offset=offset)
+    w = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)
+    loss = (out * w).sum() + h.sin().sum() + (c * c).sum()
+    grads = torch.autograd.grad(loss, inputs + list(core.parameters()), allow_unused=True)
+    return [out, h, c] + [torch.zeros(()) if g is None else g for g in grads]
+
+
+CASES = {  # name: (UntiedLSTM kwargs, T, offset)
+    "untied": (dict(max_len=7), 7, 0),
+    "offset": (dict(max_len=9), 5, 3),
+    "share3-runs": (dict(max_len=9, share_every=3), 8, 1),  # runs inside the Function (fused runs off below)
+    "cycle": (dict(max_len=4, extrapolation="cycle"), 11, 2),  # sets used by several segments: accumulated
+    "clamp": (dict(max_len=4, extrapolation="clamp"), 8, 0),  # one long run after a diagonal
+    "no-bias": (dict(max_len=6, bias=False), 6, 0),
+    "batch-first-dropout": (dict(max_len=6, batch_first=True, dropout=0.3), 6, 0),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("dtype,atol", [(F64, 1e-12), (torch.float32, 2e-5)])
+def test_kernels_match_the_python_loops(ops, case, dtype, atol, monkeypatch):
+    """Outputs, state and every gradient (input, h0, c0, all weight sets and biases) agree with the Python loops:
+    to 1e-12 in float64 (the kernels use the library exp/tanh there) and to float32 precision (their own exp)."""
+    kwargs, T, offset = CASES[case]
+    monkeypatch.setattr(_lstm_math, "FUSE_SHARED_RUNS", False)
+    torch.manual_seed(0)
+    core = UntiedLSTM(3, 5, 2, **kwargs).to(dtype)
+    B = 4
+    x = torch.randn(B, T, 3, dtype=dtype) if core.batch_first else torch.randn(T, B, 3, dtype=dtype)
+    x.requires_grad_()
+    hx = tuple(torch.randn(2, B, 5, dtype=dtype, requires_grad=True) for _ in range(2))
+    native = outputs_and_grads(core, x, hx, True, monkeypatch, offset)
+    python = outputs_and_grads(core, x, hx, False, monkeypatch, offset)
+    for a, b in zip(native, python, strict=True):
+        torch.testing.assert_close(a, b, atol=atol, rtol=atol)
+
+
+def test_kernels_without_input_grad_or_state(ops, monkeypatch):
+    """x that needs no gradient (an embedding output under no_grad) and hx=None: the same as the Python loops."""
+    torch.manual_seed(1)
+    core = UntiedLSTM(4, 6, 1, max_len=5).to(F64)
+    x = torch.randn(5, 2, 4, dtype=F64)
+    native = outputs_and_grads(core, x, None, True, monkeypatch)
+    python = outputs_and_grads(core, x, None, False, monkeypatch)
+    for a, b in zip(native, python, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+
+
+def test_float32_gates_saturate_without_nan(ops, monkeypatch):
+    """Pre-activations far outside exp's float range (|x| in the hundreds) give 0/1 gates and finite gradients."""
+    torch.manual_seed(2)
+    core = UntiedLSTM(3, 4, 1, max_len=3)
+    with torch.no_grad():
+        for p in core.parameters():
+            p.mul_(400)
+    x = torch.randn(3, 2, 3, requires_grad=True)
+    native = outputs_and_grads(core, x, None, True, monkeypatch)
+    python = outputs_and_grads(core, x, None, False, monkeypatch)
+    for a, b in zip(native, python, strict=True):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_the_kernels_run_for_untied_and_time_varying_cores(ops):
+    for core in (UntiedLSTM(3, 4, 2, max_len=5), TimeVaryingLSTM(3, 4, 2, num_bases=2)):
+        x = torch.randn(5, 2, 3, requires_grad=True)
+        with torch.profiler.profile() as prof:
+            core(x)[0].sum().backward()
+        names = {e.name for e in prof.events()}
+        assert {"lrnn::step_weight_lstm_forward", "lrnn::step_weight_lstm_backward"} <= names, type(core).__name__
+
+
+def test_half_precision_and_switched_off_use_the_python_loops(ops, monkeypatch):
+    x = torch.randn(2, 2, 3)
+    assert _lstm_math._native_ops(x) is ops
+    assert _lstm_math._native_ops(x.to(torch.bfloat16)) is None
+    monkeypatch.setattr(_lstm_math, "USE_NATIVE_CPU", False)
+    assert _lstm_math._native_ops(x) is None
+
+
+def test_a_failed_build_warns_once_and_falls_back(monkeypatch):
+    monkeypatch.setattr(_native, "_state", {})
+
+    def no_compiler():
+        raise RuntimeError("Error building extension: c++: command not found")
+
+    monkeypatch.setattr(_native, "_build", no_compiler)
+    with pytest.warns(RuntimeWarning, match="could not build the CPU kernels.*c\\+\\+: command not found"):
+        assert _native.ops() is None
+    assert _native.ops() is None  # cached: no second warning, no second build
+    core = UntiedLSTM(3, 4, 1, max_len=4)
+    out, _ = core(torch.randn(4, 2, 3))
+    assert out.shape == (4, 2, 4)
+
+
+def test_lrnn_native_0_switches_the_kernels_off(monkeypatch):
+    monkeypatch.setattr(_native, "_state", {})
+    monkeypatch.setenv("LRNN_NATIVE", "0")
+    monkeypatch.setattr(_native, "_build", lambda: pytest.fail("must not build"))
+    assert _native.ops() is None
