@@ -9,8 +9,8 @@
    products (before) vs 512 KB zero-filled blocks (now).
 3. oneDNN's per-call cost: one `torch._VF.lstm` call over 35 steps vs 7 calls of 5 steps (same or distinct weights),
    forward + backward, one layer, H 650, B 20.
-4. `UntiedLSTM(share_every=5)` with oneDNN per block vs the custom Function (`_FUSE_RUNS_CPU_UP_TO` forced either way),
-   as a ratio to `nn.LSTM`'s time, 2 layers, T 35, B 20, H 300 / 400 / 650.
+4. `UntiedLSTM(share_every=5)` with oneDNN per block vs StepWeightLSTMLayer (its Python loops, and lrnn's compiled
+   kernels), as a ratio to `nn.LSTM`'s time, 2 layers, B 20: H 200 (T 20) and H 300 / 400 / 650 (T 35).
 
 Times are medians of `--repeats` calls, the variants of one row interleaved call by call.
 """
@@ -138,7 +138,8 @@ def onednn_calls(repeats: int) -> None:
 
 
 def share5(repeats: int) -> None:
-    print(f"\n# 4. UntiedLSTM(share_every=5) / nn.LSTM time, 2 layers, T 35, B 20 (median of {repeats} call ratios)")
+    print(f"\n# 4. UntiedLSTM(share_every=5) / nn.LSTM time, 2 layers, B 20 (median of {repeats} call ratios)")
+    _share5_row(200, repeats, T=20)
     for H in (300, 400, 650):
         _share5_row(H, repeats)
 
@@ -149,8 +150,8 @@ def _share5_row(H: int, repeats: int, B: int = 20, T: int = 35, L: int = 2) -> N
     x, g = torch.randn(T, B, H, requires_grad=True), torch.randn(T, B, H)
     default = M._FUSE_RUNS_CPU_UP_TO
 
-    def fwd_bwd(m: torch.nn.Module, limit: int) -> None:
-        M._FUSE_RUNS_CPU_UP_TO = limit
+    def fwd_bwd(m: torch.nn.Module, limit: int, native: bool = True) -> None:
+        M._FUSE_RUNS_CPU_UP_TO, M.USE_NATIVE_CPU = limit, native
         for p in m.parameters():
             p.grad = None
         m(x)[0].backward(g)
@@ -158,18 +159,20 @@ def _share5_row(H: int, repeats: int, B: int = 20, T: int = 35, L: int = 2) -> N
     t = interleaved(
         {
             "nn.LSTM": lambda: fwd_bwd(lstm, default),
-            "oneDNN per block": lambda: fwd_bwd(core, 1 << 60),
-            "custom Function": lambda: fwd_bwd(core, 0),
+            "oneDNN": lambda: fwd_bwd(core, 1 << 60, native=False),
+            "Python loops": lambda: fwd_bwd(core, 0, native=False),
+            "kernels": lambda: fwd_bwd(core, default),
         },
         repeats,
     )
-    M._FUSE_RUNS_CPU_UP_TO = default
+    M._FUSE_RUNS_CPU_UP_TO, M.USE_NATIVE_CPU = default, True
     set_bytes = 4 * H * 2 * H * 4
     ratio = {k: statistics.median(a / b for a, b in zip(t[k], t["nn.LSTM"], strict=True)) for k in t}
+    without = "oneDNN" if set_bytes <= default else "Python loops"
     print(
         f"H {H} ({set_bytes / 2**20:4.1f} MB per layer set): nn.LSTM {1e3 * med(t['nn.LSTM']):6.1f} ms; oneDNN per "
-        f"block {ratio['oneDNN per block']:.2f}x, custom Function {ratio['custom Function']:.2f}x (lrnn uses "
-        f"{'oneDNN' if set_bytes <= default else 'custom'})"
+        f"block {ratio['oneDNN']:.2f}x, StepWeightLSTMLayer: Python loops {ratio['Python loops']:.2f}x, compiled "
+        f"kernels {ratio['kernels']:.2f}x (lrnn uses the kernels; without them: {without})"
     )
 
 

@@ -15,8 +15,10 @@ sequence where step t uses weight set `idx[t]`, each set a separate tensor (w_ih
   a loop of the same GEMMs (measured equal) but needs a stacked copy of the weights.
 
 Steps that share a set in runs (UntiedLSTM with share_every >= 2) instead run as one call of torch's own LSTM
-kernel per run (`_lstm_runs`: cuDNN; oneDNN on CPU while a layer's weight set is at most 8 MB, above which oneDNN's
-per-call weight reorder costs more than its kernels gain). On CPU the weight gradients go into buffers reused across
+kernel per run on GPU (`_lstm_runs`: cuDNN). On CPU they stay in StepWeightLSTMLayer (one product per run for the
+input side) when lrnn's compiled kernels are available, which measured faster than oneDNN per run at every size;
+without them, oneDNN runs them while a layer's weight set is at most 8 MB (above, its per-call weight reorder costs
+more than its kernels gain). On CPU the weight gradients go into buffers reused across
 backward passes (`GradBuffers`), so that no multi-MB gradient is freshly allocated (and page-faulted) every step, and
 each cold L2-sized weight set is read once in order before its product (`_prefetch`).
 
@@ -398,13 +400,14 @@ def _native_ops(x: Tensor) -> object | None:
 LayerWeights = tuple[Sequence[Tensor], Sequence[Tensor], Sequence[Tensor] | None, Sequence[Tensor] | None]
 
 
-# Run steps that share a weight set with torch's own LSTM kernel (oneDNN / cuDNN), one call per run of steps
-# (tests flip this to compare with StepWeightLSTMLayer).
+# Run steps that share a weight set with torch's own LSTM kernel (cuDNN; oneDNN on CPU where lrnn's compiled kernels
+# are not available), one call per run of steps (tests flip this to compare with StepWeightLSTMLayer).
 FUSE_SHARED_RUNS = True
-# CPU: oneDNN reorders a layer's weights on every call (7 calls of 5 steps cost 1.6x one call of 35 at H 650, with the
-# same weights or distinct ones), which outweighs its faster kernels once a layer's weight set is large: above this
-# many bytes (w_ih + w_hh) the runs go through StepWeightLSTMLayer instead. `benchmarks/bench_cpu_paths.py`, share5
-# time / nn.LSTM time, 2 layers, 1 thread: H 400 (4.9 MB) oneDNN 1.36x vs custom 1.47x; H 650 (12.9 MB) 1.84x vs 1.45x.
+# CPU without lrnn's kernels: oneDNN reorders a layer's weights on every call (7 calls of 5 steps cost 1.6x one call of
+# 35 at H 650, with the same weights or distinct ones), which outweighs its faster kernels once a layer's weight set is
+# large: above this many bytes (w_ih + w_hh) the runs go through StepWeightLSTMLayer's Python loops instead.
+# `benchmarks/bench_cpu_paths.py`, share5 time / nn.LSTM time, 2 layers, 1 thread: H 400 (4.9 MB) oneDNN 1.36x vs
+# Python loops 1.47x; H 650 (12.9 MB) 1.84x vs 1.45x. With lrnn's kernels StepWeightLSTMLayer is always used on CPU.
 _FUSE_RUNS_CPU_UP_TO = 8 * 1024 * 1024
 
 
@@ -485,8 +488,10 @@ def step_weight_lstm(
     h_n, c_n = [], []
     for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(layers):
         set_bytes = (w_ih[0].numel() + w_hh[0].numel()) * w_hh[0].element_size()
-        # torch's fused LSTM per run (on CPU only for weight sets up to _FUSE_RUNS_CPU_UP_TO)
-        if runs is not None and (x.device.type != "cpu" or set_bytes <= _FUSE_RUNS_CPU_UP_TO):
+        # torch's fused LSTM per run: on GPU (cuDNN); on CPU only without lrnn's kernels (which beat oneDNN per block
+        # at every size measured), and then only for weight sets up to _FUSE_RUNS_CPU_UP_TO
+        cpu = x.device.type == "cpu"
+        if runs is not None and (not cpu or (_native_ops(x) is None and set_bytes <= _FUSE_RUNS_CPU_UP_TO)):
             x, h, c = _lstm_runs(x, h0[k], c0[k], runs, (w_ih, w_hh, b_ih, b_hh), training)
             h_n.append(h)
             c_n.append(c)

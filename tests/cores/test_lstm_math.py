@@ -13,7 +13,10 @@ F64 = torch.float64
 
 
 def run_both(core: UntiedLSTM, x: torch.Tensor, hx, offset: int, monkeypatch) -> list[list[torch.Tensor]]:
-    """Outputs and all gradients with the fused runs and with StepWeightLSTMLayer, same dropout masks."""
+    """Outputs and all gradients with the fused runs and with StepWeightLSTMLayer, same dropout masks. On CPU the fused
+    runs are the path without lrnn's compiled kernels, so those are switched off here (tests/cores/test_native.py
+    compares the kernels with the Python loops)."""
+    monkeypatch.setattr(_lstm_math, "USE_NATIVE_CPU", False)
     results = []
     for fuse in (True, False):
         monkeypatch.setattr(_lstm_math, "FUSE_SHARED_RUNS", fuse)
@@ -57,6 +60,7 @@ def test_fused_runs_unbatched_no_bias_no_state(monkeypatch):
 
 
 def test_fused_runs_are_used_for_shared_blocks(monkeypatch):
+    monkeypatch.setattr(_lstm_math, "USE_NATIVE_CPU", False)
     calls = []
     original = _lstm_math._lstm_runs
     monkeypatch.setattr(_lstm_math, "_lstm_runs", lambda *a: calls.append(a[3]) or original(*a))
@@ -152,6 +156,7 @@ def test_grad_buffers_never_hand_out_inference_tensors_to_training():
 def test_large_cpu_weight_sets_skip_the_fused_runs(monkeypatch):
     """On CPU, layers whose weight set exceeds _FUSE_RUNS_CPU_UP_TO run their shared blocks through
     StepWeightLSTMLayer (oneDNN's per-call weight reorder costs more there), with the same results."""
+    monkeypatch.setattr(_lstm_math, "USE_NATIVE_CPU", False)
     torch.manual_seed(0)
     core = UntiedLSTM(3, 5, 2, max_len=8, share_every=4).double()
     x = torch.randn(8, 2, 3, dtype=F64, requires_grad=True)

@@ -128,3 +128,20 @@ def test_lrnn_native_0_switches_the_kernels_off(monkeypatch):
     monkeypatch.setenv("LRNN_NATIVE", "0")
     monkeypatch.setattr(_native, "_build", lambda: pytest.fail("must not build"))
     assert _native.ops() is None
+
+
+def test_shared_blocks_stay_in_the_kernels_on_cpu(ops, monkeypatch):
+    """share_every >= 2 on CPU: the compiled kernels run the blocks (faster than one oneDNN call per block), with the
+    same results as the oneDNN path that runs without them."""
+    calls = []
+    real = _lstm_math._lstm_runs
+    monkeypatch.setattr(_lstm_math, "_lstm_runs", lambda *a, **k: calls.append(1) or real(*a, **k))
+    torch.manual_seed(0)
+    core = UntiedLSTM(3, 5, 2, max_len=10, share_every=5).to(F64)
+    x = torch.randn(10, 2, 3, dtype=F64, requires_grad=True)
+    native = outputs_and_grads(core, x, None, True, monkeypatch)
+    assert calls == []
+    onednn = outputs_and_grads(core, x, None, False, monkeypatch)
+    assert len(calls) == 2  # one per layer
+    for a, b in zip(native, onednn, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)

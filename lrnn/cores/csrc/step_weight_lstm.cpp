@@ -56,11 +56,15 @@ inline float tanh_(float x) {
 inline double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 inline double tanh_(double x) { return std::tanh(x); }
 
-// One step, in place: g [B, 4H] holds the pre-activations (gates i, f, g, o) and gets the activations; c_prev [B, H];
-// writes c, tanh(c) and h = o tanh(c), each [B, H].
+// One step, in place: g [B, 4H] holds the pre-activations (gates i, f, g, o) less the bias [4H] and gets the
+// activations; c_prev [B, H]; writes c, tanh(c) and h = o tanh(c), each [B, H].
 template <typename T>
-void cell_forward(T* __restrict g, const T* __restrict c_prev, T* __restrict c, T* __restrict tc, T* __restrict h,
-                  int64_t B, int64_t H) {
+void cell_forward(T* __restrict g, const T* __restrict bias, const T* __restrict c_prev, T* __restrict c,
+                  T* __restrict tc, T* __restrict h, int64_t B, int64_t H) {
+  const T* __restrict bi = bias;
+  const T* __restrict bf = bi + H;
+  const T* __restrict bg = bf + H;
+  const T* __restrict bo = bg + H;
   for (int64_t b = 0; b < B; ++b) {
     T* __restrict gi = g + b * 4 * H;
     T* __restrict gf = gi + H;
@@ -68,7 +72,8 @@ void cell_forward(T* __restrict g, const T* __restrict c_prev, T* __restrict c, 
     T* __restrict go = gg + H;
     const int64_t r = b * H;
     for (int64_t j = 0; j < H; ++j) {
-      const T i = sigmoid(gi[j]), f = sigmoid(gf[j]), u = tanh_(gg[j]), o = sigmoid(go[j]);
+      const T i = sigmoid(gi[j] + bi[j]), f = sigmoid(gf[j] + bf[j]), u = tanh_(gg[j] + bg[j]),
+              o = sigmoid(go[j] + bo[j]);
       const T cn = f * c_prev[r + j] + i * u;
       const T y = tanh_(cn);
       gi[j] = i;
@@ -146,16 +151,15 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> forward(const Tensor& x, const Tensor
         const Tensor& w = w_ih[sg.s0 + j];
         prefetch(w, prefetch_up_to);
         Tensor o = gates.select(0, sg.t0 + j);
-        if (has_bias) at::addmm_out(o, (*bias)[sg.s0 + j], x.select(0, sg.t0 + j), w.t());
-        else at::mm_out(o, x.select(0, sg.t0 + j), w.t());
+        at::mm_out(o, x.select(0, sg.t0 + j), w.t());
       }
     } else {
-      Tensor xs = x.slice(0, sg.t0, sg.t1).reshape({n * B, -1});
       Tensor o = gates.slice(0, sg.t0, sg.t1).view({n * B, G});
-      if (has_bias) at::addmm_out(o, (*bias)[sg.s0], xs, w_ih[sg.s0].t());
-      else at::mm_out(o, xs, w_ih[sg.s0].t());
+      at::mm_out(o, x.slice(0, sg.t0, sg.t1).reshape({n * B, -1}), w_ih[sg.s0].t());
     }
   }
+  // the bias is added in the gate pass (one read of [4H] per step instead of a copy into every step's gates)
+  const Tensor b_all = has_bias ? bias->contiguous() : at::zeros({1, G}, x.options());
   auto out = at::empty({T, B, H}, x.options());
   auto c_all = at::empty_like(out), tanh_c = at::empty_like(out);
   const Tensor h_first = h0.contiguous(), c_first = c0.contiguous();
@@ -166,7 +170,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> forward(const Tensor& x, const Tensor
       Tensor g = gates.select(0, t);
       g.addmm_(t == 0 ? h_first : out.select(0, t - 1), w_hh[s].t());
       const scalar_t* cp = (t == 0 ? c_first : c_all.select(0, t - 1)).data_ptr<scalar_t>();
-      cell_forward<scalar_t>(g.data_ptr<scalar_t>(), cp, c_all.select(0, t).data_ptr<scalar_t>(),
+      const scalar_t* b = b_all.select(0, has_bias ? s : 0).data_ptr<scalar_t>();
+      cell_forward<scalar_t>(g.data_ptr<scalar_t>(), b, cp, c_all.select(0, t).data_ptr<scalar_t>(),
                              tanh_c.select(0, t).data_ptr<scalar_t>(), out.select(0, t).data_ptr<scalar_t>(), B, H);
     }
   });
