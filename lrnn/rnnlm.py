@@ -57,6 +57,31 @@ class LinearNLL(torch.autograd.Function):
         return dh, dw, db, None, None
 
 
+class EmbeddingLookup(torch.autograd.Function):
+    """``F.embedding(tokens, weight)`` whose weight gradient goes into a buffer reused from step to step
+    (``GradBuffers``): torch's embedding backward allocates a fresh dense [V, E] gradient every step (8 MB for
+    PTB-small), which glibc hands back to the OS and the next step page-faults in again.
+
+    apply(tokens [...] int64, weight [V, E], buffers: GradBuffers) -> [..., E]. Differentiable once.
+    """
+
+    @staticmethod
+    def forward(ctx, tokens, weight, buffers):  # noqa: D102
+        ctx.save_for_backward(tokens)
+        ctx.buffers, ctx.weight_shape = buffers, weight.shape
+        ctx.like = weight.detach()
+        return weight.index_select(0, tokens.reshape(-1)).view(*tokens.shape, weight.shape[1])
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):  # noqa: D102
+        (tokens,) = ctx.saved_tensors
+        dw = ctx.buffers.take("embedding_grad", tuple(ctx.weight_shape), ctx.like).zero_()
+        dw.index_add_(0, tokens.reshape(-1), grad.reshape(-1, ctx.weight_shape[1]))
+        ctx.like = None
+        return None, dw, None
+
+
 class RNNLM(nn.Module):
     """Embedding -> dropout -> core -> dropout -> linear decoder over the vocabulary.
 
@@ -114,7 +139,12 @@ class RNNLM(nn.Module):
     def _features(self, tokens: torch.Tensor, state: State | None, offset: int) -> tuple[torch.Tensor, State]:
         """The decoder's input (after dropout), in the core's layout ([B, T, H] if batch_first, else [T, B, H])."""
         batch_first = getattr(self.core, "batch_first", False)
-        x = self.drop(self.embedding(tokens if batch_first else tokens.t()))
+        tokens = tokens if batch_first else tokens.t()
+        if torch.is_grad_enabled() and self.embedding.weight.requires_grad:
+            x = EmbeddingLookup.apply(tokens, self.embedding.weight, self.loss_buffers)  # = self.embedding(tokens)
+        else:
+            x = self.embedding(tokens)
+        x = self.drop(x)
         out, state = self.core(x, state, offset=offset)
         return self.drop(out), state
 

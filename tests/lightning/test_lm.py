@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from lrnn import LanguageModel, TextDataModule, TiedLSTM
-from lrnn.rnnlm import RNNLM
+from lrnn.rnnlm import RNNLM, EmbeddingLookup
 
 
 def _trainer(**kwargs) -> L.Trainer:
@@ -153,3 +153,41 @@ def test_tokens_per_s_counts_training_time_only(tiny_corpus: Path, monkeypatch: 
     trainer = _trainer(max_epochs=1, limit_train_batches=4, limit_val_batches=2, val_check_interval=2)
     trainer.fit(lm, datamodule=dm)
     assert trainer.callback_metrics["train/tokens_per_s"].item() == pytest.approx(4 * 4 * 5 / 4.0)
+
+
+def test_embedding_gradient_equals_torchs_and_reuses_memory() -> None:
+    """The embedding lookup of the training path: torch's embedding gradient (repeated tokens summed), written into
+    memory reused once the previous .grad is set to None, never into a gradient still held."""
+    torch.manual_seed(0)
+    model = RNNLM(30, TiedLSTM(6, 6), dropout=0.0).double()
+    weight = model.embedding.weight
+    tokens = torch.tensor([[1, 2, 2, 7], [7, 7, 0, 29]])
+    r = torch.randn(2, 4, 6, dtype=torch.float64)
+    (expected,) = torch.autograd.grad((F.embedding(tokens, weight) * r).sum(), [weight])
+    out = EmbeddingLookup.apply(tokens, weight, model.loss_buffers)
+    torch.testing.assert_close(out, F.embedding(tokens, weight), rtol=0, atol=0)
+    ptrs, held = [], None
+    for step in range(3):
+        weight.grad = None
+        (EmbeddingLookup.apply(tokens, weight, model.loss_buffers) * r).sum().backward()
+        torch.testing.assert_close(weight.grad, expected, rtol=0, atol=1e-12)
+        ptrs.append(weight.grad.data_ptr())
+        if step == 1:
+            held = weight.grad  # someone keeps this gradient: the next step must not write into it
+    assert ptrs[1] == ptrs[0] and ptrs[2] != ptrs[1]
+    torch.testing.assert_close(held, expected, rtol=0, atol=1e-12)
+
+
+def test_training_path_uses_the_embedding_lookup_only_with_grad(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = EmbeddingLookup.apply
+    monkeypatch.setattr(EmbeddingLookup, "apply", lambda *a: calls.append(1) or real(*a))
+    model = RNNLM(30, TiedLSTM(6, 6)).double()
+    tokens = torch.randint(0, 30, (2, 5))
+    model.nll(tokens, tokens)[0].backward()
+    assert calls == [1]
+    with torch.no_grad():
+        logits, _ = model(tokens)  # evaluation: plain nn.Embedding
+    model.embedding.weight.requires_grad_(False)
+    model(tokens)  # frozen embedding: plain nn.Embedding
+    assert calls == [1] and logits.grad_fn is None
