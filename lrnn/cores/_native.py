@@ -63,8 +63,10 @@ def ops() -> object | None:
             try:
                 _state["ops"] = _build()
             except Exception as e:  # no compiler, no ninja, a read-only cache, ...: keep to the Python loops
+                msg = " ".join(str(e).split())  # a build error is the command line, then the compiler's complaint
+                msg = msg if len(msg) <= 400 else f"{msg[:120]} ... {msg[-260:]}"
                 warnings.warn(
-                    f"lrnn: could not build the CPU kernels ({type(e).__name__}: {str(e).strip()[:300]}); "
+                    f"lrnn: could not build the CPU kernels ({type(e).__name__}: {msg}); "
                     "UntiedLSTM runs its Python loops instead (same results, slower). LRNN_NATIVE=0 silences this.",
                     RuntimeWarning,
                     stacklevel=3,
