@@ -38,13 +38,12 @@ class UntiedLSTM(PositionSets, StepWeightLSTMBase):
     would page-fault), never into memory that a `.grad` or anyone else still holds. Sets no step used get no
     gradient (.grad stays None), exactly like the naive ModuleList of LSTMCells.
 
-    With share_every >= 2 each run of steps that share a set is one call of torch's own LSTM kernel (cuDNN on GPU;
-    oneDNN on CPU for weight sets up to 8 MB per layer, the custom Function below for larger ones), the state carried
-    from block to block.
+    On GPU, with share_every >= 2, each run of steps that share a set is one cuDNN call (torch's own LSTM kernel),
+    the state carried from block to block. Everything else (and all of it on CPU) is a custom autograd Function (see
+    lrnn/cores/_lstm_math.py), whose CPU loops run in lrnn's compiled kernels (built on first use): differentiable
+    once, double backward is not supported. Where no compiler is found the Function runs Python loops, and on CPU
+    blocks with weight sets up to 8 MB per layer go to oneDNN (one call per block) instead.
     The parameter count is S times that of the same nn.LSTM (see `parameter_counts`).
-
-    With share_every = 1 the forward/backward is a custom autograd Function (see lrnn/cores/_lstm_math.py):
-    differentiable once, double backward is not supported.
 
     Example:
         >>> core = UntiedLSTM(8, 16, num_layers=2, max_len=35)
