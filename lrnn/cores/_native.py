@@ -3,7 +3,7 @@
 `StepWeightLSTMLayer` runs its CPU float32/float64 loops through these ops when they are available: the same
 products as the Python loops, but the per-step gate arithmetic is one vectorised pass and the step loops run without
 Python (see the .cpp). They are compiled once per machine and torch version with torch.utils.cpp_extension (a C++
-compiler is needed; ~15 s) into torch's extension cache (``TORCH_EXTENSIONS_DIR``, default
+compiler is needed; ~10 s, announced on stderr) into torch's extension cache (``TORCH_EXTENSIONS_DIR``, default
 ``~/.cache/torch_extensions``), then loaded in ~0.1 s. Where no compiler is found or the build fails, lrnn warns
 once and keeps to the Python loops (same results, slower). ``LRNN_NATIVE=0`` turns the kernels off.
 """
@@ -11,7 +11,6 @@ once and keeps to the Python loops (same results, slower). ``LRNN_NATIVE=0`` tur
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import platform
 import sys
@@ -19,8 +18,6 @@ import warnings
 from pathlib import Path
 
 import torch
-
-log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).parent / "csrc" / "step_weight_lstm.cpp"
 _state: dict[str, object] = {}
@@ -43,9 +40,15 @@ def _build() -> object:
     bindir = os.path.dirname(sys.executable)
     if bindir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
-    log.info("lrnn: compiling the CPU kernels (once per machine, ~15 s)")
+    name = f"lrnn_step_weight_lstm_{digest}"
+    try:  # say so when this call compiles (the first on a machine) rather than loads: it takes ~10 s
+        built = os.path.exists(os.path.join(cpp_extension._get_build_directory(name, False), f"{name}.so"))
+    except Exception:
+        built = False
+    if not built:
+        print("lrnn: compiling the CPU kernels for this machine (once, ~10 s) ...", file=sys.stderr, flush=True)
     cpp_extension.load(
-        name=f"lrnn_step_weight_lstm_{digest}",
+        name=name,
         sources=[str(SOURCE)],
         extra_cflags=flags,
         is_python_module=False,
