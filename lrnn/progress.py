@@ -21,7 +21,8 @@ class LMProgressBar(TQDMProgressBar):
             items["ppl"] = f"{math.exp(loss):.2f}" if loss < 700 else "inf"
         start, tokens = getattr(pl_module, "_epoch_start", None), getattr(pl_module, "_tokens_seen", None)
         if trainer.training and start and tokens is not None:
-            elapsed = time.perf_counter() - start
+            # the module's training time so far: finished batches, plus the running one (validation excluded)
+            elapsed = getattr(pl_module, "_train_seconds", 0.0) + time.perf_counter() - start
             if elapsed > 0:
                 items["tok/s"] = f"{float(tokens) * trainer.world_size / elapsed:.0f}"
         return items

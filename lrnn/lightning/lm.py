@@ -16,6 +16,8 @@ from lightning_utilities.core.apply_func import apply_to_collection
 from torch import nn
 from torchmetrics import MeanMetric
 
+from lrnn.cores import _native as native
+from lrnn.cores._lstm_math import StepWeightLSTMBase
 from lrnn.data.batching import IGNORE_INDEX
 from lrnn.lightning.tbptt import TBPTT
 from lrnn.rnnlm import RNNLM, State
@@ -474,6 +476,8 @@ class LanguageModel(L.LightningModule):
         counts = {f"params/{k}": v for k, v in self.model.num_parameters().items()}
         for logger in self.loggers:
             logger.log_hyperparams(counts)
+        if self.device.type == "cpu" and isinstance(self.model.core, StepWeightLSTMBase):
+            native.ops()  # build (first run on a machine: ~10 s) or load the CPU kernels now, not in the timed epoch
 
     # ---- optimisation -----------------------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
