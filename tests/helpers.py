@@ -1,4 +1,5 @@
-"""Helpers the end-to-end tests load into ``lrnn fit`` subprocesses (importable as ``tests.helpers``)."""
+"""Test helpers (importable as ``tests.helpers``): callbacks the end-to-end tests load into ``lrnn fit`` subprocesses,
+and a fake clock with a LanguageModel whose steps take known times."""
 
 from __future__ import annotations
 
@@ -40,3 +41,29 @@ class SignalAt(L.Callback):
         if not self.sent and 0 <= self.step <= trainer.global_step:
             self.sent = True
             os.kill(os.getpid(), self.signum)
+
+
+class FakeClock:
+    """A ``time`` stand-in whose ``perf_counter`` only moves when a test moves it (patch it into a module)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.t = start
+
+    def perf_counter(self) -> float:
+        return self.t
+
+
+def timed_language_model(clock: FakeClock, train_s: float = 1.0, val_s: float = 100.0) -> type:
+    """A LanguageModel subclass whose training steps take `train_s` and validation steps `val_s` on `clock`."""
+    from lrnn import LanguageModel
+
+    class Timed(LanguageModel):
+        def training_step(self, batch, batch_idx):
+            clock.t += train_s
+            return super().training_step(batch, batch_idx)
+
+        def validation_step(self, batch, batch_idx):
+            clock.t += val_s
+            super().validation_step(batch, batch_idx)
+
+    return Timed

@@ -7,27 +7,19 @@ from pathlib import Path
 import lightning as L
 import pytest
 
-from lrnn import LanguageModel, TextDataModule, TiedLSTM
+from lrnn import TextDataModule, TiedLSTM
 from lrnn.progress import LMProgressBar
+from tests.helpers import FakeClock, timed_language_model
 
 
 def test_progress_bar_tokens_per_s_is_the_epochs_rate(tiny_corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from lrnn import progress
     from lrnn.lightning import lm as lm_module
 
-    clock = {"t": 1000.0}
-    fake = type("FakeTime", (), {"perf_counter": staticmethod(lambda: clock["t"])})
-    monkeypatch.setattr(lm_module, "time", fake)
-    monkeypatch.setattr(progress, "time", fake)
-
-    class Timed(LanguageModel):
-        def training_step(self, batch, batch_idx):
-            clock["t"] += 1.0  # every training step takes 1 s
-            return super().training_step(batch, batch_idx)
-
-        def validation_step(self, batch, batch_idx):
-            clock["t"] += 100.0  # every validation step 100 s
-            super().validation_step(batch, batch_idx)
+    clock = FakeClock()
+    monkeypatch.setattr(lm_module, "time", clock)
+    monkeypatch.setattr(progress, "time", clock)
+    Timed = timed_language_model(clock)  # training steps take 1 s, validation steps 100 s
 
     seen = []
 

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from lrnn import LanguageModel, TextDataModule, TiedLSTM
 from lrnn.rnnlm import RNNLM, EmbeddingLookup
+from tests.helpers import FakeClock, timed_language_model
 
 
 def _trainer(**kwargs) -> L.Trainer:
@@ -135,17 +136,9 @@ def test_tokens_per_s_counts_training_time_only(tiny_corpus: Path, monkeypatch: 
     """Validation inside the epoch (here twice) is not training time; a fake clock makes the expectation exact."""
     from lrnn.lightning import lm as lm_module
 
-    clock = {"t": 0.0}
-    monkeypatch.setattr(lm_module, "time", type("FakeTime", (), {"perf_counter": staticmethod(lambda: clock["t"])}))
-
-    class Timed(LanguageModel):
-        def training_step(self, batch, batch_idx):
-            clock["t"] += 1.0  # every training step takes 1 s
-            return super().training_step(batch, batch_idx)
-
-        def validation_step(self, batch, batch_idx):
-            clock["t"] += 100.0  # every validation step 100 s
-            super().validation_step(batch, batch_idx)
+    clock = FakeClock()
+    monkeypatch.setattr(lm_module, "time", clock)
+    Timed = timed_language_model(clock)  # training steps take 1 s, validation steps 100 s
 
     dm = TextDataModule(str(tiny_corpus), batch_size=4, seq_len=5)
     dm.setup()
