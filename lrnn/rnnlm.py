@@ -68,18 +68,16 @@ class EmbeddingLookup(torch.autograd.Function):
     @staticmethod
     def forward(ctx, tokens, weight, buffers):  # noqa: D102
         ctx.save_for_backward(tokens)
-        ctx.buffers, ctx.weight_shape = buffers, weight.shape
-        ctx.like = weight.detach()
+        ctx.buffers, ctx.weight = buffers, weight.detach()
         return weight.index_select(0, tokens.reshape(-1)).view(*tokens.shape, weight.shape[1])
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):  # noqa: D102
         (tokens,) = ctx.saved_tensors
-        dw = ctx.buffers.take("embedding_grad", tuple(ctx.weight_shape), ctx.like).zero_()
-        dw.index_add_(0, tokens.reshape(-1), grad.reshape(-1, ctx.weight_shape[1]))
-        ctx.like = None
-        return None, dw, None
+        V, E = ctx.weight.shape
+        dw = ctx.buffers.take("embedding_grad", (V, E), ctx.weight).zero_()
+        return None, dw.index_add_(0, tokens.reshape(-1), grad.reshape(-1, E)), None
 
 
 class RNNLM(nn.Module):

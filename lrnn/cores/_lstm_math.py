@@ -323,11 +323,10 @@ class StepWeightLSTMLayer(torch.autograd.Function):
                 _PREFETCH_UP_TO, _DW_BLOCK_BYTES,
             )  # fmt: skip
             none = [None] * U
-            db_ih = db.unbind(0) if ctx.has_bias else []
+            db_ih, db_hh = (db.unbind(0), db.clone().unbind(0)) if ctx.has_bias else ([], [])  # equal, not shared
             return (
                 dx if need[0] else None, dh, dc, None, None, None, None,
-                *(dw_ih.unbind(0) if need_ih else none), *(dw_hh.unbind(0) if need_hh else none),
-                *db_ih, *[d.clone() for d in db_ih],
+                *(dw_ih.unbind(0) if need_ih else none), *(dw_hh.unbind(0) if need_hh else none), *db_ih, *db_hh,
             )  # fmt: skip
         T, B, H = out.shape
         c_prev = torch.cat([c0.unsqueeze(0), c_all[:-1]])

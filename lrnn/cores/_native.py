@@ -36,10 +36,6 @@ def _build() -> object:
 
     flags = _cflags()
     digest = hashlib.sha1((SOURCE.read_text() + " ".join(flags) + torch.__version__).encode()).hexdigest()[:10]
-    # torch.utils.cpp_extension runs `ninja` from PATH; the venv's (pip's ninja package) is found without activation.
-    bindir = os.path.dirname(sys.executable)
-    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
     name = f"lrnn_step_weight_lstm_{digest}"
     try:  # say so when this call compiles (the first on a machine) rather than loads: it takes ~10 s
         built = os.path.exists(os.path.join(cpp_extension._get_build_directory(name, False), f"{name}.so"))
@@ -47,13 +43,14 @@ def _build() -> object:
         built = False
     if not built:
         print("lrnn: compiling the CPU kernels for this machine (once, ~10 s) ...", file=sys.stderr, flush=True)
-    cpp_extension.load(
-        name=name,
-        sources=[str(SOURCE)],
-        extra_cflags=flags,
-        is_python_module=False,
-        verbose=False,
-    )
+    # torch.utils.cpp_extension runs `ninja` from PATH: put the venv's (pip's ninja package) on it for the build
+    # only, so that it is found without an activated venv; the process's PATH is restored afterwards.
+    path = os.environ.get("PATH", "")
+    os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + path
+    try:
+        cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=flags, is_python_module=False)
+    finally:
+        os.environ["PATH"] = path
     return torch.ops.lrnn
 
 

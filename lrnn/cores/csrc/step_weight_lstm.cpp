@@ -20,7 +20,7 @@ namespace {
 using at::Tensor;
 
 // e^x for float, branch-free so that the loops below vectorise (Cephes' expf: x = n ln2 + r, |r| <= ln2 / 2,
-// degree-6 polynomial for e^r; about 1 ulp). Inputs are clamped to [-87, 88], where e^x is a normal float.
+// degree-6 polynomial for e^r). Inputs are clamped to [-87, 88], where e^x is a normal float.
 inline float exp_f(float x) {
   x = x < -87.0f ? -87.0f : x;
   x = x > 88.0f ? 88.0f : x;
@@ -195,9 +195,10 @@ void grad_product(const Tensor& g, const Tensor& inp, Tensor out, bool accumulat
   }
 }
 
-// Weight gradients of all sets into dw [S, G, in]: dw[s] = sum over steps t using s of d_gates[t].T @ inp(t).
-void weight_grads(const Tensor& d_gates, const std::vector<Tensor>& inp_steps, const Tensor& inp_all,
-                  const std::vector<Segment>& sg_list, Tensor dw, int64_t one_block_up_to, int64_t block_bytes) {
+// Weight gradients of all sets into dw [S, G, in]: dw[s] = sum over steps t using s of d_gates[t].T @ inp[t],
+// inp [T, B, in].
+void weight_grads(const Tensor& d_gates, const Tensor& inp, const std::vector<Segment>& sg_list, Tensor dw,
+                  int64_t one_block_up_to, int64_t block_bytes) {
   const int64_t B = d_gates.size(1);
   std::vector<bool> written(dw.size(0), false);
   for (const Segment& sg : sg_list) {
@@ -205,14 +206,14 @@ void weight_grads(const Tensor& d_gates, const std::vector<Tensor>& inp_steps, c
     if (sg.diag) {
       for (int64_t j = 0; j < n; ++j) {
         const int64_t s = sg.s0 + j;
-        grad_product(d_gates.select(0, sg.t0 + j), inp_steps[sg.t0 + j], dw.select(0, s), written[s],
+        grad_product(d_gates.select(0, sg.t0 + j), inp.select(0, sg.t0 + j), dw.select(0, s), written[s],
                      one_block_up_to, block_bytes);
         written[s] = true;
       }
     } else {
       const int64_t s = sg.s0;
       grad_product(d_gates.slice(0, sg.t0, sg.t1).reshape({n * B, -1}),
-                   inp_all.slice(0, sg.t0, sg.t1).reshape({n * B, -1}), dw.select(0, s), written[s], one_block_up_to,
+                   inp.slice(0, sg.t0, sg.t1).reshape({n * B, -1}), dw.select(0, s), written[s], one_block_up_to,
                    block_bytes);
       written[s] = true;
     }
@@ -265,19 +266,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward(
   if (need_dw_ih) {
     dw_ih = dw_ih_out.has_value() && dw_ih_out->defined() ? *dw_ih_out
                                                           : at::empty({num_sets, G, w_ih[0].size(1)}, gates.options());
-    std::vector<Tensor> x_steps;
-    for (int64_t t = 0; t < T; ++t) x_steps.push_back(x.select(0, t));
-    weight_grads(d_gates, x_steps, x, sg_list, dw_ih, prefetch_up_to, block_bytes);
+    weight_grads(d_gates, x, sg_list, dw_ih, prefetch_up_to, block_bytes);
   }
   if (need_dw_hh) {
     dw_hh = dw_hh_out.has_value() && dw_hh_out->defined() ? *dw_hh_out : at::empty({num_sets, G, H}, gates.options());
-    std::vector<Tensor> h_steps;  // h_{t-1}: h0, then the outputs
-    h_steps.push_back(h0);
-    for (int64_t t = 0; t + 1 < T; ++t) h_steps.push_back(out.select(0, t));
-    bool any_run = false;
-    for (const Segment& sg : sg_list) any_run = any_run || !sg.diag;
-    const Tensor h_prev = any_run ? at::cat({h0.unsqueeze(0), out.slice(0, 0, T - 1)}) : out;
-    weight_grads(d_gates, h_steps, h_prev, sg_list, dw_hh, prefetch_up_to, block_bytes);
+    const Tensor h_prev = at::cat({h0.unsqueeze(0), out.slice(0, 0, T - 1)});  // h_{t-1} of every step
+    weight_grads(d_gates, h_prev, sg_list, dw_hh, prefetch_up_to, block_bytes);
   }
   if (need_db) {
     const Tensor steps = at::tensor(std::vector<int64_t>(idx.begin(), idx.end()), at::kLong);
