@@ -9,7 +9,8 @@ Cores (all run on the same input; the untied ones with one weight set per step, 
     UntiedLSTM    lrnn.cores.untied.UntiedLSTM(max_len=T)
     Untied-py     the same UntiedLSTM with its compiled CPU kernels off (the Python loops it falls back to where no
                   C++ compiler is found; LRNN_NATIVE=0)
-    share5        UntiedLSTM(max_len=T, share_every=5): one torch LSTM call per block of 5 steps
+    share5        UntiedLSTM(max_len=T, share_every=5): one cuDNN call per block of 5 steps on GPU; on CPU the compiled
+                  kernels, one input product per block
     TimeVarying   lrnn.cores.time_varying.TimeVaryingLSTM(num_bases=4)
     GEMMs only    not an LSTM: only the 6 matrix products per step and layer any untied LSTM must do (forward input
                   and recurrent products, input and state gradients, two weight gradients), each with the step's
