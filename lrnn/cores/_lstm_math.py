@@ -318,14 +318,14 @@ class StepWeightLSTMLayer(torch.autograd.Function):
             need_ih, need_hh = any(need[7 : 7 + U]), any(need[7 + U : 7 + 2 * U])
             dx, dh, dc, dw_ih, dw_hh, db = ctx.native.step_weight_lstm_backward(
                 grad_out, grad_hn, grad_cn, x, h0, c0, out, gates, c_all, tanh_c, w_ih, w_hh, idx,
-                [v for seg in segs for v in seg], U, need[0], need_ih, need_hh, ctx.has_bias,
+                [v for seg in segs for v in seg], U, need[0], need[1], need_ih, need_hh, ctx.has_bias,
                 grad_buffer("ih", w_ih[0]) if need_ih else None, grad_buffer("hh", w_hh[0]) if need_hh else None,
                 _PREFETCH_UP_TO, _DW_BLOCK_BYTES,
             )  # fmt: skip
             none = [None] * U
             db_ih, db_hh = (db.unbind(0), db.clone().unbind(0)) if ctx.has_bias else ([], [])  # equal, not shared
             return (
-                dx if need[0] else None, dh, dc, None, None, None, None,
+                dx if need[0] else None, dh if need[1] else None, dc, None, None, None, None,
                 *(dw_ih.unbind(0) if need_ih else none), *(dw_hh.unbind(0) if need_hh else none), *db_ih, *db_hh,
             )  # fmt: skip
         T, B, H = out.shape

@@ -28,7 +28,16 @@ def _cflags() -> list[str]:
     flags = ["-O3", "-fno-trapping-math"]
     if platform.machine() in ("x86_64", "AMD64") and torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
         flags += ["-mavx2", "-mfma"]
+    if _openmp():
+        flags += ["-fopenmp"]
     return flags
+
+
+def _openmp() -> bool:
+    # The gate passes split the batch over torch's threads with at::parallel_for, whose OpenMP version is compiled
+    # into the caller: build with -fopenmp where torch itself runs on OpenMP (Linux wheels; the extension then uses
+    # the libgomp torch has loaded). Elsewhere the passes run on one thread.
+    return sys.platform.startswith("linux") and torch.backends.openmp.is_available()
 
 
 def _build() -> object:
@@ -48,7 +57,13 @@ def _build() -> object:
     path = os.environ.get("PATH", "")
     os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + path
     try:
-        cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=flags, is_python_module=False)
+        cpp_extension.load(
+            name=name,
+            sources=[str(SOURCE)],
+            extra_cflags=flags,
+            extra_ldflags=["-fopenmp"] if _openmp() else [],
+            is_python_module=False,
+        )
     finally:
         os.environ["PATH"] = path
     return torch.ops.lrnn

@@ -46,9 +46,19 @@ CASES = {  # name: (UntiedLSTM kwargs, T, offset)
 }
 
 
+def initial_state(kind: str, B: int, H: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """"random": h0, c0 that need gradients; "none": hx=None (zeros: the kernels skip step 0's products with h0);
+    "zeros": zeros that need gradients (the products are skipped, h0's gradient is not)."""
+    if kind == "none":
+        return None
+    make = torch.randn if kind == "random" else torch.zeros
+    return tuple(make(2, B, H, dtype=dtype, requires_grad=True) for _ in range(2))
+
+
 @pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("state", ["random", "none", "zeros"])
 @pytest.mark.parametrize("dtype,atol", [(F64, 1e-12), (torch.float32, 2e-5)])
-def test_kernels_match_the_python_loops(ops, case, dtype, atol, monkeypatch):
+def test_kernels_match_the_python_loops(ops, case, state, dtype, atol, monkeypatch):
     """Outputs, state and every gradient (input, h0, c0, all weight sets and biases) agree with the Python loops:
     to 1e-12 in float64 (the kernels use the library exp/tanh there) and to float32 precision (their own exp)."""
     kwargs, T, offset = CASES[case]
@@ -58,7 +68,7 @@ def test_kernels_match_the_python_loops(ops, case, dtype, atol, monkeypatch):
     B = 4
     x = torch.randn(B, T, 3, dtype=dtype) if core.batch_first else torch.randn(T, B, 3, dtype=dtype)
     x.requires_grad_()
-    hx = tuple(torch.randn(2, B, 5, dtype=dtype, requires_grad=True) for _ in range(2))
+    hx = initial_state(state, B, 5, dtype)
     native = outputs_and_grads(core, x, hx, True, monkeypatch, offset)
     python = outputs_and_grads(core, x, hx, False, monkeypatch, offset)
     for a, b in zip(native, python, strict=True):
@@ -74,6 +84,27 @@ def test_kernels_without_input_grad_or_state(ops, monkeypatch):
     python = outputs_and_grads(core, x, None, False, monkeypatch)
     for a, b in zip(native, python, strict=True):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("share_every", [1, 4])
+def test_results_do_not_depend_on_the_thread_count(ops, share_every, monkeypatch):
+    """The gate passes split the batch rows over torch's threads (here 12 rows of H 256: chunks of 4): the same bits
+    on 1 and 2 threads (to MKL's rounding), and the Python loops' values."""
+    torch.manual_seed(2)
+    core = UntiedLSTM(8, 256, 2, max_len=6, share_every=share_every)
+    x = torch.randn(6, 12, 8, requires_grad=True)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = outputs_and_grads(core, x, None, True, monkeypatch)
+        torch.set_num_threads(2)
+        two = outputs_and_grads(core, x, None, True, monkeypatch)
+    finally:
+        torch.set_num_threads(threads)
+    python = outputs_and_grads(core, x, None, False, monkeypatch)
+    for a, b, c in zip(one, two, python, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(a, c, atol=2e-5, rtol=2e-5)
 
 
 def test_float32_gates_saturate_without_nan(ops, monkeypatch):

@@ -7,6 +7,7 @@
 // Segments (the flat `segs` list, 4 ints each): steps t0..t1-1 use sets s0, s0+1, ... (diagonal = 1) or all use set
 // s0 (a run, diagonal = 0); see step_segments in _lstm_math.py.
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <cmath>
@@ -56,16 +57,16 @@ inline float tanh_(float x) {
 inline double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 inline double tanh_(double x) { return std::tanh(x); }
 
-// One step, in place: g [B, 4H] holds the pre-activations (gates i, f, g, o) less the bias [4H] and gets the
-// activations; c_prev [B, H]; writes c, tanh(c) and h = o tanh(c), each [B, H].
+// One step, in place, for batch rows b0..b1-1: g [B, 4H] holds the pre-activations (gates i, f, g, o) less the bias
+// [4H] and gets the activations; c_prev [B, H]; writes c, tanh(c) and h = o tanh(c), each [B, H].
 template <typename T>
 void cell_forward(T* __restrict g, const T* __restrict bias, const T* __restrict c_prev, T* __restrict c,
-                  T* __restrict tc, T* __restrict h, int64_t B, int64_t H) {
+                  T* __restrict tc, T* __restrict h, int64_t b0, int64_t b1, int64_t H) {
   const T* __restrict bi = bias;
   const T* __restrict bf = bi + H;
   const T* __restrict bg = bf + H;
   const T* __restrict bo = bg + H;
-  for (int64_t b = 0; b < B; ++b) {
+  for (int64_t b = b0; b < b1; ++b) {
     T* __restrict gi = g + b * 4 * H;
     T* __restrict gf = gi + H;
     T* __restrict gg = gf + H;
@@ -92,8 +93,9 @@ void cell_forward(T* __restrict g, const T* __restrict bias, const T* __restrict
 //   d[o] = dh_t y o (1 - o);  dc <- dc_t f (what reaches c_{t-1}).
 template <typename T>
 void cell_backward(const T* __restrict gout, const T* __restrict dh, T* __restrict dc, const T* __restrict g,
-                   const T* __restrict c_prev, const T* __restrict tc, T* __restrict dg, int64_t B, int64_t H) {
-  for (int64_t b = 0; b < B; ++b) {
+                   const T* __restrict c_prev, const T* __restrict tc, T* __restrict dg, int64_t b0, int64_t b1,
+                   int64_t H) {
+  for (int64_t b = b0; b < b1; ++b) {
     const T* __restrict gi = g + b * 4 * H;
     const T* __restrict gf = gi + H;
     const T* __restrict gg = gf + H;
@@ -116,10 +118,26 @@ void cell_backward(const T* __restrict gout, const T* __restrict dh, T* __restri
   }
 }
 
+// Run f(b0, b1) over the B batch rows of a step, split over torch's intra-op threads when it has several (rows are
+// independent: the results do not depend on the split). A chunk gets at least 1024 / H rows (B 20, H 200: two
+// chunks of 10 on 2 threads); smaller ones cost more to hand out than they save.
+template <typename F>
+inline void for_rows(int64_t B, int64_t H, const F& f) {
+  at::parallel_for(0, B, (1024 + H - 1) / H, f);
+}
+
 // Read a cold, L2-sized weight set once in order so that the product that follows finds it in cache (see
 // _prefetch in _lstm_math.py: MKL's packing of a cold set is ~40% slower).
 inline void prefetch(const Tensor& w, int64_t up_to) {
   if (w.numel() * w.element_size() <= up_to) w.sum();
+}
+
+// Whether all n values at p are zero (then products with them are skipped: an initial state of zeros, hx=None).
+template <typename T>
+bool all_zero(const T* p, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    if (p[i] != 0) return false;
+  return true;
 }
 
 struct Segment {
@@ -164,15 +182,19 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> forward(const Tensor& x, const Tensor
   auto c_all = at::empty_like(out), tanh_c = at::empty_like(out);
   const Tensor h_first = h0.contiguous(), c_first = c0.contiguous();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lrnn_step_weight_lstm_forward", [&] {
+    const bool h0_zero = all_zero(h_first.data_ptr<scalar_t>(), h_first.numel());
     for (int64_t t = 0; t < T; ++t) {
       const int64_t s = idx[t];
-      if (t == 0 || s != idx[t - 1]) prefetch(w_hh[s], prefetch_up_to);
       Tensor g = gates.select(0, t);
-      g.addmm_(t == 0 ? h_first : out.select(0, t - 1), w_hh[s].t());
+      if (t > 0 || !h0_zero) {
+        if (t == 0 || s != idx[t - 1]) prefetch(w_hh[s], prefetch_up_to);
+        g.addmm_(t == 0 ? h_first : out.select(0, t - 1), w_hh[s].t());
+      }
       const scalar_t* cp = (t == 0 ? c_first : c_all.select(0, t - 1)).data_ptr<scalar_t>();
       const scalar_t* b = b_all.select(0, has_bias ? s : 0).data_ptr<scalar_t>();
-      cell_forward<scalar_t>(g.data_ptr<scalar_t>(), b, cp, c_all.select(0, t).data_ptr<scalar_t>(),
-                             tanh_c.select(0, t).data_ptr<scalar_t>(), out.select(0, t).data_ptr<scalar_t>(), B, H);
+      scalar_t *gp = g.data_ptr<scalar_t>(), *cn = c_all.select(0, t).data_ptr<scalar_t>(),
+               *tc = tanh_c.select(0, t).data_ptr<scalar_t>(), *h = out.select(0, t).data_ptr<scalar_t>();
+      for_rows(B, H, [&](int64_t b0, int64_t b1) { cell_forward<scalar_t>(gp, b, cp, cn, tc, h, b0, b1, H); });
     }
   });
   return {gates, out, c_all, tanh_c};
@@ -196,37 +218,51 @@ void grad_product(const Tensor& g, const Tensor& inp, Tensor out, bool accumulat
 }
 
 // Weight gradients of all sets into dw [S, G, in]: dw[s] = sum over steps t using s of d_gates[t].T @ inp[t],
-// inp [T, B, in].
+// inp [T, B, in]. first_is_zero: inp[0] is zero, so step 0 adds nothing (a set no other step uses gets zeros).
 void weight_grads(const Tensor& d_gates, const Tensor& inp, const std::vector<Segment>& sg_list, Tensor dw,
-                  int64_t one_block_up_to, int64_t block_bytes) {
+                  bool first_is_zero, int64_t one_block_up_to, int64_t block_bytes) {
   const int64_t B = d_gates.size(1);
   std::vector<bool> written(dw.size(0), false);
+  auto zeros = [&](int64_t s) {
+    if (!written[s]) dw.select(0, s).zero_();
+    written[s] = true;
+  };
   for (const Segment& sg : sg_list) {
+    const int64_t skip = first_is_zero && sg.t0 == 0 ? 1 : 0;
     const int64_t n = sg.t1 - sg.t0;
     if (sg.diag) {
       for (int64_t j = 0; j < n; ++j) {
         const int64_t s = sg.s0 + j;
+        if (j < skip) {
+          zeros(s);
+          continue;
+        }
         grad_product(d_gates.select(0, sg.t0 + j), inp.select(0, sg.t0 + j), dw.select(0, s), written[s],
                      one_block_up_to, block_bytes);
         written[s] = true;
       }
     } else {
-      const int64_t s = sg.s0;
-      grad_product(d_gates.slice(0, sg.t0, sg.t1).reshape({n * B, -1}),
-                   inp.slice(0, sg.t0, sg.t1).reshape({n * B, -1}), dw.select(0, s), written[s], one_block_up_to,
-                   block_bytes);
+      const int64_t s = sg.s0, t0 = sg.t0 + skip;
+      if (t0 == sg.t1) {
+        zeros(s);
+        continue;
+      }
+      grad_product(d_gates.slice(0, t0, sg.t1).reshape({(sg.t1 - t0) * B, -1}),
+                   inp.slice(0, t0, sg.t1).reshape({(sg.t1 - t0) * B, -1}), dw.select(0, s), written[s],
+                   one_block_up_to, block_bytes);
       written[s] = true;
     }
   }
 }
 
-// Returns (dx [T, B, in] or empty, dh0 [B, H], dc0 [B, H], dw_ih [S, 4H, in] or empty, dw_hh [S, 4H, H] or empty,
-// db [S, 4H] or empty). dw_ih_out / dw_hh_out: where to write the weight gradients (reused buffers), or None.
+// Returns (dx [T, B, in] or empty, dh0 [B, H] or empty, dc0 [B, H], dw_ih [S, 4H, in] or empty, dw_hh [S, 4H, H]
+// or empty, db [S, 4H] or empty). dw_ih_out / dw_hh_out: where to write the weight gradients (reused buffers), or
+// None. The products with h0 are skipped where h0 is zero (dw_hh) or its gradient is not needed (dh0).
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward(
     const Tensor& grad_out, const Tensor& grad_hn, const Tensor& grad_cn, const Tensor& x, const Tensor& h0,
     const Tensor& c0, const Tensor& out, const Tensor& gates, const Tensor& c_all, const Tensor& tanh_c,
     at::TensorList w_ih, at::TensorList w_hh, at::IntArrayRef idx, at::IntArrayRef segs, int64_t num_sets,
-    bool need_dx, bool need_dw_ih, bool need_dw_hh, bool need_db, const std::optional<Tensor>& dw_ih_out,
+    bool need_dx, bool need_dh0, bool need_dw_ih, bool need_dw_hh, bool need_db, const std::optional<Tensor>& dw_ih_out,
     const std::optional<Tensor>& dw_hh_out, int64_t prefetch_up_to, int64_t block_bytes) {
   const int64_t T = gates.size(0), B = gates.size(1), H = out.size(2), G = 4 * H;
   const std::vector<Segment> sg_list = unpack(segs);
@@ -238,9 +274,16 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward(
       const int64_t s = idx[t];
       Tensor dg = d_gates.select(0, t);
       const scalar_t* cp = (t == 0 ? c_first : c_all.select(0, t - 1)).data_ptr<scalar_t>();
-      cell_backward<scalar_t>(go.select(0, t).data_ptr<scalar_t>(), dh.data_ptr<scalar_t>(),
-                              dc.data_ptr<scalar_t>(), gates.select(0, t).data_ptr<scalar_t>(), cp,
-                              tanh_c.select(0, t).data_ptr<scalar_t>(), dg.data_ptr<scalar_t>(), B, H);
+      const scalar_t *gout = go.select(0, t).data_ptr<scalar_t>(), *dhp = dh.data_ptr<scalar_t>(),
+                     *gp = gates.select(0, t).data_ptr<scalar_t>(), *tc = tanh_c.select(0, t).data_ptr<scalar_t>();
+      scalar_t *dcp = dc.data_ptr<scalar_t>(), *dgp = dg.data_ptr<scalar_t>();
+      for_rows(B, H, [&](int64_t b0, int64_t b1) {
+        cell_backward<scalar_t>(gout, dhp, dcp, gp, cp, tc, dgp, b0, b1, H);
+      });
+      if (t == 0 && !need_dh0) {
+        dh = at::empty({0}, gates.options());
+        break;
+      }
       if (t == T - 1 || s != idx[t + 1]) prefetch(w_hh[s], prefetch_up_to);
       dh = at::mm(dg, w_hh[s]);
     }
@@ -266,12 +309,16 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward(
   if (need_dw_ih) {
     dw_ih = dw_ih_out.has_value() && dw_ih_out->defined() ? *dw_ih_out
                                                           : at::empty({num_sets, G, w_ih[0].size(1)}, gates.options());
-    weight_grads(d_gates, x, sg_list, dw_ih, prefetch_up_to, block_bytes);
+    weight_grads(d_gates, x, sg_list, dw_ih, false, prefetch_up_to, block_bytes);
   }
   if (need_dw_hh) {
     dw_hh = dw_hh_out.has_value() && dw_hh_out->defined() ? *dw_hh_out : at::empty({num_sets, G, H}, gates.options());
     const Tensor h_prev = at::cat({h0.unsqueeze(0), out.slice(0, 0, T - 1)});  // h_{t-1} of every step
-    weight_grads(d_gates, h_prev, sg_list, dw_hh, prefetch_up_to, block_bytes);
+    const bool h0_zero = AT_DISPATCH_FLOATING_TYPES(h0.scalar_type(), "lrnn_all_zero", [&] {
+      const Tensor h = h0.contiguous();
+      return all_zero(h.data_ptr<scalar_t>(), h.numel());
+    });
+    weight_grads(d_gates, h_prev, sg_list, dw_hh, h0_zero, prefetch_up_to, block_bytes);
   }
   if (need_db) {
     const Tensor steps = at::tensor(std::vector<int64_t>(idx.begin(), idx.end()), at::kLong);
@@ -289,9 +336,9 @@ TORCH_LIBRARY(lrnn, m) {
   m.def(
       "step_weight_lstm_backward(Tensor grad_out, Tensor grad_hn, Tensor grad_cn, Tensor x, Tensor h0, Tensor c0, "
       "Tensor out, Tensor gates, Tensor c_all, Tensor tanh_c, Tensor[] w_ih, Tensor[] w_hh, int[] idx, int[] segs, "
-      "int num_sets, bool need_dx, bool need_dw_ih, bool need_dw_hh, bool need_db, Tensor(a!)? dw_ih_out, "
-      "Tensor(b!)? dw_hh_out, int prefetch_up_to, int block_bytes) -> (Tensor, Tensor, Tensor, Tensor, Tensor, "
-      "Tensor)");
+      "int num_sets, bool need_dx, bool need_dh0, bool need_dw_ih, bool need_dw_hh, bool need_db, "
+      "Tensor(a!)? dw_ih_out, Tensor(b!)? dw_hh_out, int prefetch_up_to, int block_bytes) -> (Tensor, Tensor, Tensor, "
+      "Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(lrnn, CPU, m) {
