@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lrnn.cores._lstm_math import GradBuffers
+from lrnn.cores._lstm_math import GradBuffers, _native_ops
 
 State = tuple[torch.Tensor, torch.Tensor]
 IGNORE_INDEX = -100
@@ -17,6 +17,8 @@ class LinearNLL(torch.autograd.Function):
     into probabilities in place, and the backward makes the logits' gradient in that same buffer. With a 10k
     vocabulary these are 16 MB per tensor and step, which glibc otherwise hands back to the OS and page-faults in
     again every step. The decoder weight's gradient goes into a reused buffer too. Targets equal to -100 are ignored.
+    On CPU (float32/float64) lrnn's compiled kernels do the softmax and its gradient as one pass per row of the buffer
+    (csrc/linear_nll.cpp) instead of five and two passes of torch ops over all of it; same values to float precision.
 
     apply(h [N, H], weight [V, H], bias [V] or None, targets [N] int64, buffers: GradBuffers) -> 0-dim summed NLL.
     Differentiable once.
@@ -29,6 +31,12 @@ class LinearNLL(torch.autograd.Function):
             torch.mm(h, weight.t(), out=probs)
         else:
             torch.addmm(bias, h, weight.t(), out=probs)
+        ctx.probs, ctx.buffers, ctx.has_bias = probs, buffers, bias is not None
+        ctx.native = _native_ops(probs)
+        if ctx.native is not None:  # probs <- exp(logit - row max) in place; per-row NLL and sums
+            nll_rows, total = ctx.native.linear_nll_forward(probs, targets, IGNORE_INDEX)
+            ctx.save_for_backward(h, weight, total, targets)
+            return nll_rows.sum()
         valid = targets != IGNORE_INDEX
         safe = targets.masked_fill(~valid, 0).unsqueeze(1)
         picked = probs.gather(1, safe).squeeze(1)
@@ -36,17 +44,21 @@ class LinearNLL(torch.autograd.Function):
         probs.sub_(top).exp_()  # exp(logit - max)
         total = probs.sum(1, keepdim=True)
         nll = torch.where(valid, total.log().squeeze(1) + top.squeeze(1) - picked, 0).sum()
-        ctx.probs, ctx.buffers, ctx.has_bias = probs, buffers, bias is not None
         ctx.save_for_backward(h, weight, total, safe, valid)
         return nll
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):  # noqa: D102
-        h, weight, total, safe, valid = ctx.saved_tensors
-        d_logits = ctx.probs.div_(total)  # softmax, in the logits buffer
-        d_logits.scatter_add_(1, safe, valid.unsqueeze(1).to(d_logits.dtype).neg())
-        d_logits.mul_((valid.to(d_logits.dtype) * grad).unsqueeze(1))  # ignored rows get no gradient
+        if ctx.native is not None:
+            h, weight, total, targets = ctx.saved_tensors
+            d_logits = ctx.probs
+            ctx.native.linear_nll_backward(d_logits, total, targets, grad.item(), IGNORE_INDEX)
+        else:
+            h, weight, total, safe, valid = ctx.saved_tensors
+            d_logits = ctx.probs.div_(total)  # softmax, in the logits buffer
+            d_logits.scatter_add_(1, safe, valid.unsqueeze(1).to(d_logits.dtype).neg())
+            d_logits.mul_((valid.to(d_logits.dtype) * grad).unsqueeze(1))  # ignored rows get no gradient
         need = ctx.needs_input_grad
         dh = torch.mm(d_logits, weight) if need[0] else None
         dw = None

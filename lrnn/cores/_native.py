@@ -2,7 +2,8 @@
 
 `StepWeightLSTMLayer` runs its CPU float32/float64 loops through these ops when they are available: the same
 products as the Python loops, but the per-step gate arithmetic is one vectorised pass and the step loops run without
-Python (see the .cpp). They are compiled once per machine and torch version with torch.utils.cpp_extension (a C++
+Python (see step_weight_lstm.cpp); `LinearNLL` (lrnn/rnnlm.py) does its softmax and its gradient as one pass per row
+(linear_nll.cpp). They are compiled once per machine and torch version with torch.utils.cpp_extension (a C++
 compiler is needed; ~10 s, announced on stderr) into torch's extension cache (``TORCH_EXTENSIONS_DIR``, default
 ``~/.cache/torch_extensions``), then loaded in ~0.1 s. Where no compiler is found or the build fails, lrnn warns
 once and keeps to the Python loops (same results, slower). ``LRNN_NATIVE=0`` turns the kernels off.
@@ -19,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).parent / "csrc" / "step_weight_lstm.cpp"
+CSRC = Path(__file__).parent / "csrc"
+SOURCES = [CSRC / "step_weight_lstm.cpp", CSRC / "linear_nll.cpp"]
 _state: dict[str, object] = {}
 
 
@@ -44,7 +46,8 @@ def _build() -> object:
     from torch.utils import cpp_extension
 
     flags = _cflags()
-    digest = hashlib.sha1((SOURCE.read_text() + " ".join(flags) + torch.__version__).encode()).hexdigest()[:10]
+    text = "".join(p.read_text() for p in sorted(CSRC.glob("*.[ch]*")))  # the sources and the header they share
+    digest = hashlib.sha1((text + " ".join(flags) + torch.__version__).encode()).hexdigest()[:10]
     name = f"lrnn_step_weight_lstm_{digest}"
     try:  # say so when this call compiles (the first on a machine) rather than loads: it takes ~10 s
         built = os.path.exists(os.path.join(cpp_extension._get_build_directory(name, False), f"{name}.so"))
@@ -59,7 +62,7 @@ def _build() -> object:
     try:
         cpp_extension.load(
             name=name,
-            sources=[str(SOURCE)],
+            sources=[str(p) for p in SOURCES],
             extra_cflags=flags,
             extra_ldflags=["-fopenmp"] if _openmp() else [],
             is_python_module=False,

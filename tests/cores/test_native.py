@@ -47,7 +47,7 @@ CASES = {  # name: (UntiedLSTM kwargs, T, offset)
 
 
 def initial_state(kind: str, B: int, H: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """"random": h0, c0 that need gradients; "none": hx=None (zeros: the kernels skip step 0's products with h0);
+    """ "random": h0, c0 that need gradients; "none": hx=None (zeros: the kernels skip step 0's products with h0);
     "zeros": zeros that need gradients (the products are skipped, h0's gradient is not)."""
     if kind == "none":
         return None

@@ -10,7 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from lrnn import LanguageModel, TextDataModule, TiedLSTM
-from lrnn.rnnlm import RNNLM, EmbeddingLookup
+from lrnn.cores import _lstm_math
+from lrnn.cores._lstm_math import GradBuffers
+from lrnn.rnnlm import IGNORE_INDEX, RNNLM, EmbeddingLookup, LinearNLL
 from tests.helpers import FakeClock, timed_language_model
 
 
@@ -107,11 +109,16 @@ def test_zaremba_lr_schedule() -> None:
     assert lrs == [1.0, 1.0, 1.0, 1.0, 0.5, 0.25, 0.125]
 
 
+@pytest.mark.parametrize("native", [True, False], ids=["kernels", "torch-ops"])
 @pytest.mark.parametrize("batch_first", [False, True])
 @pytest.mark.parametrize("tie", [False, True])
-def test_fused_nll_matches_cross_entropy_of_the_logits(batch_first: bool, tie: bool) -> None:
+def test_fused_nll_matches_cross_entropy_of_the_logits(
+    batch_first: bool, tie: bool, native: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """RNNLM.nll (the training hot path, logits in a reused buffer) = cross_entropy(forward), values and gradients,
-    with ignored targets, on repeated calls (buffer reuse) and when the previous gradients are still held."""
+    with ignored targets, on repeated calls (buffer reuse) and when the previous gradients are still held; with
+    lrnn's compiled softmax pass (CPU) and with the torch ops it falls back to."""
+    monkeypatch.setattr(_lstm_math, "USE_NATIVE_CPU", native)
     torch.manual_seed(0)
     model = RNNLM(40, TiedLSTM(8, 8, batch_first=batch_first), tie_embeddings=tie, dropout=0.0).double()
     tokens, targets = torch.randint(0, 40, (3, 6)), torch.randint(0, 40, (3, 6))
@@ -130,6 +137,31 @@ def test_fused_nll_matches_cross_entropy_of_the_logits(batch_first: bool, tie: b
             torch.testing.assert_close(g, e, rtol=0, atol=1e-12)
     for g, e in zip(held[0], expected_grads, strict=True):  # earlier gradients were not overwritten
         torch.testing.assert_close(g, e, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["kernels", "torch-ops"])
+def test_fused_nll_float32_many_rows_scaled_gradient(native: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """float32, rows split over threads (64 rows of 1,000 classes), logits far apart (exp's clamped range), a loss
+    scaled by 0.37 (the gradient reaching LinearNLL is not 1): cross_entropy's values and gradients."""
+    monkeypatch.setattr(_lstm_math, "USE_NATIVE_CPU", native)
+    torch.manual_seed(1)
+    h, weight, bias = torch.randn(64, 16), torch.randn(1000, 16) * 3, torch.randn(1000) * 30
+    targets = torch.randint(0, 1000, (64,))
+    targets[5] = IGNORE_INDEX
+    params = [h.requires_grad_(), weight.requires_grad_(), bias.requires_grad_()]
+    expected = 0.37 * F.cross_entropy(torch.addmm(bias, h, weight.t()), targets, reduction="sum")
+    expected_grads = torch.autograd.grad(expected, params)
+    got = 0.37 * LinearNLL.apply(h, weight, bias, targets, GradBuffers())
+    grads = torch.autograd.grad(got, params)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-3)
+    for g, e in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)
+
+
+def test_fused_nll_rejects_out_of_range_targets() -> None:
+    h, weight = torch.randn(3, 4), torch.randn(10, 4)
+    with pytest.raises((IndexError, RuntimeError), match="out of bounds"):
+        LinearNLL.apply(h, weight, None, torch.tensor([1, 10, 2]), GradBuffers())
 
 
 def test_tokens_per_s_counts_training_time_only(tiny_corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
