@@ -11,6 +11,8 @@
    forward + backward, one layer, H 650, B 20.
 4. `UntiedLSTM(share_every=5)` with oneDNN per block vs StepWeightLSTMLayer (its Python loops, and lrnn's compiled
    kernels), as a ratio to `nn.LSTM`'s time, 2 layers, B 20: H 200 (T 20) and H 300 / 400 / 650 (T 35).
+5. The decoder's summed cross-entropy as training runs it (`LinearNLL`, PTB-small: [400, 200] -> 10k classes),
+   forward + backward: its softmax and gradient as torch ops vs lrnn's compiled kernel.
 
 Times are medians of `--repeats` calls, the variants of one row interleaved call by call.
 """
@@ -30,6 +32,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import lrnn.cores._lstm_math as M  # noqa: E402
 from lrnn.cores.untied import UntiedLSTM  # noqa: E402
+from lrnn.rnnlm import LinearNLL  # noqa: E402
 
 
 def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
@@ -176,6 +179,24 @@ def _share5_row(H: int, repeats: int, B: int = 20, T: int = 35, L: int = 2) -> N
     )
 
 
+def decoder_loss(repeats: int, N: int = 400, H: int = 200, V: int = 10_000) -> None:
+    torch.manual_seed(0)
+    h, w = torch.randn(N, H, requires_grad=True), (0.1 * torch.randn(V, H)).requires_grad_()
+    b, y, buffers = torch.zeros(V, requires_grad=True), torch.randint(0, V, (N,)), M.GradBuffers()
+
+    def fwd_bwd(native: bool) -> None:
+        M.USE_NATIVE_CPU = native
+        h.grad = w.grad = b.grad = None
+        LinearNLL.apply(h, w, b, y, buffers).backward()
+
+    names = ("torch ops (5 + 2 passes over [N, V])", "compiled kernel (1 + 1 per row)")
+    t = interleaved({names[0]: lambda: fwd_bwd(False), names[1]: lambda: fwd_bwd(True)}, repeats)
+    M.USE_NATIVE_CPU = True
+    report(f"5. LinearNLL, [{N}, {H}] -> {V} classes, forward + backward (ms, median of {repeats})", t, "ms")
+    speedup = statistics.median(a / b for a, b in zip(t[names[0]], t[names[1]], strict=True))
+    print(f"=> compiled kernel {speedup:.3f}x the torch ops (median of per-call ratios; the 3 products included)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=1)
@@ -187,6 +208,7 @@ def main() -> None:
     big_gradients(args.repeats)
     onednn_calls(max(3, args.repeats // 2))
     share5(max(3, args.repeats // 2))
+    decoder_loss(3 * args.repeats)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""lrnn's compiled CPU kernels (csrc/step_weight_lstm.cpp), built on first use and cached.
+"""lrnn's compiled CPU kernels (csrc/), built on first use and cached.
 
 `StepWeightLSTMLayer` runs its CPU float32/float64 loops through these ops when they are available: the same
 products as the Python loops, but the per-step gate arithmetic is one vectorised pass and the step loops run without
@@ -6,7 +6,7 @@ Python (see step_weight_lstm.cpp); `LinearNLL` (lrnn/rnnlm.py) does its softmax 
 (linear_nll.cpp). They are compiled once per machine and torch version with torch.utils.cpp_extension (a C++
 compiler is needed; ~10 s, announced on stderr) into torch's extension cache (``TORCH_EXTENSIONS_DIR``, default
 ``~/.cache/torch_extensions``), then loaded in ~0.1 s. Where no compiler is found or the build fails, lrnn warns
-once and keeps to the Python loops (same results, slower). ``LRNN_NATIVE=0`` turns the kernels off.
+once and keeps to the Python loops and torch ops (same results, slower). ``LRNN_NATIVE=0`` turns the kernels off.
 """
 
 from __future__ import annotations
@@ -25,30 +25,29 @@ SOURCES = [CSRC / "step_weight_lstm.cpp", CSRC / "linear_nll.cpp"]
 _state: dict[str, object] = {}
 
 
-def _cflags() -> list[str]:
+def _cflags(openmp: bool) -> list[str]:
     # -fno-trapping-math lets GCC vectorise the float -> int conversion in exp_f (no FP exceptions are used).
     flags = ["-O3", "-fno-trapping-math"]
     if platform.machine() in ("x86_64", "AMD64") and torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
         flags += ["-mavx2", "-mfma"]
-    if _openmp():
-        flags += ["-fopenmp"]
-    return flags
+    return flags + (["-fopenmp"] if openmp else [])
 
 
 def _openmp() -> bool:
-    # The gate passes split the batch over torch's threads with at::parallel_for, whose OpenMP version is compiled
-    # into the caller: build with -fopenmp where torch itself runs on OpenMP (Linux wheels; the extension then uses
-    # the libgomp torch has loaded). Elsewhere the passes run on one thread.
+    # The kernels split rows over torch's threads with at::parallel_for, whose OpenMP version is compiled into the
+    # caller: build with -fopenmp where torch itself runs on OpenMP (Linux wheels; the extension then uses the
+    # libgomp torch has loaded, one thread pool). Elsewhere, or where that build fails, those passes run on one
+    # thread.
     return sys.platform.startswith("linux") and torch.backends.openmp.is_available()
 
 
-def _build() -> object:
+def _build(openmp: bool) -> object:
     from torch.utils import cpp_extension
 
-    flags = _cflags()
+    flags = _cflags(openmp)
     text = "".join(p.read_text() for p in sorted(CSRC.glob("*.[ch]*")))  # the sources and the header they share
     digest = hashlib.sha1((text + " ".join(flags) + torch.__version__).encode()).hexdigest()[:10]
-    name = f"lrnn_step_weight_lstm_{digest}"
+    name = f"lrnn_kernels_{digest}"
     try:  # say so when this call compiles (the first on a machine) rather than loads: it takes ~10 s
         built = os.path.exists(os.path.join(cpp_extension._get_build_directory(name, False), f"{name}.so"))
     except Exception:
@@ -64,7 +63,7 @@ def _build() -> object:
             name=name,
             sources=[str(p) for p in SOURCES],
             extra_cflags=flags,
-            extra_ldflags=["-fopenmp"] if _openmp() else [],
+            extra_ldflags=["-fopenmp"] if openmp else [],
             is_python_module=False,
         )
     finally:
@@ -79,13 +78,19 @@ def ops() -> object | None:
             _state["ops"] = None
         else:
             try:
-                _state["ops"] = _build()
+                try:
+                    _state["ops"] = _build(_openmp())
+                except Exception:
+                    if not _openmp():
+                        raise
+                    _state["ops"] = _build(False)  # e.g. no OpenMP support in this compiler: one-thread passes
             except Exception as e:  # no compiler, no ninja, a read-only cache, ...: keep to the Python loops
                 msg = " ".join(str(e).split())  # a build error is the command line, then the compiler's complaint
                 msg = msg if len(msg) <= 400 else f"{msg[:120]} ... {msg[-260:]}"
                 warnings.warn(
                     f"lrnn: could not build the CPU kernels ({type(e).__name__}: {msg}); "
-                    "UntiedLSTM runs its Python loops instead (same results, slower). LRNN_NATIVE=0 silences this.",
+                    "lrnn runs the same math as Python loops and torch ops instead (same results, slower). "
+                    "LRNN_NATIVE=0 silences this.",
                     RuntimeWarning,
                     stacklevel=3,
                 )

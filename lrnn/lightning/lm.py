@@ -19,6 +19,7 @@ from torchmetrics import MeanMetric
 from lrnn.cores import _native as native
 from lrnn.cores._lstm_math import StepWeightLSTMBase
 from lrnn.data.batching import IGNORE_INDEX
+from lrnn.lightning.clipping import clip_gradients
 from lrnn.lightning.tbptt import TBPTT
 from lrnn.rnnlm import RNNLM, State
 
@@ -471,6 +472,14 @@ class LanguageModel(L.LightningModule):
         if self.trainer.global_step % self.trainer.log_every_n_steps == 0:
             grads = [p.grad for p in self.parameters() if p.grad is not None]
             self.log("train/grad_norm", torch.nn.utils.get_total_norm(grads), on_step=True, on_epoch=False)
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        clip_gradients(self, optimizer, gradient_clip_val, gradient_clip_algorithm)  # Lightning's, minus a pass
 
     def on_fit_start(self) -> None:
         counts = {f"params/{k}": v for k, v in self.model.num_parameters().items()}

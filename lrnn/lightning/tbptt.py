@@ -62,6 +62,8 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
+from lrnn.lightning.clipping import clip_gradients
+
 State = Any  # None, a Tensor, or a (nested) tuple / list / dict of tensors such as (h, c)
 Chunk = tuple[Tensor, ...]
 LossFn = Callable[[Chunk, State, int], tuple[Tensor, State]]
@@ -294,9 +296,7 @@ class TBPTT:
         if self.grad_clip_val:
             if getattr(trainer.precision_plugin, "scaler", None) is not None:
                 raise RuntimeError("TBPTT gradient clipping does not support fp16 GradScaler; use bf16-mixed or 32")
-            module.clip_gradients(
-                optimizer, gradient_clip_val=self.grad_clip_val, gradient_clip_algorithm=self.grad_clip_algorithm
-            )
+            clip_gradients(module, optimizer, self.grad_clip_val, self.grad_clip_algorithm)
         optimizer.step()
         optimizer.zero_grad()
         self._accumulated = 0

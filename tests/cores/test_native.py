@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import warnings
 
 import pytest
 import torch
@@ -142,7 +143,7 @@ def test_half_precision_and_switched_off_use_the_python_loops(ops, monkeypatch):
 def test_a_failed_build_warns_once_and_falls_back(monkeypatch):
     monkeypatch.setattr(_native, "_state", {})
 
-    def no_compiler():
+    def no_compiler(openmp: bool):
         raise RuntimeError("Error building extension: c++: command not found")
 
     monkeypatch.setattr(_native, "_build", no_compiler)
@@ -152,6 +153,26 @@ def test_a_failed_build_warns_once_and_falls_back(monkeypatch):
     core = UntiedLSTM(3, 4, 1, max_len=4)
     out, _ = core(torch.randn(4, 2, 3))
     assert out.shape == (4, 2, 4)
+
+
+def test_a_failed_openmp_build_is_retried_without_openmp(ops, monkeypatch):
+    """A compiler without OpenMP support still gets the kernels (their row passes then run on one thread)."""
+    from torch.utils import cpp_extension
+
+    calls = []
+
+    def load(**kwargs):
+        calls.append(kwargs["extra_cflags"])
+        if "-fopenmp" in kwargs["extra_cflags"]:
+            raise RuntimeError("Error building extension: unrecognized command-line option '-fopenmp'")
+
+    monkeypatch.setattr(_native, "_state", {})
+    monkeypatch.setattr(_native, "_openmp", lambda: True)
+    monkeypatch.setattr(cpp_extension, "load", load)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "could not build" warning
+        assert _native.ops() is not None
+    assert ["-fopenmp" in flags for flags in calls] == [True, False]
 
 
 def test_lrnn_native_0_switches_the_kernels_off(monkeypatch):
