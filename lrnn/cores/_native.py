@@ -4,7 +4,7 @@
 products as the Python loops, but the per-step gate arithmetic is one vectorised pass and the step loops run without
 Python (see step_weight_lstm.cpp); `LinearNLL` (lrnn/rnnlm.py) does its softmax and its gradient as one pass per row
 (linear_nll.cpp). They are compiled once per machine and torch version with torch.utils.cpp_extension (a C++
-compiler is needed; ~10 s, announced on stderr) into torch's extension cache (``TORCH_EXTENSIONS_DIR``, default
+compiler is needed; ~15 s, announced on stderr) into torch's extension cache (``TORCH_EXTENSIONS_DIR``, default
 ``~/.cache/torch_extensions``), then loaded in ~0.1 s. Where no compiler is found or the build fails, lrnn warns
 once and keeps to the Python loops and torch ops (same results, slower). ``LRNN_NATIVE=0`` turns the kernels off.
 """
@@ -48,12 +48,12 @@ def _build(openmp: bool) -> object:
     text = "".join(p.read_text() for p in sorted(CSRC.glob("*.[ch]*")))  # the sources and the header they share
     digest = hashlib.sha1((text + " ".join(flags) + torch.__version__).encode()).hexdigest()[:10]
     name = f"lrnn_kernels_{digest}"
-    try:  # say so when this call compiles (the first on a machine) rather than loads: it takes ~10 s
+    try:  # say so when this call compiles (the first on a machine) rather than loads: it takes ~15 s
         built = os.path.exists(os.path.join(cpp_extension._get_build_directory(name, False), f"{name}.so"))
     except Exception:
         built = False
     if not built:
-        print("lrnn: compiling the CPU kernels for this machine (once, ~10 s) ...", file=sys.stderr, flush=True)
+        print("lrnn: compiling the CPU kernels for this machine (once, ~15 s) ...", file=sys.stderr, flush=True)
     # torch.utils.cpp_extension runs `ninja` from PATH: put the venv's (pip's ninja package) on it for the build
     # only, so that it is found without an activated venv; the process's PATH is restored afterwards.
     path = os.environ.get("PATH", "")

@@ -486,7 +486,7 @@ class LanguageModel(L.LightningModule):
         for logger in self.loggers:
             logger.log_hyperparams(counts)
         if self.device.type == "cpu" and isinstance(self.model.core, StepWeightLSTMBase):
-            native.ops()  # build (first run on a machine: ~10 s) or load the CPU kernels now, not in the timed epoch
+            native.ops()  # build (first run on a machine: ~15 s) or load the CPU kernels now, not in the timed epoch
 
     # ---- optimisation -----------------------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
