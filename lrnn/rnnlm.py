@@ -53,7 +53,7 @@ class LinearNLL(torch.autograd.Function):
         if ctx.native is not None:
             h, weight, total, targets = ctx.saved_tensors
             d_logits = ctx.probs
-            ctx.native.linear_nll_backward(d_logits, total, targets, grad.item(), IGNORE_INDEX)
+            ctx.native.linear_nll_backward(d_logits, total, targets, grad, IGNORE_INDEX)
         else:
             h, weight, total, safe, valid = ctx.saved_tensors
             d_logits = ctx.probs.div_(total)  # softmax, in the logits buffer

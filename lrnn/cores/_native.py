@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 CSRC = Path(__file__).parent / "csrc"
-SOURCES = [CSRC / "step_weight_lstm.cpp", CSRC / "linear_nll.cpp"]
+SOURCES = sorted(CSRC.glob("*.cpp"))  # step_weight_lstm.cpp, linear_nll.cpp; they share fast_exp.h
 _state: dict[str, object] = {}
 
 
@@ -45,7 +45,7 @@ def _build(openmp: bool) -> object:
     from torch.utils import cpp_extension
 
     flags = _cflags(openmp)
-    text = "".join(p.read_text() for p in sorted(CSRC.glob("*.[ch]*")))  # the sources and the header they share
+    text = "".join(p.read_text() for p in [*SOURCES, *sorted(CSRC.glob("*.h"))])
     digest = hashlib.sha1((text + " ".join(flags) + torch.__version__).encode()).hexdigest()[:10]
     name = f"lrnn_kernels_{digest}"
     try:  # say so when this call compiles (the first on a machine) rather than loads: it takes ~15 s

@@ -79,15 +79,15 @@ std::tuple<Tensor, Tensor> forward(Tensor probs, const Tensor& targets, int64_t 
 }
 
 // In place: probs (exp(logit - max) from forward) <- grad * (softmax - one_hot(target)); rows whose target is
-// ignore_index get 0.
-void backward(Tensor probs, const Tensor& total, const Tensor& targets, double grad, int64_t ignore_index) {
+// ignore_index get 0. grad: the 0-dim gradient of the summed NLL (a CPU tensor: read here, no Python .item()).
+void backward(Tensor probs, const Tensor& total, const Tensor& targets, const Tensor& grad, int64_t ignore_index) {
   const int64_t N = probs.size(0), V = probs.size(1);
   const Tensor tgt = targets.contiguous();
   const int64_t* y = tgt.data_ptr<int64_t>();
   AT_DISPATCH_FLOATING_TYPES(probs.scalar_type(), "lrnn_linear_nll_backward", [&] {
     scalar_t* p = probs.data_ptr<scalar_t>();
     const scalar_t* tot = total.data_ptr<scalar_t>();
-    const scalar_t g = static_cast<scalar_t>(grad);
+    const scalar_t g = grad.to(probs.scalar_type()).item<scalar_t>();
     at::parallel_for(0, N, std::max<int64_t>(1, 16384 / V), [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         scalar_t* __restrict row = p + r * V;
@@ -105,7 +105,7 @@ void backward(Tensor probs, const Tensor& total, const Tensor& targets, double g
 TORCH_LIBRARY_FRAGMENT(lrnn, m) {
   m.def("linear_nll_forward(Tensor(a!) probs, Tensor targets, int ignore_index) -> (Tensor, Tensor)");
   m.def(
-      "linear_nll_backward(Tensor(a!) probs, Tensor total, Tensor targets, float grad, int ignore_index) -> ()");
+      "linear_nll_backward(Tensor(a!) probs, Tensor total, Tensor targets, Tensor grad, int ignore_index) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(lrnn, CPU, m) {
