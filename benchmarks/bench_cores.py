@@ -11,6 +11,8 @@ Cores (all run on the same input; the untied ones with one weight set per step, 
                   C++ compiler is found; LRNN_NATIVE=0)
     share5        UntiedLSTM(max_len=T, share_every=5): one cuDNN call per block of 5 steps on GPU; on CPU the compiled
                   kernels, one input product per block
+    Untied+graphs UntiedLSTM(max_len=T, cuda_graphs=True): forward and backward replayed as CUDA graphs (GPU only)
+    share5+graphs the same with share_every=5 (GPU only)
     TimeVarying   lrnn.cores.time_varying.TimeVaryingLSTM(num_bases=4)
     GEMMs only    not an LSTM: only the 6 matrix products per step and layer any untied LSTM must do (forward input
                   and recurrent products, input and state gradients, two weight gradients), each with the step's
@@ -176,6 +178,10 @@ def build(name: str, B: int, T: int, H: int, L: int, D: int) -> nn.Module:
         return PythonLoops(UntiedLSTM(D, H, L, max_len=T))
     if name == "share5":
         return UntiedLSTM(D, H, L, max_len=T, share_every=5)
+    if name == "Untied+graphs":
+        return UntiedLSTM(D, H, L, max_len=T, cuda_graphs=True)
+    if name == "share5+graphs":
+        return UntiedLSTM(D, H, L, max_len=T, share_every=5, cuda_graphs=True)
     if name == "GEMMs only":
         return GemmFloor(D, H, L, T)
     if name == "GEMMs+pf":
@@ -279,7 +285,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=10, help="timed fwd+bwd passes per core and shape")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--shapes", default="small,medium", help=f"comma-separated subset of {list(SHAPES)}")
-    ap.add_argument("--cores", default="nn.LSTM,naive,UntiedLSTM,Untied-py,share5,TimeVarying,GEMMs only,GEMMs+pf")
+    ap.add_argument(
+        "--cores",
+        default="nn.LSTM,naive,UntiedLSTM,Untied-py,share5,Untied+graphs,share5+graphs,TimeVarying,GEMMs only,GEMMs+pf",
+        help="comma-separated; the +graphs rows run on GPU only, Untied-py and the GEMMs rows on CPU only",
+    )
     ap.add_argument("--keep-freed-memory", action="store_true", help="opt in: glibc mallopt (see above)")
     args = ap.parse_args()
     env = [k for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_") if k in os.environ]
@@ -291,7 +301,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
     cores = [c.strip() for c in args.cores.split(",") if c.strip()]
-    cores = [c for c in cores if not (c.startswith("GEMMs") and device.type != "cpu")]
+    cpu_only, gpu_only = ("GEMMs only", "GEMMs+pf", "Untied-py"), ("Untied+graphs", "share5+graphs")
+    cores = [c for c in cores if c not in (cpu_only if device.type != "cpu" else gpu_only)]
     for s in shapes:
         if s not in SHAPES:
             ap.error(f"unknown shape {s!r}; choose from {list(SHAPES)}")
@@ -305,7 +316,7 @@ def main() -> None:
         B, T, H, L, D = SHAPES[shape]
         print(f"\n[{shape}] B={B} T={T} H={H} layers={L} input={D}")
         header = (
-            f"{'core':<12} {'ms':>8} {'tok/s':>9} {'vs naive':>9} {'vs LSTM':>8} {'params':>9}"
+            f"{'core':<13} {'ms':>8} {'tok/s':>9} {'vs naive':>9} {'vs LSTM':>8} {'params':>9}"
             f" {'saved':>9} {'peak':>9} {'w/step':>9} {'w/window':>9}"
         )
         print(header)
@@ -328,21 +339,29 @@ def main() -> None:
         for name, model in models.items():
             ms = results[name]
             n_params = sum(p.numel() for p in model.parameters())
-            saved = saved_bytes(model, x)
-            peak = peak_bytes(model, x, grad, device)
+            graphs = name.endswith("+graphs")  # activations live in the graph's own memory pool: not measured
+            saved = None if graphs else saved_bytes(model, x)
+            peak = None if graphs else peak_bytes(model, x, grad, device)
             w_step, w_window = weight_bytes(name, T, H, L, D, 4)
             vs_naive = f"{results['naive'] / ms:.2f}x" if "naive" in results else "-"
             vs_lstm = f"{ms / results['nn.LSTM']:.2f}x" if "nn.LSTM" in results else "-"
             print(
-                f"{name:<12} {ms:8.2f} {B * T / ms * 1e3:9.0f} {vs_naive:>9} {vs_lstm:>8} {n_params / 1e6:8.2f}M"
+                f"{name:<13} {ms:8.2f} {B * T / ms * 1e3:9.0f} {vs_naive:>9} {vs_lstm:>8} {n_params / 1e6:8.2f}M"
                 f" {fmt_bytes(saved):>9} {fmt_bytes(peak):>9} {fmt_bytes(w_step):>9} {fmt_bytes(w_window):>9}"
             )
             for p in model.parameters():
                 p.grad = None
         del models, fns, x, grad
         summary = []
+        target = "3x" if device.type == "cuda" else "1.5x"
         if "UntiedLSTM" in results and "naive" in results:
-            summary.append(f"UntiedLSTM speed-up over naive {ratio('naive', 'UntiedLSTM')} [target >= 1.5x]")
+            summary.append(f"UntiedLSTM speed-up over naive {ratio('naive', 'UntiedLSTM')} [target >= {target}]")
+        if "Untied+graphs" in results and "naive" in results:
+            summary.append(f"UntiedLSTM with CUDA graphs over naive {ratio('naive', 'Untied+graphs')} [target >= 3x]")
+        if "Untied+graphs" in results and "UntiedLSTM" in results:
+            summary.append(f"CUDA graphs' speed-up of UntiedLSTM {ratio('UntiedLSTM', 'Untied+graphs')}")
+        if "Untied+graphs" in results and "nn.LSTM" in results:
+            summary.append(f"UntiedLSTM with CUDA graphs time / nn.LSTM time {ratio('Untied+graphs', 'nn.LSTM')}")
         if "Untied-py" in results and "naive" in results:
             summary.append(f"UntiedLSTM without its compiled kernels over naive {ratio('naive', 'Untied-py')}")
         if "GEMMs only" in results and "naive" in results:
@@ -351,11 +370,14 @@ def main() -> None:
             summary.append(f"the products alone, prefetched, over naive {ratio('naive', 'GEMMs+pf')}")
         if "share5" in results and "nn.LSTM" in results:
             summary.append(f"share5 time / nn.LSTM time {ratio('share5', 'nn.LSTM')} [target <= 1.3x]")
+        if "share5+graphs" in results and "nn.LSTM" in results:
+            summary.append(f"share5 with CUDA graphs / nn.LSTM {ratio('share5+graphs', 'nn.LSTM')} [target <= 1.3x]")
         for line in summary:
             print("=> " + line)
     print(
         "\nvs naive = naive ms / core ms (speedup); vs LSTM = core ms / nn.LSTM ms (slowdown). saved: measured bytes"
-        " autograd keeps for backward (no params); peak: CUDA max allocated during fwd+bwd (GPU only);"
+        " autograd keeps for backward (no params); peak: CUDA max allocated during fwd+bwd (GPU only; not for +graphs,"
+        " whose activations sit in the graphs' memory pool);"
         " w/step, w/window: analytic weight bytes read per step / distinct per window."
     )
 

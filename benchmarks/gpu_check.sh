@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
-# One-shot GPU check for issue #9 (`make bench-gpu`). NOT RUN YET: it was written in a session without a GPU.
-# Prints the card, the CUDA tests of the cores, the cores benchmark on CUDA (UntiedLSTM vs the naive loop, target
-# >= 3x; vs cuDNN nn.LSTM; share_every=5 vs nn.LSTM) and training tokens/s of lrnn fit vs the plain loops on CUDA.
-# ~5 minutes on one GPU. Paste the whole output into the README's GPU section, with the card's name.
-set -euo pipefail
+# One-shot GPU check for issue #9 (`make bench-gpu`): the card; the CUDA tests of the cores (CPU parity, CUDA graphs);
+# the cores benchmark on CUDA (UntiedLSTM vs the naive loop, target >= 3x, eager and with cuda_graphs=True; vs cuDNN
+# nn.LSTM; share_every=5 vs nn.LSTM); training tokens/s of `lrnn fit` vs the plain loops on CUDA (untied also with
+# cuda_graphs=True). A step that fails is reported and the next one runs; the exit status says whether all passed.
+# ~13 minutes on one H200 (most of it the training runs, each a fresh process). The training step needs PTB through
+# $LRNN_DATA_MIRROR (or the hub).
+set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 export WANDB_MODE=${WANDB_MODE:-offline}
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-"$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
-"$PY" -m pytest -q tests/cores -k cuda
-"$PY" benchmarks/bench_cores.py --device cuda --repeats 50 --shapes small,small-1layer,medium,medium-1layer
-"$PY" benchmarks/bench_lightning.py --device cuda --batches 200 --rounds 3 --threads 1
+status=0
+step() {
+    echo
+    echo "### $*"
+    "$@" || { echo "### FAILED (rc $?): $*"; status=1; }
+}
+step nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+step "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
+step "$PY" -m pytest -q -p no:cacheprovider tests/cores -k cuda
+step "$PY" benchmarks/bench_cores.py --device cuda --repeats 50 --shapes small,small-1layer,medium,medium-1layer
+step "$PY" benchmarks/bench_lightning.py --device cuda --batches 200 --rounds 3 --threads 1
+exit $status

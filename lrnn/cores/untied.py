@@ -8,6 +8,7 @@ from torch import Tensor
 
 from lrnn.cores._lstm_math import LayerWeights, StepWeightLSTMBase
 from lrnn.cores._positions import EXTRAPOLATIONS, Extrapolation, PositionSets
+from lrnn.cores.cuda_graphs import CUDAGraphs
 
 __all__ = ["EXTRAPOLATIONS", "Extrapolation", "UntiedLSTM"]
 
@@ -45,6 +46,10 @@ class UntiedLSTM(PositionSets, StepWeightLSTMBase):
     blocks with weight sets up to 8 MB per layer go to oneDNN (one call per block) instead.
     The parameter count is S times that of the same nn.LSTM (see `parameter_counts`).
 
+    cuda_graphs=True (GPU training): the forward and backward are captured as CUDA graphs once per input shape and
+    replayed, instead of launching ~5 small kernels per step and layer (see lrnn/cores/cuda_graphs.py for when the
+    eager path runs instead). Results are those of the eager path; on CPU the flag does nothing.
+
     Example:
         >>> core = UntiedLSTM(8, 16, num_layers=2, max_len=35)
         >>> out, (h, c) = core(torch.randn(35, 4, 8))  # out [35, 4, 16], h and c [2, 4, 16]
@@ -62,9 +67,12 @@ class UntiedLSTM(PositionSets, StepWeightLSTMBase):
         batch_first: bool = False,
         dropout: float = 0.0,
         extrapolation: Extrapolation = "error",
+        cuda_graphs: bool = False,
     ) -> None:
         super().__init__(input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first, dropout=dropout)
         self._init_positions(max_len, share_every, extrapolation)
+        self.cuda_graphs = cuda_graphs
+        self._graphs = CUDAGraphs()
         S, H = self.num_weight_sets, hidden_size
         for k in range(num_layers):
             shapes = {f"weight_ih_l{k}": (4 * H, self.layer_input_size(k)), f"weight_hh_l{k}": (4 * H, H)}
@@ -118,18 +126,31 @@ class UntiedLSTM(PositionSets, StepWeightLSTMBase):
         hx: (h0, c0) each [num_layers, B, hidden_size], or None for zeros; offset: position of the first step.
         Returns output [T, B, hidden_size] (batch_first as the input) and (h_n, c_n) each [num_layers, B, hidden_size].
         """
+        if self.cuda_graphs and input.is_cuda:
+            self.weight_set_indices(self._seq_len(input), offset)  # out-of-range positions raise here, not in a capture
+            return self._graphs(self, self._eager_forward, input, hx, offset)
+        return self._eager_forward(input, hx, offset)
+
+    def _eager_forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None, offset: int):
         idx = self.weight_set_indices(self._seq_len(input), offset)
         return self._run(input, hx, [self.layer_weights(k) for k in range(self.num_layers)], idx)
 
     @classmethod
     def from_lstm(
-        cls, lstm: nn.LSTM, max_len: int, share_every: int = 1, extrapolation: Extrapolation = "error"
+        cls,
+        lstm: nn.LSTM,
+        max_len: int,
+        share_every: int = 1,
+        extrapolation: Extrapolation = "error",
+        cuda_graphs: bool = False,
     ) -> UntiedLSTM:
         """An UntiedLSTM whose every weight set is a copy of `lstm`'s weights (so both compute the same function).
 
         Copies num_layers, bias, batch_first and dropout; the result has lstm's dtype and device.
         """
-        core = cls._like_lstm(lstm, max_len=max_len, share_every=share_every, extrapolation=extrapolation)
+        core = cls._like_lstm(
+            lstm, max_len=max_len, share_every=share_every, extrapolation=extrapolation, cuda_graphs=cuda_graphs
+        )
         with torch.no_grad():
             for name, p in core.named_parameters():
                 p.copy_(getattr(lstm, name.split(".")[0]))
@@ -142,4 +163,4 @@ class UntiedLSTM(PositionSets, StepWeightLSTMBase):
         s += f", num_weight_sets={self.num_weight_sets}" + self._repr_flags()
         if self.extrapolation != "error":
             s += f", extrapolation={self.extrapolation!r}"
-        return s
+        return s + (", cuda_graphs=True" if self.cuda_graphs else "")
