@@ -216,3 +216,24 @@ def test_training_path_uses_the_embedding_lookup_only_with_grad(monkeypatch: pyt
     model.embedding.weight.requires_grad_(False)
     model(tokens)  # frozen embedding: plain nn.Embedding
     assert calls == [1] and logits.grad_fn is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graphs_train_like_eager(tiny_corpus: Path) -> None:
+    """On GPU, LanguageModel with UntiedLSTM(cuda_graphs=True) trains to the eager run's losses and parameters."""
+    from lrnn import UntiedLSTM
+
+    dm = TextDataModule(str(tiny_corpus), batch_size=4, seq_len=6)
+    dm.setup()
+    runs = []
+    for graphs in (False, True):
+        torch.manual_seed(0)
+        core = UntiedLSTM(16, 16, num_layers=2, max_len=6, cuda_graphs=graphs)
+        lm = LanguageModel(core, vocab_size=dm.vocab_size)
+        trainer = _trainer(accelerator="gpu", devices=1, max_epochs=2, gradient_clip_val=5.0, limit_val_batches=2)
+        trainer.fit(lm, datamodule=dm)
+        runs.append((trainer.callback_metrics["val/loss"].item(), [p.detach().cpu() for p in lm.parameters()]))
+        assert (len(core._graphs) > 0) == graphs  # the graphed run replayed captured graphs
+    assert runs[0][0] == pytest.approx(runs[1][0], rel=1e-4)
+    for a, b in zip(runs[0][1], runs[1][1], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
