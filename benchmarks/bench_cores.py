@@ -352,28 +352,21 @@ def main() -> None:
             for p in model.parameters():
                 p.grad = None
         del models, fns, x, grad
-        summary = []
         target = "3x" if device.type == "cuda" else "1.5x"
-        if "UntiedLSTM" in results and "naive" in results:
-            summary.append(f"UntiedLSTM speed-up over naive {ratio('naive', 'UntiedLSTM')} [target >= {target}]")
-        if "Untied+graphs" in results and "naive" in results:
-            summary.append(f"UntiedLSTM with CUDA graphs over naive {ratio('naive', 'Untied+graphs')} [target >= 3x]")
-        if "Untied+graphs" in results and "UntiedLSTM" in results:
-            summary.append(f"CUDA graphs' speed-up of UntiedLSTM {ratio('UntiedLSTM', 'Untied+graphs')}")
-        if "Untied+graphs" in results and "nn.LSTM" in results:
-            summary.append(f"UntiedLSTM with CUDA graphs time / nn.LSTM time {ratio('Untied+graphs', 'nn.LSTM')}")
-        if "Untied-py" in results and "naive" in results:
-            summary.append(f"UntiedLSTM without its compiled kernels over naive {ratio('naive', 'Untied-py')}")
-        if "GEMMs only" in results and "naive" in results:
-            summary.append(f"the products alone over naive {ratio('naive', 'GEMMs only')}")
-        if "GEMMs+pf" in results and "naive" in results:
-            summary.append(f"the products alone, prefetched, over naive {ratio('naive', 'GEMMs+pf')}")
-        if "share5" in results and "nn.LSTM" in results:
-            summary.append(f"share5 time / nn.LSTM time {ratio('share5', 'nn.LSTM')} [target <= 1.3x]")
-        if "share5+graphs" in results and "nn.LSTM" in results:
-            summary.append(f"share5 with CUDA graphs / nn.LSTM {ratio('share5+graphs', 'nn.LSTM')} [target <= 1.3x]")
-        for line in summary:
-            print("=> " + line)
+        summary = [  # (numerator, denominator, line): a ratio of per-round times, printed where both cores ran
+            ("naive", "UntiedLSTM", "UntiedLSTM speed-up over naive {r} [target >= {target}]"),
+            ("naive", "Untied+graphs", "UntiedLSTM with CUDA graphs over naive {r} [target >= 3x]"),
+            ("UntiedLSTM", "Untied+graphs", "CUDA graphs' speed-up of UntiedLSTM {r}"),
+            ("Untied+graphs", "nn.LSTM", "UntiedLSTM with CUDA graphs time / nn.LSTM time {r}"),
+            ("naive", "Untied-py", "UntiedLSTM without its compiled kernels over naive {r}"),
+            ("naive", "GEMMs only", "the products alone over naive {r}"),
+            ("naive", "GEMMs+pf", "the products alone, prefetched, over naive {r}"),
+            ("share5", "nn.LSTM", "share5 time / nn.LSTM time {r} [target <= 1.3x]"),
+            ("share5+graphs", "nn.LSTM", "share5 with CUDA graphs / nn.LSTM {r} [target <= 1.3x]"),
+        ]
+        for num, den, line in summary:
+            if num in results and den in results:
+                print("=> " + line.format(r=ratio(num, den), target=target))
     print(
         "\nvs naive = naive ms / core ms (speedup); vs LSTM = core ms / nn.LSTM ms (slowdown). saved: measured bytes"
         " autograd keeps for backward (no params); peak: CUDA max allocated during fwd+bwd (GPU only; not for +graphs,"
