@@ -26,6 +26,13 @@ from torch import Tensor, nn
 EagerForward = Callable[[Tensor, "tuple[Tensor, Tensor] | None", int], "tuple[Tensor, tuple[Tensor, Tensor]]"]
 
 
+def _autocast_on() -> bool:
+    try:
+        return torch.is_autocast_enabled("cuda")
+    except TypeError:  # torch < 2.4: no device argument, and this meant CUDA
+        return torch.is_autocast_enabled()
+
+
 class _Graph:
     """One captured forward+backward: fn(*static_inputs) -> (out, h_n, c_n) with `params` read in place."""
 
@@ -137,7 +144,7 @@ class CUDAGraphs:
             and self._failed is None
             and torch.is_grad_enabled()
             and (input.requires_grad or any(p.requires_grad for p in params))
-            and not torch.is_autocast_enabled("cuda")
+            and not _autocast_on()
             and not torch.cuda.is_current_stream_capturing()
         )
 
