@@ -18,8 +18,13 @@ and reports tokens/s over all its batches. The three take turns in rounds (the o
 load from other processes hits them alike; the ratios are per round (lrnn / baseline of the same round) and their
 median. PTB through ``$LRNN_DATA_MIRROR`` when set, else a random 10k-word corpus written to a temp folder.
 
+``--tiny``: the same loops on a 2x8 LSTM and a random 100-word corpus, so that the model's arithmetic is negligible
+and what is measured is each loop's per-step overhead (Python, Lightning's hooks and logging, small ops). That is
+the regime of a GPU at PTB sizes, where the card waits for the CPU, measured here without one.
+
     python benchmarks/bench_lightning.py [--batches 60] [--rounds 3] [--threads 1] [--models tied,untied]
     python benchmarks/bench_lightning.py --device cuda   # untied also as "lrnn fit graphs" (cuda_graphs=True)
+    python benchmarks/bench_lightning.py --tiny --batches 2000
 """
 
 from __future__ import annotations
@@ -55,13 +60,14 @@ CORES: dict[str, Callable[[], nn.Module]] = {
 }
 
 
-def corpus(tmp: Path) -> str:
-    """The dataset argument: PTB through the mirror, else a local folder of random words (10k vocabulary)."""
-    if os.environ.get("LRNN_DATA_MIRROR"):
+def corpus(tmp: Path, tiny: bool = False) -> str:
+    """The dataset argument: PTB through the mirror, else (and with --tiny) a local folder of random words (V words,
+    V = 10k, or 100 with --tiny)."""
+    if os.environ.get("LRNN_DATA_MIRROR") and not tiny:
         return "ptb"
     rng = random.Random(0)
     words = [f"w{i}" for i in range(V - 2)]
-    for split, n in (("train", 4000), ("valid", 50), ("test", 50)):
+    for split, n in (("train", 40_000 if tiny else 4000), ("valid", 50), ("test", 50)):
         (tmp / f"{split}.txt").write_text("\n".join(" ".join(rng.choices(words, k=25)) for _ in range(n)) + "\n")
     return str(tmp)
 
@@ -69,7 +75,7 @@ def corpus(tmp: Path) -> str:
 def run_loop(loop: str, kind: str, dataset: str, batches: int, threads: int, device: str) -> float:
     """One plain loop in a fresh process (this script with --worker)."""
     cmd = [sys.executable, __file__, "--worker", loop, "--models", kind, "--dataset", dataset]
-    cmd += ["--batches", str(batches), "--threads", str(threads), "--device", device]
+    cmd += ["--batches", str(batches), "--threads", str(threads), "--device", device] + (["--tiny"] if H == 8 else [])
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
@@ -91,6 +97,7 @@ def run_lrnn_fit(
         "--wandb", "off", "--out_dir", str(out), "--test_after_fit", "false", "--data.init_args.dataset", dataset,
         "--trainer.max_epochs", "1", "--trainer.limit_train_batches", str(batches),
         "--trainer.limit_val_batches", "1", "--trainer.accelerator", "gpu" if device == "cuda" else "cpu", *extra,
+        "--model.core.init_args.input_size", str(H), "--model.core.init_args.hidden_size", str(H),
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
@@ -170,16 +177,22 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads of every loop")
     parser.add_argument("--models", default="tied,untied")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument(
+        "--tiny", action="store_true", help="2x8 LSTM, 100-word random corpus: what is left is the per-step overhead"
+    )
     parser.add_argument("--worker", choices=["plain", "examples"], help=argparse.SUPPRESS)
     parser.add_argument("--dataset", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.tiny:
+        global H, V
+        H, V = 8, 100
     if args.worker:  # one run in this fresh process; the parent reads the last word
         loop = run_plain if args.worker == "plain" else run_examples
         print(f"{loop(args.models, load_tokens(args.dataset), args.batches, torch.device(args.device)):.1f}")
         return
     with tempfile.TemporaryDirectory() as tmp:
-        dataset = corpus(Path(tmp))
+        dataset = corpus(Path(tmp), args.tiny)
         load_tokens(dataset)  # tokenize once (cached) before any timing
         if args.device == "cpu":
             _native.ops()  # and build lrnn's CPU kernels (first run on a machine) before any timing
@@ -203,9 +216,10 @@ def main() -> None:
             for r in range(args.rounds):
                 for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate who goes first
                     results[name].append(runs[name]())
-            source = "PTB train" if dataset == "ptb" else "random 10k-word corpus"
+            source = "PTB train" if dataset == "ptb" else f"random {V}-word corpus"
+            size = "tiny" if args.tiny else "PTB-small"
             print(
-                f"\n# training tokens/s, {kind} PTB-small (2x200, V=10k, B={B}, T={T}), {source}, {args.threads} "
+                f"\n# training tokens/s, {kind} {size} (2x{H}, V={V}, B={B}, T={T}), {source}, {args.threads} "
                 f"thread(s), {args.device}, {args.batches} batches per run x {args.rounds} rounds (order rotates)"
             )
             for name, values in results.items():
