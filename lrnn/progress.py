@@ -12,7 +12,29 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 
 class LMProgressBar(TQDMProgressBar):
     """Adds ``ppl`` (exp of the logged ``train/loss``) and ``tok/s`` (this epoch's training tokens per second, from
-    ``LanguageModel``'s own count). Computed only when the bar refreshes, never in the training step."""
+    ``LanguageModel``'s own count). Computed only when the bar refreshes, never in the training step.
+
+    The bar refreshes at most every ``min_interval`` seconds (and at the end of each loop), tqdm's own redraw rate,
+    instead of after every batch: a refresh reads the logged metrics, which on a GPU is a host sync, and formats the
+    bar, and at PTB sizes on a GPU a step takes milliseconds. ``min_interval=0`` refreshes after every
+    ``refresh_rate`` batches, as Lightning's bar does.
+    """
+
+    def __init__(
+        self, refresh_rate: int = 1, process_position: int = 0, leave: bool = False, min_interval: float = 0.1
+    ) -> None:
+        super().__init__(refresh_rate=refresh_rate, process_position=process_position, leave=leave)
+        self.min_interval = min_interval
+        self._last_refresh = -math.inf
+
+    def _should_update(self, current: int, total: int) -> bool:
+        if not super()._should_update(current, total):
+            return False
+        now = time.perf_counter()
+        if current != total and now - self._last_refresh < self.min_interval:
+            return False
+        self._last_refresh = now
+        return True
 
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
         items = super().get_metrics(trainer, pl_module)

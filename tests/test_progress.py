@@ -37,3 +37,20 @@ def test_progress_bar_tokens_per_s_is_the_epochs_rate(tiny_corpus: Path, monkeyp
     )  # fmt: skip
     trainer.fit(Timed(TiedLSTM(8, 8), vocab_size=dm.vocab_size), datamodule=dm)
     assert seen == ["20"] * 4  # 4 x 5 tokens per 1 s step, before and after the 200 s of validation
+
+
+@pytest.mark.parametrize("min_interval, refreshed", [(0.0, [1, 2, 3, 4, 5, 6]), (2.5, [1, 4, 6])])
+def test_progress_bar_refreshes_at_most_every_min_interval(min_interval: float, refreshed: list[int]) -> None:
+    from lrnn import progress
+
+    clock = FakeClock()
+    bar = LMProgressBar(min_interval=min_interval)
+    seen = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(progress, "time", clock)
+        mp.setattr(type(bar), "is_enabled", property(lambda self: True))
+        for n in range(1, 7):  # 6 batches, 1 s apart: refreshed when 2.5 s have passed, and at the last one
+            if bar._should_update(n, 6):
+                seen.append(n)
+            clock.t += 1.0
+    assert seen == refreshed
