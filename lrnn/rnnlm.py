@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lrnn.cores._lstm_math import GradBuffers, _native_ops
 
 State = tuple[torch.Tensor, torch.Tensor]
 IGNORE_INDEX = -100
+
+
+def _reuses_buffers(t: torch.Tensor) -> bool:
+    """Whether the training path runs `EmbeddingLookup` and `LinearNLL` (memory reused against glibc's page faults,
+    lrnn's CPU kernels): on CPU. Elsewhere torch's embedding and cross-entropy run instead, the path of a plain
+    training loop: CUDA's caching allocator already reuses memory, and on a GPU at PTB sizes every kernel launch
+    counts (cross_entropy is 2 kernels forward; LinearNLL's torch ops are about 12)."""
+    return t.device.type == "cpu"
 
 
 class LinearNLL(torch.autograd.Function):
@@ -150,7 +159,7 @@ class RNNLM(nn.Module):
         """The decoder's input (after dropout), in the core's layout ([B, T, H] if batch_first, else [T, B, H])."""
         batch_first = getattr(self.core, "batch_first", False)
         tokens = tokens if batch_first else tokens.t()
-        if torch.is_grad_enabled() and self.embedding.weight.requires_grad:
+        if torch.is_grad_enabled() and self.embedding.weight.requires_grad and _reuses_buffers(tokens):
             x = EmbeddingLookup.apply(tokens, self.embedding.weight, self.loss_buffers)  # = self.embedding(tokens)
         else:
             x = self.embedding(tokens)
@@ -163,14 +172,16 @@ class RNNLM(nn.Module):
     ) -> tuple[torch.Tensor, State]:
         """The summed NLL of ``targets`` [B, T] (-100: ignored) after ``tokens`` [B, T], and the final state.
 
-        Equals ``F.cross_entropy(logits, targets, reduction="sum")`` of ``forward`` (up to float rounding) without
-        materializing the logits as new tensors every call (see ``LinearNLL``): the training hot path.
+        Equals ``F.cross_entropy(logits, targets, reduction="sum")`` of ``forward`` (up to float rounding); on CPU
+        without materializing the logits as new tensors every call (see ``LinearNLL``): the training hot path.
         """
         out, state = self._features(tokens, state, offset)
         if not getattr(self.core, "batch_first", False):
             targets = targets.t()  # [T, B], matching the time-major rows of out
-        h = out.reshape(-1, out.shape[-1])
-        nll = LinearNLL.apply(h, self.decoder.weight, self.decoder.bias, targets.reshape(-1), self.loss_buffers)
+        h, targets = out.reshape(-1, out.shape[-1]), targets.reshape(-1)
+        if not _reuses_buffers(h):
+            return F.cross_entropy(self.decoder(h), targets, reduction="sum", ignore_index=IGNORE_INDEX), state
+        nll = LinearNLL.apply(h, self.decoder.weight, self.decoder.bias, targets, self.loss_buffers)
         return nll, state
 
     def num_parameters(self) -> dict[str, int]:

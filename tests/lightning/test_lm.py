@@ -237,3 +237,27 @@ def test_cuda_graphs_train_like_eager(tiny_corpus: Path) -> None:
     assert runs[0][0] == pytest.approx(runs[1][0], rel=1e-4)
     for a, b in zip(runs[0][1], runs[1][1], strict=True):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
+
+
+def test_off_cpu_nll_is_torchs_cross_entropy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off CPU (here: forced) the training path is torch's embedding and cross_entropy: same loss and gradients."""
+    from lrnn import rnnlm
+
+    torch.manual_seed(0)
+    model = RNNLM(30, TiedLSTM(6, 8, num_layers=2), tie_embeddings=False).double()
+    tokens, targets = torch.randint(0, 30, (3, 5)), torch.randint(0, 30, (3, 5))
+    targets[0, 2] = IGNORE_INDEX
+    results = []
+    for cpu_path in (True, False):
+        monkeypatch.setattr(rnnlm, "_reuses_buffers", lambda t, cpu_path=cpu_path: cpu_path)
+        calls = []
+        for fn in (EmbeddingLookup, LinearNLL):
+            monkeypatch.setattr(fn, "apply", lambda *a, real=fn.apply, c=calls: c.append(1) or real(*a))
+        model.zero_grad(set_to_none=True)
+        nll, state = model.nll(tokens, targets)
+        nll.backward()
+        assert len(calls) == (2 if cpu_path else 0)
+        results.append([nll.detach(), *state, *(p.grad.clone() for p in model.parameters())])
+        monkeypatch.undo()
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
