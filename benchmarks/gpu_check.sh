@@ -3,8 +3,8 @@
 # the cores benchmark on CUDA (UntiedLSTM vs the naive loop, target >= 3x, eager and with cuda_graphs=True; vs cuDNN
 # nn.LSTM; share_every=5 vs nn.LSTM); training tokens/s of `lrnn fit` vs the plain loops on CUDA (untied also with
 # cuda_graphs=True). A step that fails is reported and the next one runs; the exit status says whether all passed.
-# ~13 minutes on one H200 (most of it the training runs, each a fresh process). The training step needs PTB through
-# $LRNN_DATA_MIRROR (or the hub).
+# ~13 minutes on one H200 (most of it the training runs, each a fresh process; ROUNDS=1: ~6 minutes). The training
+# step needs PTB through $LRNN_DATA_MIRROR (or the hub).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -19,5 +19,5 @@ step nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 step "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
 step "$PY" -m pytest -q -p no:cacheprovider tests/cores -k cuda
 step "$PY" benchmarks/bench_cores.py --device cuda --repeats 50 --shapes small,small-1layer,medium,medium-1layer
-step "$PY" benchmarks/bench_lightning.py --device cuda --batches 200 --rounds 3 --threads 1
+step "$PY" benchmarks/bench_lightning.py --device cuda --batches 200 --rounds "${ROUNDS:-3}" --threads 1
 exit $status
