@@ -72,10 +72,10 @@ def corpus(tmp: Path, tiny: bool = False) -> str:
     return str(tmp)
 
 
-def run_loop(loop: str, kind: str, dataset: str, batches: int, threads: int, device: str) -> float:
+def run_loop(loop: str, kind: str, dataset: str, batches: int, threads: int, device: str, tiny: bool) -> float:
     """One plain loop in a fresh process (this script with --worker)."""
     cmd = [sys.executable, __file__, "--worker", loop, "--models", kind, "--dataset", dataset]
-    cmd += ["--batches", str(batches), "--threads", str(threads), "--device", device] + (["--tiny"] if H == 8 else [])
+    cmd += ["--batches", str(batches), "--threads", str(threads), "--device", device] + (["--tiny"] if tiny else [])
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
@@ -198,9 +198,11 @@ def main() -> None:
             _native.ops()  # and build lrnn's CPU kernels (first run on a machine) before any timing
         for kind in args.models.split(","):
             runs = {
-                "plain loop": lambda k=kind: run_loop("plain", k, dataset, args.batches, args.threads, args.device),
+                "plain loop": lambda k=kind: run_loop(
+                    "plain", k, dataset, args.batches, args.threads, args.device, args.tiny
+                ),
                 "examples loop": lambda k=kind: run_loop(
-                    "examples", k, dataset, args.batches, args.threads, args.device
+                    "examples", k, dataset, args.batches, args.threads, args.device, args.tiny
                 ),
                 "lrnn fit": lambda k=kind: run_lrnn_fit(
                     k, dataset, args.batches, args.threads, args.device, Path(tmp) / "runs"

@@ -16,7 +16,7 @@ def _reuses_buffers(t: torch.Tensor) -> bool:
     """Whether the training path runs `EmbeddingLookup` and `LinearNLL` (memory reused against glibc's page faults,
     lrnn's CPU kernels): on CPU. Elsewhere torch's embedding and cross-entropy run instead, the path of a plain
     training loop: CUDA's caching allocator already reuses memory, and on a GPU at PTB sizes every kernel launch
-    counts (cross_entropy is 2 kernels forward; LinearNLL's torch ops are about 12)."""
+    counts (cross_entropy is 2 ops forward; LinearNLL's torch-op path is 12)."""
     return t.device.type == "cpu"
 
 

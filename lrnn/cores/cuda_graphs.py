@@ -98,16 +98,16 @@ class _Replay(torch.autograd.Function):
 def _copies(grads: Sequence[Tensor | None]) -> list[Tensor | None]:
     """Fresh copies of grads, one copy per contiguous base tensor: the per-set weight gradients of a layer are views
     of one [S, ...] tensor, so this is a few copies per layer rather than one per parameter."""
-    copied: dict[int, tuple[Tensor, Tensor]] = {}
+    copied: dict[int, Tensor] = {}  # id(base) -> its copy (the bases stay alive: the grads are views of them)
     out: list[Tensor | None] = []
     for g in grads:
-        base = None if g is None else (g if g._base is None else g._base)
-        if g is None or base is None or not base.is_contiguous():
+        base = g if g is None or g._base is None else g._base
+        if base is None or not base.is_contiguous():
             out.append(None if g is None else g.clone())
             continue
         if id(base) not in copied:
-            copied[id(base)] = (base, base.clone())
-        new = copied[id(base)][1]
+            copied[id(base)] = base.clone()
+        new = copied[id(base)]
         out.append(new.as_strided(g.shape, g.stride(), g.storage_offset() - base.storage_offset()))
     return out
 
@@ -128,16 +128,13 @@ class CUDAGraphs:
     def __len__(self) -> int:
         return len(self._graphs)
 
-    def clear(self) -> None:
-        self._graphs.clear()
-
     def __deepcopy__(self, memo: dict) -> CUDAGraphs:  # a copied module captures its own graphs
         return CUDAGraphs(self.max_graphs)
 
     def __getstate__(self) -> dict:
         return {"max_graphs": self.max_graphs, "_graphs": {}, "_failed": None, "_warned_full": False}
 
-    def applies(self, module: nn.Module, input: Tensor, params: Sequence[Tensor]) -> bool:
+    def _applies(self, input: Tensor, params: Sequence[Tensor]) -> bool:
         """Whether a replay can stand in for the eager forward here."""
         return (
             input.is_cuda
@@ -151,8 +148,8 @@ class CUDAGraphs:
     def __call__(
         self, module: nn.Module, eager: EagerForward, input: Tensor, hx: tuple[Tensor, Tensor] | None, offset: int
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        params = [p for p in module.parameters()]
-        if not self.applies(module, input, params):
+        params = list(module.parameters())
+        if not self._applies(input, params):
             return eager(input, hx, offset)
         inputs = [input] if hx is None else [input, *hx]
         key = (
