@@ -13,6 +13,10 @@
    kernels), as a ratio to `nn.LSTM`'s time, 2 layers, B 20: H 200 (T 20) and H 300 / 400 / 650 (T 35).
 5. The decoder's summed cross-entropy as training runs it (`LinearNLL`, PTB-small: [400, 200] -> 10k classes),
    forward + backward: its softmax and gradient as torch ops vs lrnn's compiled kernel.
+6. The kernels' own small products (csrc/small_gemm.h) vs torch's products as the kernels call them otherwise
+   (cold sets read in order first, gradients zero-filled and accumulated into), cold [800, 200] sets as in row 1:
+   a forward product, a recurrent product added into the gates, a weight gradient; then `UntiedLSTM` forward +
+   backward (B 20, T 20, H 200; 1 and 2 layers) with and without them.
 
 Times are medians of `--repeats` calls, the variants of one row interleaved call by call.
 """
@@ -197,6 +201,57 @@ def decoder_loss(repeats: int, N: int = 400, H: int = 200, V: int = 10_000) -> N
     print(f"=> compiled kernel {speedup:.3f}x the torch ops (median of per-call ratios; the 3 products included)")
 
 
+def small_products(repeats: int) -> None:
+    from lrnn.cores import _native
+
+    ops = _native.ops()
+    if ops is None or not ops.small_products_compiled():
+        print("\n# 6. small products: not compiled on this machine (no kernels, or no AVX2/FMA)")
+        return
+    B, H, S = 20, 200, 40
+    W = [torch.randn(4 * H, H) * 0.05 for _ in range(2 * S)][::2]
+    G = [torch.empty(4 * H, H) for _ in range(2 * S)][::2]
+    x, dg, out = torch.randn(B, H), torch.randn(B, 4 * H), torch.empty(B, 4 * H)
+    up_to, block = M._PREFETCH_UP_TO, M._DW_BLOCK_BYTES
+
+    def run(small: bool, fn: Callable[[], object]) -> Callable[[], object]:
+        def go() -> object:
+            ops.use_small_products(small)
+            try:
+                return fn()
+            finally:
+                ops.use_small_products(True)
+
+        return go
+
+    kinds = {
+        "x @ w^T, cold set": lambda: [ops.product(x, w, out, "nt", False, up_to, block) for w in W],
+        "gates += h @ w^T, cold set": lambda: [ops.product(x, w, out, "nt", True, up_to, block) for w in W],
+        "weight gradient dg^T @ x": lambda: [ops.product(dg, x, g, "tn", False, up_to, block) for g in G],
+    }
+    print(f"\n# 6. small products vs torch's, cold [800, 200] sets, B 20 (us per set, median of {repeats} passes)")
+    for name, fn in kinds.items():
+        t = interleaved({"torch": run(False, fn), "small": run(True, fn)}, repeats)
+        r = statistics.median(a / b for a, b in zip(t["torch"], t["small"], strict=True))
+        us = {k: 1e6 * med(v, S) for k, v in t.items()}
+        print(f"{name:<28} torch {us['torch']:6.1f} us, small {us['small']:6.1f} us: {r:.2f}x")
+    for layers in (2, 1):
+        torch.manual_seed(0)
+        core = UntiedLSTM(H, H, layers, max_len=20)
+        xs = torch.randn(20, B, H, requires_grad=True)
+
+        def fwd_bwd(core: UntiedLSTM = core, xs: torch.Tensor = xs) -> None:
+            core.zero_grad(set_to_none=True)
+            core(xs)[0].sum().backward()
+
+        t = interleaved({"torch": run(False, fwd_bwd), "small": run(True, fwd_bwd)}, 3 * repeats)
+        r = statistics.median(a / b for a, b in zip(t["torch"], t["small"], strict=True))
+        print(
+            f"UntiedLSTM, {layers} layer(s), fwd+bwd     torch {1e3 * med(t['torch']):6.2f} ms, small "
+            f"{1e3 * med(t['small']):6.2f} ms: {r:.2f}x (median of per-call ratios)"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=1)
@@ -209,6 +264,7 @@ def main() -> None:
     onednn_calls(max(3, args.repeats // 2))
     share5(max(3, args.repeats // 2))
     decoder_loss(3 * args.repeats)
+    small_products(args.repeats)
 
 
 if __name__ == "__main__":

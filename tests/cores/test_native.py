@@ -108,6 +108,65 @@ def test_results_do_not_depend_on_the_thread_count(ops, share_every, monkeypatch
         torch.testing.assert_close(a, c, atol=2e-5, rtol=2e-5)
 
 
+SHAPES = [(20, 200, 800), (1, 5, 4), (2, 13, 12), (5, 8, 28), (7, 1, 36), (100, 203, 44)]  # M, K, N
+
+
+def small_product(ops, form: str, a, w, c, acc: bool, small: bool) -> torch.Tensor:
+    was = ops.use_small_products(small)
+    try:
+        ops.product(a, w, c, form, acc, 1 << 30, 1 << 19)
+    finally:
+        ops.use_small_products(was)
+    return c
+
+
+@pytest.mark.parametrize("form", ["nt", "tn"])
+def test_small_products_match_float64(ops, form):
+    """The float32 small-product kernels (csrc/small_gemm.h): nt c (+)= a @ w^T, tn c (+)= a^T @ w, against float64
+    products. Row tiles and their remainders, K and column counts that end inside an 8-lane register, accumulation,
+    rows with gaps (leading dimensions); and torch's products (the kernels switched off) alike. The two paths sum in
+    different orders, so their bits differ: the kernels ran."""
+    if not ops.small_products_compiled():
+        pytest.skip("no AVX2/FMA on this machine: torch's products run (compared below in any case)")
+    torch.manual_seed(4)
+    differ = []
+    for M, K, N in SHAPES:
+        for acc in (False, True):
+            pad = torch.randn(M + 3, K + 5) if form == "nt" else torch.randn(K + 3, M + 5)
+            a = pad[:M, :K] if form == "nt" else pad[:K, :M]  # rows with gaps: lda > the row length
+            w = torch.randn(N, K) if form == "nt" else torch.randn(K, N)
+            c0 = torch.randn(M, N + 2)[:, :N]
+            ref = (a.double() @ w.double().t() if form == "nt" else a.double().t() @ w.double()) + (
+                c0.double() if acc else 0
+            )
+            small = small_product(ops, form, a, w, c0.clone(), acc, True)
+            plain = small_product(ops, form, a, w, c0.clone(), acc, False)
+            for got in (small, plain):
+                torch.testing.assert_close(got.double(), ref, atol=1e-4, rtol=1e-4)
+            differ.append(not torch.equal(small, plain))
+    assert any(differ)
+
+
+def test_small_products_do_not_depend_on_the_thread_count(ops):
+    if not ops.small_products_compiled():
+        pytest.skip("no AVX2/FMA on this machine")
+    torch.manual_seed(5)
+    a, w, g = torch.randn(20, 200), torch.randn(800, 200), torch.randn(20, 800)
+    threads = torch.get_num_threads()
+    out = {}
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            out[n] = (
+                small_product(ops, "nt", a, w, torch.empty(20, 800), False, True),
+                small_product(ops, "tn", g, a, torch.empty(800, 200), False, True),
+            )
+    finally:
+        torch.set_num_threads(threads)
+    for x, y in zip(out[1], out[2], strict=True):
+        assert torch.equal(x, y)
+
+
 def test_float32_gates_saturate_without_nan(ops, monkeypatch):
     """Pre-activations far outside exp's float range (|x| in the hundreds) give 0/1 gates and finite gradients."""
     torch.manual_seed(2)

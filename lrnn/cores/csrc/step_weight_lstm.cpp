@@ -11,6 +11,7 @@
 #include <torch/library.h>
 
 #include "fast_exp.h"
+#include "small_gemm.h"
 
 #include <cmath>
 #include <cstdint>
@@ -121,6 +122,24 @@ bool all_zero(const T* p, int64_t n) {
   return true;
 }
 
+// The products, with the small-product kernels (small_gemm.h) where they apply: float32, every operand's rows
+// contiguous. Those read a cold weight set in order themselves; torch's products get it read in order first.
+bool rowmajor_f32(const Tensor& t) { return t.dim() == 2 && t.stride(1) == 1 && t.scalar_type() == at::kFloat; }
+
+// c [M, N] (+)= a [M, K] @ w [N, K]^T
+void product_nt(const Tensor& a, const Tensor& w, Tensor c, bool acc, int64_t prefetch_up_to) {
+  if (lrnn_gemm::available() && rowmajor_f32(a) && rowmajor_f32(w) && rowmajor_f32(c) && w.size(0) % 4 == 0) {
+    lrnn_gemm::nt(a.data_ptr<float>(), a.stride(0), w.data_ptr<float>(), w.stride(0), c.data_ptr<float>(), c.stride(0),
+                  a.size(0), w.size(0), a.size(1), acc);
+    return;
+  }
+  prefetch(w, prefetch_up_to);
+  if (acc)
+    c.addmm_(a, w.t());
+  else
+    at::mm_out(c, a, w.t());
+}
+
 struct Segment {
   int64_t t0, t1, s0;
   bool diag;
@@ -147,14 +166,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> forward(const Tensor& x, const Tensor
     const int64_t n = sg.t1 - sg.t0;
     if (sg.diag) {
       for (int64_t j = 0; j < n; ++j) {
-        const Tensor& w = w_ih[sg.s0 + j];
-        prefetch(w, prefetch_up_to);
-        Tensor o = gates.select(0, sg.t0 + j);
-        at::mm_out(o, x.select(0, sg.t0 + j), w.t());
+        product_nt(x.select(0, sg.t0 + j), w_ih[sg.s0 + j], gates.select(0, sg.t0 + j), false, prefetch_up_to);
       }
     } else {
-      Tensor o = gates.slice(0, sg.t0, sg.t1).view({n * B, G});
-      at::mm_out(o, x.slice(0, sg.t0, sg.t1).reshape({n * B, -1}), w_ih[sg.s0].t());
+      product_nt(x.slice(0, sg.t0, sg.t1).reshape({n * B, -1}), w_ih[sg.s0],
+                 gates.slice(0, sg.t0, sg.t1).view({n * B, G}), false, prefetch_up_to);
     }
   }
   // the bias is added in the gate pass (one read of [4H] per step instead of a copy into every step's gates)
@@ -167,10 +183,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> forward(const Tensor& x, const Tensor
     for (int64_t t = 0; t < T; ++t) {
       const int64_t s = idx[t];
       Tensor g = gates.select(0, t);
-      if (t > 0 || !h0_zero) {
-        if (t == 0 || s != idx[t - 1]) prefetch(w_hh[s], prefetch_up_to);
-        g.addmm_(t == 0 ? h_first : out.select(0, t - 1), w_hh[s].t());
-      }
+      if (t > 0 || !h0_zero)  // a run's set is cold only at its first step
+        product_nt(t == 0 ? h_first : out.select(0, t - 1), w_hh[s], g, true,
+                   t == 0 || s != idx[t - 1] ? prefetch_up_to : 0);
       const scalar_t* cp = (t == 0 ? c_first : c_all.select(0, t - 1)).data_ptr<scalar_t>();
       const scalar_t* b = b_all.select(0, has_bias ? s : 0).data_ptr<scalar_t>();
       scalar_t *gp = g.data_ptr<scalar_t>(), *cn = c_all.select(0, t).data_ptr<scalar_t>(),
@@ -181,10 +196,17 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> forward(const Tensor& x, const Tensor
   return {gates, out, c_all, tanh_c};
 }
 
-// out (+)= g.T @ inp: g [K, G], inp [K, in], out [G, in]. A first write zero-fills L2-sized row blocks in order and
-// accumulates into them (MKL writing a cold multi-MB gradient directly is slower); later writes accumulate.
+// out (+)= g.T @ inp: g [K, G], inp [K, in], out [G, in]. An L2-sized out goes to the small-product kernel where it
+// applies. Otherwise torch's: a first write zero-fills L2-sized row blocks in order and accumulates into them (MKL
+// writing a cold multi-MB gradient directly is slower, and so was the small kernel at H 650 on one thread).
 void grad_product(const Tensor& g, const Tensor& inp, Tensor out, bool accumulate, int64_t one_block_up_to,
                   int64_t block_bytes) {
+  if (lrnn_gemm::available() && out.numel() * out.element_size() <= one_block_up_to && rowmajor_f32(g) &&
+      rowmajor_f32(inp) && rowmajor_f32(out)) {
+    lrnn_gemm::tn(g.data_ptr<float>(), g.stride(0), inp.data_ptr<float>(), inp.stride(0), out.data_ptr<float>(),
+                  out.stride(0), g.size(1), inp.size(1), g.size(0), accumulate);
+    return;
+  }
   const Tensor g_t = g.t();
   if (accumulate) {
     out.addmm_(g_t, inp);
@@ -308,9 +330,31 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward(
   return {dx, dh, dc, dw_ih, dw_hh, db};
 }
 
+// One product as the kernels do it (tests and benchmarks): "nt" c (+)= a @ w^T, "tn" c (+)= a^T @ w.
+void product(const Tensor& a, const Tensor& w, Tensor c, c10::string_view form, bool acc, int64_t prefetch_up_to,
+             int64_t block_bytes) {
+  TORCH_CHECK(form == "nt" || form == "tn", "form is nt or tn");
+  if (form == "nt")
+    product_nt(a, w, c, acc, prefetch_up_to);
+  else
+    grad_product(a, w, c, acc, prefetch_up_to, block_bytes);
+}
+
+// Switch the small-product kernels on or off (benchmarks compare them with torch's products); returns whether they
+// served the products before.
+bool use_small_products(bool on) {
+  const bool was = lrnn_gemm::enabled_flag();
+  lrnn_gemm::enabled_flag() = on;
+  return was;
+}
+
 }  // namespace
 
 TORCH_LIBRARY(lrnn, m) {
+  m.def("use_small_products(bool on) -> bool", use_small_products);
+  m.def("small_products_compiled() -> bool", [] { return LRNN_SMALL_GEMM != 0; });
+  m.def("product(Tensor a, Tensor w, Tensor(a!) c, str form, bool acc, int prefetch_up_to, int block_bytes) -> ()",
+        product);
   m.def(
       "step_weight_lstm_forward(Tensor x, Tensor h0, Tensor c0, Tensor[] w_ih, Tensor[] w_hh, Tensor? bias, "
       "int[] idx, int[] segs, int prefetch_up_to) -> (Tensor, Tensor, Tensor, Tensor)");

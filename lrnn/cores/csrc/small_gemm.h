@@ -1,0 +1,189 @@
+// Float32 products with few rows (a batch of 20 against one step's weight set) for the step-weight LSTM kernels.
+//
+// An untied LSTM multiplies each step's batch rows by a weight set it uses once per pass, so every product reads a
+// cold [4H, in] matrix and uses each element only B times. BLAS packs that matrix into panels before it multiplies;
+// the two kernels below read it in place, in order, fetched ahead (software prefetch), and keep the B rows' partial
+// sums in registers (row-major, leading dimensions given):
+//   nt:  C[M, N] (+)= A[M, K] @ W[N, K]^T   the forward products: gates (+)= x @ w_ih^T, h @ w_hh^T
+//   tn:  C[M, N] (+)= A[K, M]^T @ X[K, N]   a weight gradient over one step's rows: dW = d_gates^T @ x, written
+//                                           with streaming stores (no read of the cold lines it overwrites)
+// The state and input gradients (d_gates @ W) stay with torch's products: a kernel of this kind was slower than MKL
+// on one thread. Each output element is one sum over K in a fixed order, so results do not depend on the thread
+// count. AVX2 + FMA (8 floats a register); without them the callers use torch's products.
+#pragma once
+
+#include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define LRNN_SMALL_GEMM 1
+#else
+#define LRNN_SMALL_GEMM 0
+#endif
+
+namespace lrnn_gemm {
+
+// Whether the kernels serve the products: compiled in, and not switched off (benchmarks compare them with torch's).
+inline bool& enabled_flag() {
+  static bool on = true;
+  return on;
+}
+inline bool available() { return LRNN_SMALL_GEMM != 0 && enabled_flag(); }
+
+#if LRNN_SMALL_GEMM
+
+// lanes < n of 8 set (n in 1..8)
+inline __m256i tail_mask(int64_t n) {
+  const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), idx);
+}
+
+// Bring bytes [p, p + n) towards L2 (into L1 they would evict what the running tile reuses).
+inline void prefetch_range(const void* p, int64_t n) {
+  const char* c = static_cast<const char*>(p);
+  for (int64_t o = 0; o < n; o += 64) _mm_prefetch(c + o, _MM_HINT_T1);
+}
+
+// The fixed-size loops over a tile's registers are unrolled before GCC decides what lives in registers; otherwise it
+// keeps the accumulators in memory and stores them on every iteration.
+#define LRNN_UNROLL _Pragma("GCC unroll 8")
+
+// nt, dot-product form: MB rows of A against 4 rows of W, summed over K in 8 lanes and reduced at the end. W's 4
+// rows stay in L1 while the row tiles of A pass over them.
+template <int MB>
+inline void nt_tile(const float* A, int64_t lda, const float* W, int64_t ldw, float* C, int64_t ldc, int64_t K,
+                    bool acc, __m256i mask) {
+  __m256 s[MB][4];
+  LRNN_UNROLL for (int i = 0; i < MB; ++i) LRNN_UNROLL for (int j = 0; j < 4; ++j) s[i][j] = _mm256_setzero_ps();
+  const int64_t K8 = K & ~int64_t(7);
+  for (int64_t k = 0; k < K8; k += 8) {
+    __m256 w[4];
+    LRNN_UNROLL for (int j = 0; j < 4; ++j) w[j] = _mm256_loadu_ps(W + j * ldw + k);
+    LRNN_UNROLL for (int i = 0; i < MB; ++i) {
+      const __m256 a = _mm256_loadu_ps(A + i * lda + k);
+      LRNN_UNROLL for (int j = 0; j < 4; ++j) s[i][j] = _mm256_fmadd_ps(a, w[j], s[i][j]);
+    }
+  }
+  if (K8 < K) {  // the last K % 8 columns, masked loads (zeros beyond)
+    __m256 w[4];
+    LRNN_UNROLL for (int j = 0; j < 4; ++j) w[j] = _mm256_maskload_ps(W + j * ldw + K8, mask);
+    LRNN_UNROLL for (int i = 0; i < MB; ++i) {
+      const __m256 a = _mm256_maskload_ps(A + i * lda + K8, mask);
+      LRNN_UNROLL for (int j = 0; j < 4; ++j) s[i][j] = _mm256_fmadd_ps(a, w[j], s[i][j]);
+    }
+  }
+  LRNN_UNROLL for (int i = 0; i < MB; ++i) {
+    // [s0, s1, s2, s3] -> their four horizontal sums, in order
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(s[i][0], s[i][1]), _mm256_hadd_ps(s[i][2], s[i][3]));
+    __m128 r = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    float* c = C + i * ldc;
+    if (acc) r = _mm_add_ps(r, _mm_loadu_ps(c));
+    _mm_storeu_ps(c, r);
+  }
+}
+
+// tn, broadcast form: MB rows (C's rows i = A's columns) by NV registers of C, summed over K; the last register is
+// masked when the columns end inside it (masked columns are neither read nor written).
+template <int MB, int NV, bool masked>
+inline void tn_tile(const float* A, int64_t lda, const float* X, int64_t ldx, float* C, int64_t ldc, int64_t K,
+                    bool acc, bool stream, __m256i mask) {
+  __m256 s[MB][NV];
+  LRNN_UNROLL for (int i = 0; i < MB; ++i) LRNN_UNROLL for (int v = 0; v < NV; ++v) {
+    float* c = C + i * ldc + 8 * v;
+    s[i][v] = !acc ? _mm256_setzero_ps()
+                   : (masked && v == NV - 1 ? _mm256_maskload_ps(c, mask) : _mm256_loadu_ps(c));
+  }
+  for (int64_t p = 0; p < K; ++p) {
+    const float* x = X + p * ldx;
+    __m256 xv[NV];
+    LRNN_UNROLL for (int v = 0; v < NV; ++v) xv[v] =
+        masked && v == NV - 1 ? _mm256_maskload_ps(x + 8 * v, mask) : _mm256_loadu_ps(x + 8 * v);
+    LRNN_UNROLL for (int i = 0; i < MB; ++i) {
+      const __m256 a = _mm256_broadcast_ss(A + p * lda + i);
+      LRNN_UNROLL for (int v = 0; v < NV; ++v) s[i][v] = _mm256_fmadd_ps(a, xv[v], s[i][v]);
+    }
+  }
+  LRNN_UNROLL for (int i = 0; i < MB; ++i) LRNN_UNROLL for (int v = 0; v < NV; ++v) {
+    float* c = C + i * ldc + 8 * v;
+    if (masked && v == NV - 1)
+      _mm256_maskstore_ps(c, mask, s[i][v]);
+    else if (stream)
+      _mm256_stream_ps(c, s[i][v]);
+    else
+      _mm256_storeu_ps(c, s[i][v]);
+  }
+}
+
+// Rows m0..m1 of C for one column block (NV registers); tiles of 4 rows (4 x 3 = 12 accumulators of 16 registers).
+template <int NV, bool masked>
+inline void tn_rows(const float* A, int64_t lda, const float* X, int64_t ldx, float* C, int64_t ldc, int64_t m0,
+                    int64_t m1, int64_t K, bool acc, bool stream, __m256i mask) {
+  int64_t i = m0;
+  for (; i + 4 <= m1; i += 4) tn_tile<4, NV, masked>(A + i, lda, X, ldx, C + i * ldc, ldc, K, acc, stream, mask);
+  switch (m1 - i) {
+    case 3: tn_tile<3, NV, masked>(A + i, lda, X, ldx, C + i * ldc, ldc, K, acc, stream, mask); break;
+    case 2: tn_tile<2, NV, masked>(A + i, lda, X, ldx, C + i * ldc, ldc, K, acc, stream, mask); break;
+    case 1: tn_tile<1, NV, masked>(A + i, lda, X, ldx, C + i * ldc, ldc, K, acc, stream, mask); break;
+    default: break;
+  }
+}
+
+// C[M, N] (+)= A[M, K] @ W[N, K]^T. Bands of 4 rows of W go to the threads in order; each band is fetched 8 bands
+// ahead.
+inline void nt(const float* A, int64_t lda, const float* W, int64_t ldw, float* C, int64_t ldc, int64_t M, int64_t N,
+               int64_t K, bool acc) {
+  TORCH_CHECK(N % 4 == 0, "nt: N must be a multiple of 4");
+  const __m256i mask = tail_mask(K % 8 == 0 ? 8 : K % 8);
+  at::parallel_for(0, N / 4, 16, [&](int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j) {
+      if (j + 8 < j1) prefetch_range(W + 4 * (j + 8) * ldw, 4 * ldw * static_cast<int64_t>(sizeof(float)));
+      const float* w = W + 4 * j * ldw;
+      float* c = C + 4 * j;
+      int64_t i = 0;
+      for (; i + 3 <= M; i += 3) nt_tile<3>(A + i * lda, lda, w, ldw, c + i * ldc, ldc, K, acc, mask);
+      if (M - i == 2) nt_tile<2>(A + i * lda, lda, w, ldw, c + i * ldc, ldc, K, acc, mask);
+      if (M - i == 1) nt_tile<1>(A + i * lda, lda, w, ldw, c + i * ldc, ldc, K, acc, mask);
+    }
+  });
+}
+
+// C[M, N] (+)= A[K, M]^T @ X[K, N] with K small (one step's batch rows). Bands of 4 rows of C go to the threads and
+// each writes its rows in order, in column blocks of 3 registers (24 floats); X stays in L1. A fresh C (a gradient
+// nobody reads until the optimizer step) is written with streaming stores where its rows are 32-byte aligned: no
+// read of the cold lines before they are overwritten.
+inline void tn(const float* A, int64_t lda, const float* X, int64_t ldx, float* C, int64_t ldc, int64_t M, int64_t N,
+               int64_t K, bool acc) {
+  constexpr int64_t BW = 24;
+  const bool stream = !acc && reinterpret_cast<uintptr_t>(C) % 32 == 0 && ldc % 8 == 0;
+  at::parallel_for(0, (M + 3) / 4, 8, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t m0 = 4 * r, m1 = std::min(M, m0 + 4);
+      for (int64_t n0 = 0; n0 < N; n0 += BW) {
+        const int64_t n = std::min(BW, N - n0), nv = (n + 7) / 8;
+        const __m256i mask = tail_mask(n % 8 == 0 ? 8 : n % 8);
+        const float* x = X + n0;
+        float* c = C + n0;
+        if (n % 8 != 0) {
+          if (nv == 3) tn_rows<3, true>(A, lda, x, ldx, c, ldc, m0, m1, K, acc, stream, mask);
+          else if (nv == 2) tn_rows<2, true>(A, lda, x, ldx, c, ldc, m0, m1, K, acc, stream, mask);
+          else tn_rows<1, true>(A, lda, x, ldx, c, ldc, m0, m1, K, acc, stream, mask);
+        } else {
+          if (nv == 3) tn_rows<3, false>(A, lda, x, ldx, c, ldc, m0, m1, K, acc, stream, mask);
+          else if (nv == 2) tn_rows<2, false>(A, lda, x, ldx, c, ldc, m0, m1, K, acc, stream, mask);
+          else tn_rows<1, false>(A, lda, x, ldx, c, ldc, m0, m1, K, acc, stream, mask);
+        }
+      }
+    }
+    if (stream) _mm_sfence();  // this thread's streamed lines are visible before anyone reads C
+  });
+}
+
+#undef LRNN_UNROLL
+
+#endif  // LRNN_SMALL_GEMM
+
+}  // namespace lrnn_gemm
