@@ -1,8 +1,9 @@
 """lrnn's compiled CPU kernels (csrc/), built on first use and cached.
 
 `StepWeightLSTMLayer` runs its CPU float32/float64 loops through these ops when they are available: the same
-products as the Python loops, but the per-step gate arithmetic is one vectorised pass and the step loops run without
-Python (see step_weight_lstm.cpp); `LinearNLL` (lrnn/rnnlm.py) does its softmax and its gradient as one pass per row
+products as the Python loops (float32's forward products and L2-sized weight gradients by lrnn's own AVX2 kernels,
+small_gemm.h), but the per-step gate arithmetic is one vectorised pass and the step loops run without Python (see
+step_weight_lstm.cpp); `LinearNLL` (lrnn/rnnlm.py) does its softmax and its gradient as one pass per row
 (linear_nll.cpp). They are compiled once per machine and torch version with torch.utils.cpp_extension (a C++
 compiler is needed; ~15 s, announced on stderr) into torch's extension cache (``TORCH_EXTENSIONS_DIR``, default
 ``~/.cache/torch_extensions``), then loaded in ~0.1 s. Where no compiler is found or the build fails, lrnn warns
@@ -21,7 +22,7 @@ from pathlib import Path
 import torch
 
 CSRC = Path(__file__).parent / "csrc"
-SOURCES = sorted(CSRC.glob("*.cpp"))  # step_weight_lstm.cpp, linear_nll.cpp; they share fast_exp.h
+SOURCES = sorted(CSRC.glob("*.cpp"))  # step_weight_lstm.cpp (+ small_gemm.h), linear_nll.cpp; both use fast_exp.h
 _state: dict[str, object] = {}
 
 

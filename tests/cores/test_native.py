@@ -108,7 +108,7 @@ def test_results_do_not_depend_on_the_thread_count(ops, share_every, monkeypatch
         torch.testing.assert_close(a, c, atol=2e-5, rtol=2e-5)
 
 
-SHAPES = [(20, 200, 800), (1, 5, 4), (2, 13, 12), (5, 8, 28), (7, 1, 36), (100, 203, 44)]  # M, K, N
+SHAPES = [(20, 200, 800), (1, 5, 4), (2, 13, 12), (5, 8, 28), (7, 1, 36), (61, 250, 44), (100, 203, 44)]  # M, K, N
 
 
 def small_product(ops, form: str, a, w, c, acc: bool, small: bool) -> torch.Tensor:

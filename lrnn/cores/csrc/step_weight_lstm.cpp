@@ -126,9 +126,11 @@ bool all_zero(const T* p, int64_t n) {
 // contiguous. Those read a cold weight set in order themselves; torch's products get it read in order first.
 bool rowmajor_f32(const Tensor& t) { return t.dim() == 2 && t.stride(1) == 1 && t.scalar_type() == at::kFloat; }
 
-// c [M, N] (+)= a [M, K] @ w [N, K]^T
+// c [M, N] (+)= a [M, K] @ w [N, K]^T. The small kernel re-reads all of a for every 4 rows of w: up to 64 KB of a
+// (B 20 x 650 floats) that comes from L1/L2; a block's projection of several steps at once (B k rows) goes to torch.
 void product_nt(const Tensor& a, const Tensor& w, Tensor c, bool acc, int64_t prefetch_up_to) {
-  if (lrnn_gemm::available() && rowmajor_f32(a) && rowmajor_f32(w) && rowmajor_f32(c) && w.size(0) % 4 == 0) {
+  if (lrnn_gemm::available() && a.numel() <= 16384 && rowmajor_f32(a) && rowmajor_f32(w) && rowmajor_f32(c) &&
+      w.size(0) % 4 == 0) {
     lrnn_gemm::nt(a.data_ptr<float>(), a.stride(0), w.data_ptr<float>(), w.stride(0), c.data_ptr<float>(), c.stride(0),
                   a.size(0), w.size(0), a.size(1), acc);
     return;
