@@ -17,6 +17,8 @@
    (cold sets read in order first, gradients zero-filled and accumulated into), cold [800, 200] sets as in row 1:
    a forward product, a recurrent product added into the gates, a weight gradient; then `UntiedLSTM` forward +
    backward (B 20, T 20, H 200; 1 and 2 layers) with and without them.
+7. A whole untied PTB-small training step (`RNNLM.nll` on random tokens, state carried, norm clipping at 5, SGD)
+   with and without the small products: 5 steps each way in turn, the first of each 5 not timed.
 
 Times are medians of `--repeats` calls, the variants of one row interleaved call by call.
 """
@@ -252,6 +254,48 @@ def small_products(repeats: int) -> None:
         )
 
 
+def training_step(rounds: int) -> None:
+    from lrnn.cores import _native
+    from lrnn.rnnlm import RNNLM
+
+    ops = _native.ops()
+    if ops is None or not ops.small_products_compiled():
+        return
+    torch.manual_seed(0)
+    V, B, T, H = 10_000, 20, 20, 200
+    model = RNNLM(V, UntiedLSTM(H, H, 2, max_len=T), init_range=0.1)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    data = torch.randint(0, V, (B, 40 * T + 1))
+    state: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def step(i: int) -> None:
+        nonlocal state
+        t0 = (i % 40) * T
+        nll, state = model.nll(data[:, t0 : t0 + T], data[:, t0 + 1 : t0 + T + 1], state)
+        state = (state[0].detach(), state[1].detach())
+        opt.zero_grad()
+        (nll / B).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+
+    times: dict[bool, list[float]] = {True: [], False: []}
+    i = 0
+    for r in range(rounds):
+        for small in (True, False) if r % 2 else (False, True):
+            ops.use_small_products(small)
+            step(i)
+            i += 1
+            for _ in range(5):
+                t0 = time.perf_counter()
+                step(i)
+                i += 1
+                times[small].append(time.perf_counter() - t0)
+    ops.use_small_products(True)
+    a, b = med(times[False]), med(times[True])
+    print(f"\n# 7. untied PTB-small training step (ms, median of {5 * rounds} steps each)")
+    print(f"torch's products {1e3 * a:6.1f} ms, small products {1e3 * b:6.1f} ms: {a / b:.3f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=1)
@@ -265,6 +309,7 @@ def main() -> None:
     share5(max(3, args.repeats // 2))
     decoder_loss(3 * args.repeats)
     small_products(args.repeats)
+    training_step(args.repeats)
 
 
 if __name__ == "__main__":
