@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 import warnings
 
 import pytest
@@ -165,6 +166,21 @@ def test_small_products_do_not_depend_on_the_thread_count(ops):
         torch.set_num_threads(threads)
     for x, y in zip(out[1], out[2], strict=True):
         assert torch.equal(x, y)
+
+
+def test_the_kernels_compile_without_avx2(ops):
+    """Where the build gets no -mavx2/-mfma (ARM, older x86) the sources still compile: the small products are then
+    left out (torch's products run) rather than failing the whole build."""
+    from torch.utils import cpp_extension
+
+    cxx = shutil.which("c++") or shutil.which("g++")
+    flags = [f for f in _native._cflags(False) if f not in ("-mavx2", "-mfma")]
+    includes = [f"-I{p}" for p in cpp_extension.include_paths()]
+    for src in _native.SOURCES:
+        done = subprocess.run(
+            [cxx, "-std=c++20", "-fsyntax-only", *flags, *includes, str(src)], capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
 
 
 def test_float32_gates_saturate_without_nan(ops, monkeypatch):

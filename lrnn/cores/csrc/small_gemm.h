@@ -184,6 +184,15 @@ inline void tn(const float* A, int64_t lda, const float* X, int64_t ldx, float* 
 
 #undef LRNN_UNROLL
 
+#else  // no AVX2/FMA (another architecture, or an x86 build without them): available() is false, never called
+
+inline void nt(const float*, int64_t, const float*, int64_t, float*, int64_t, int64_t, int64_t, int64_t, bool) {
+  TORCH_CHECK(false, "lrnn: the small-product kernels are not compiled in");
+}
+inline void tn(const float*, int64_t, const float*, int64_t, float*, int64_t, int64_t, int64_t, int64_t, bool) {
+  TORCH_CHECK(false, "lrnn: the small-product kernels are not compiled in");
+}
+
 #endif  // LRNN_SMALL_GEMM
 
 }  // namespace lrnn_gemm
