@@ -25,9 +25,10 @@ each cold L2-sized weight set is read once in order before its product (`_prefet
 On CPU (float32/float64) the forward and backward loops run in lrnn's compiled kernels (`_native`,
 csrc/step_weight_lstm.cpp, built on first use): the same products in the same order, with each step's gate
 arithmetic one vectorised pass instead of ~8 tensor ops, and no Python per step. In float32 with AVX2, the forward
-products of one step's rows and the weight gradients up to 1 MB are lrnn's own (csrc/small_gemm.h: the cold set is
-read in place, gradients are written with streaming stores) instead of MKL's. Where the kernels cannot be built,
-the Python loops below run instead (same results to float precision; tests compare the two).
+products of one step's rows and the fresh weight gradients up to 1 MB with 32-byte aligned rows are lrnn's own
+(csrc/small_gemm.h: the cold set is read in place, gradients are written with streaming stores) instead of MKL's.
+Where the kernels cannot be built, the Python loops below run instead (same results to float precision; tests
+compare the two).
 
 On CUDA the per-step elementwise work uses PyTorch's fused LSTM cell kernels (the ones nn.LSTMCell uses), which cuts
 the launches per step from ~8 to 2 (forward) and ~7 to 3 (backward).

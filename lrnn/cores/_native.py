@@ -1,7 +1,7 @@
 """lrnn's compiled CPU kernels (csrc/), built on first use and cached.
 
 `StepWeightLSTMLayer` runs its CPU float32/float64 loops through these ops when they are available: the same
-products as the Python loops (float32's forward products and L2-sized weight gradients by lrnn's own AVX2 kernels,
+products as the Python loops (float32's forward products and small aligned weight gradients by lrnn's AVX2 kernels,
 small_gemm.h), but the per-step gate arithmetic is one vectorised pass and the step loops run without Python (see
 step_weight_lstm.cpp); `LinearNLL` (lrnn/rnnlm.py) does its softmax and its gradient as one pass per row
 (linear_nll.cpp). They are compiled once per machine and torch version with torch.utils.cpp_extension (a C++

@@ -109,7 +109,10 @@ def test_results_do_not_depend_on_the_thread_count(ops, share_every, monkeypatch
         torch.testing.assert_close(a, c, atol=2e-5, rtol=2e-5)
 
 
-SHAPES = [(20, 200, 800), (1, 5, 4), (2, 13, 12), (5, 8, 28), (7, 1, 36), (61, 250, 44), (100, 203, 44)]  # M, K, N
+# M, K, N; for tn, rows of N floats: 800 start 32-byte aligned, 44 at 2 offsets, 650 at 4, 13 at 8 (tiles of rows
+# that share one, leftover rows one by one)
+SHAPES = [(20, 200, 800), (1, 5, 4), (2, 13, 12), (5, 8, 28), (7, 1, 36), (61, 250, 44), (100, 203, 44)]
+SHAPES += [(40, 20, 650), (9, 20, 650), (33, 7, 13)]
 
 
 def small_product(ops, form: str, a, w, c, acc: bool, small: bool) -> torch.Tensor:
@@ -137,12 +140,14 @@ def test_small_products_match_float64(ops, form):
             a = pad[:M, :K] if form == "nt" else pad[:K, :M]  # rows with gaps: lda > the row length
             w = torch.randn(N, K) if form == "nt" else torch.randn(K, N)
             c0 = torch.randn(M, N + 2)[:, :N]
+            shifted = torch.empty(M * N + 1)[1:].view(M, N)  # rows start 4 bytes past torch's aligned allocation
             ref = (a.double() @ w.double().t() if form == "nt" else a.double().t() @ w.double()) + (
                 c0.double() if acc else 0
             )
             small = small_product(ops, form, a, w, c0.clone(), acc, True)
             plain = small_product(ops, form, a, w, c0.clone(), acc, False)
-            for got in (small, plain):
+            off = small_product(ops, form, a, w, shifted.copy_(c0), acc, True)
+            for got in (small, plain, off):
                 torch.testing.assert_close(got.double(), ref, atol=1e-4, rtol=1e-4)
             differ.append(not torch.equal(small, plain))
     assert any(differ)

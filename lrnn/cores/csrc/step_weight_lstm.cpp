@@ -122,15 +122,17 @@ bool all_zero(const T* p, int64_t n) {
   return true;
 }
 
-// The products, with the small-product kernels (small_gemm.h) where they apply: float32, every operand's rows
-// contiguous. Those read a cold weight set in order themselves; torch's products get it read in order first.
+// The products, with the small-product kernels (small_gemm.h) where they apply and measured faster than torch's:
+// float32, every operand's rows contiguous. They read a cold weight set in order themselves; torch's products get it
+// read in order first. `where_faster = false` (the `product` op: tests, benchmarks) uses them wherever they apply.
 bool rowmajor_f32(const Tensor& t) { return t.dim() == 2 && t.stride(1) == 1 && t.scalar_type() == at::kFloat; }
 
-// c [M, N] (+)= a [M, K] @ w [N, K]^T. The small kernel re-reads all of a for every 4 rows of w: up to 64 KB of a
-// (B 20 x 650 floats) that comes from L1/L2; a block's projection of several steps at once (B k rows) goes to torch.
-void product_nt(const Tensor& a, const Tensor& w, Tensor c, bool acc, int64_t prefetch_up_to) {
-  if (lrnn_gemm::available() && a.numel() <= 16384 && rowmajor_f32(a) && rowmajor_f32(w) && rowmajor_f32(c) &&
-      w.size(0) % 4 == 0) {
+// c [M, N] (+)= a [M, K] @ w [N, K]^T. The kernel re-reads all of a for every 4 rows of w: it is used for up to 64 KB
+// of a (B 20 x 650 floats: one step's rows); a block's projection of several steps at once (B k rows) goes to torch.
+void product_nt(const Tensor& a, const Tensor& w, Tensor c, bool acc, int64_t prefetch_up_to,
+                bool where_faster = true) {
+  if (lrnn_gemm::available() && rowmajor_f32(a) && rowmajor_f32(w) && rowmajor_f32(c) && w.size(0) % 4 == 0 &&
+      (!where_faster || a.numel() <= 16384)) {
     lrnn_gemm::nt(a.data_ptr<float>(), a.stride(0), w.data_ptr<float>(), w.stride(0), c.data_ptr<float>(), c.stride(0),
                   a.size(0), w.size(0), a.size(1), acc);
     return;
@@ -198,13 +200,16 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> forward(const Tensor& x, const Tensor
   return {gates, out, c_all, tanh_c};
 }
 
-// out (+)= g.T @ inp: g [K, G], inp [K, in], out [G, in]. An L2-sized out goes to the small-product kernel where it
-// applies. Otherwise torch's: a first write zero-fills L2-sized row blocks in order and accumulates into them (MKL
-// writing a cold multi-MB gradient directly is slower, and so was the small kernel at H 650 on one thread).
+// out (+)= g.T @ inp: g [K, G], inp [K, in], out [G, in]. The small kernel gains by streaming a fresh gradient into
+// memory, so it takes a first write of an L2-sized out whose rows are 32-byte aligned (H 200). It was slower than
+// torch's without streaming stores (rows of 155 or 650 floats), when accumulating, and for outs of several MB. There,
+// torch's: a first write zero-fills L2-sized row blocks in order and accumulates into them (MKL writing a cold
+// multi-MB gradient directly is slower).
 void grad_product(const Tensor& g, const Tensor& inp, Tensor out, bool accumulate, int64_t one_block_up_to,
-                  int64_t block_bytes) {
-  if (lrnn_gemm::available() && out.numel() * out.element_size() <= one_block_up_to && rowmajor_f32(g) &&
-      rowmajor_f32(inp) && rowmajor_f32(out)) {
+                  int64_t block_bytes, bool where_faster = true) {
+  const bool streams = !accumulate && reinterpret_cast<uintptr_t>(out.data_ptr()) % 32 == 0 && out.stride(0) % 8 == 0;
+  if (lrnn_gemm::available() && rowmajor_f32(g) && rowmajor_f32(inp) && rowmajor_f32(out) &&
+      (!where_faster || (streams && out.numel() * out.element_size() <= one_block_up_to))) {
     lrnn_gemm::tn(g.data_ptr<float>(), g.stride(0), inp.data_ptr<float>(), inp.stride(0), out.data_ptr<float>(),
                   out.stride(0), g.size(1), inp.size(1), g.size(0), accumulate);
     return;
@@ -332,14 +337,15 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward(
   return {dx, dh, dc, dw_ih, dw_hh, db};
 }
 
-// One product as the kernels do it (tests and benchmarks): "nt" c (+)= a @ w^T, "tn" c (+)= a^T @ w.
+// One product (tests and benchmarks): "nt" c (+)= a @ w^T, "tn" c (+)= a^T @ w; with the small kernels wherever they
+// apply when they are switched on, else as the LSTM kernels do it with torch's products.
 void product(const Tensor& a, const Tensor& w, Tensor c, c10::string_view form, bool acc, int64_t prefetch_up_to,
              int64_t block_bytes) {
   TORCH_CHECK(form == "nt" || form == "tn", "form is nt or tn");
   if (form == "nt")
-    product_nt(a, w, c, acc, prefetch_up_to);
+    product_nt(a, w, c, acc, prefetch_up_to, false);
   else
-    grad_product(a, w, c, acc, prefetch_up_to, block_bytes);
+    grad_product(a, w, c, acc, prefetch_up_to, block_bytes, false);
 }
 
 // Switch the small-product kernels on or off (benchmarks compare them with torch's products); returns whether they
