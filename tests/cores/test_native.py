@@ -109,8 +109,8 @@ def test_results_do_not_depend_on_the_thread_count(ops, share_every, monkeypatch
         torch.testing.assert_close(a, c, atol=2e-5, rtol=2e-5)
 
 
-# M, K, N; for tn, rows of N floats: 800 start 32-byte aligned, 44 at 2 offsets, 650 at 4, 13 at 8 (tiles of rows
-# that share one, leftover rows one by one)
+# M, K, N; for tn, C's rows of N floats: 800 start 32-byte aligned (streaming stores), 44, 650 and 13 start at 2, 4
+# and 8 offsets from a 32-byte boundary (plain stores)
 SHAPES = [(20, 200, 800), (1, 5, 4), (2, 13, 12), (5, 8, 28), (7, 1, 36), (61, 250, 44), (100, 203, 44)]
 SHAPES += [(40, 20, 650), (9, 20, 650), (33, 7, 13)]
 
@@ -131,7 +131,7 @@ def test_small_products_match_float64(ops, form):
     rows with gaps (leading dimensions); and torch's products (the kernels switched off) alike. The two paths sum in
     different orders, so their bits differ: the kernels ran."""
     if not ops.small_products_compiled():
-        pytest.skip("no AVX2/FMA on this machine: torch's products run (compared below in any case)")
+        pytest.skip("no AVX2/FMA on this machine: torch's products run (covered by the tests above)")
     torch.manual_seed(4)
     differ = []
     for M, K, N in SHAPES:

@@ -34,6 +34,11 @@ inline bool& enabled_flag() {
 }
 inline bool available() { return LRNN_SMALL_GEMM != 0 && enabled_flag(); }
 
+// Whether tn writes C with streaming stores: a fresh C (not accumulated into) whose rows start 32-byte aligned.
+inline bool streams(const float* C, int64_t ldc, bool acc) {
+  return !acc && reinterpret_cast<uintptr_t>(C) % 32 == 0 && ldc % 8 == 0;
+}
+
 #if LRNN_SMALL_GEMM
 
 // lanes < n of 8 set (n in 1..8)
@@ -158,7 +163,7 @@ inline void nt(const float* A, int64_t lda, const float* W, int64_t ldw, float* 
 inline void tn(const float* A, int64_t lda, const float* X, int64_t ldx, float* C, int64_t ldc, int64_t M, int64_t N,
                int64_t K, bool acc) {
   constexpr int64_t BW = 24;
-  const bool stream = !acc && reinterpret_cast<uintptr_t>(C) % 32 == 0 && ldc % 8 == 0;
+  const bool stream = streams(C, ldc, acc);
   at::parallel_for(0, (M + 3) / 4, 8, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t m0 = 4 * r, m1 = std::min(M, m0 + 4);

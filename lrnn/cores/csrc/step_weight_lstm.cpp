@@ -207,9 +207,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> forward(const Tensor& x, const Tensor
 // multi-MB gradient directly is slower).
 void grad_product(const Tensor& g, const Tensor& inp, Tensor out, bool accumulate, int64_t one_block_up_to,
                   int64_t block_bytes, bool where_faster = true) {
-  const bool streams = !accumulate && reinterpret_cast<uintptr_t>(out.data_ptr()) % 32 == 0 && out.stride(0) % 8 == 0;
   if (lrnn_gemm::available() && rowmajor_f32(g) && rowmajor_f32(inp) && rowmajor_f32(out) &&
-      (!where_faster || (streams && out.numel() * out.element_size() <= one_block_up_to))) {
+      (!where_faster || (lrnn_gemm::streams(out.data_ptr<float>(), out.stride(0), accumulate) &&
+                         out.numel() * out.element_size() <= one_block_up_to))) {
     lrnn_gemm::tn(g.data_ptr<float>(), g.stride(0), inp.data_ptr<float>(), inp.stride(0), out.data_ptr<float>(),
                   out.stride(0), g.size(1), inp.size(1), g.size(0), accumulate);
     return;
