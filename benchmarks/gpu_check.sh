@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One-shot GPU check for issue #9 (`make bench-gpu`): the card; the CUDA tests of the cores (CPU parity, CUDA graphs);
+# One-shot GPU check for issue #9 (`make bench-gpu`): the card; the CUDA tests (the cores' CPU parity and CUDA graphs,
+# training with graphs vs eager); the training loss's two paths (bench_nll.py: lrnn's buffers vs F.cross_entropy);
 # the cores benchmark on CUDA (UntiedLSTM vs the naive loop, target >= 3x, eager and with cuda_graphs=True; vs cuDNN
 # nn.LSTM; share_every=5 vs nn.LSTM); training tokens/s of `lrnn fit` vs the plain loops on CUDA (untied also with
 # cuda_graphs=True). A step that fails is reported and the next one runs; the exit status says whether all passed.
@@ -17,7 +18,8 @@ step() {
 }
 step nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 step "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
-step "$PY" -m pytest -q -p no:cacheprovider tests/cores -k cuda
+step "$PY" -m pytest -q -p no:cacheprovider tests/cores tests/lightning -k cuda
+step "$PY" benchmarks/bench_nll.py --device cuda
 step "$PY" benchmarks/bench_cores.py --device cuda --repeats 50 --shapes small,small-1layer,medium,medium-1layer
 step "$PY" benchmarks/bench_lightning.py --device cuda --batches 200 --rounds "${ROUNDS:-3}" --threads 1
 exit $status

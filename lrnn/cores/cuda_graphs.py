@@ -16,9 +16,10 @@ anything can still reach it; once `max_graphs` signatures are captured (a warnin
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -31,6 +32,22 @@ def _autocast_on() -> bool:
         return torch.is_autocast_enabled("cuda")
     except TypeError:  # torch < 2.4: no device argument, and this meant CUDA
         return torch.is_autocast_enabled()
+
+
+@contextlib.contextmanager
+def _parameters_swapped(module: nn.Module, swaps: dict[str, nn.Parameter]) -> Iterator[None]:
+    """Within the block, module's parameter `name` is swaps[name] (e.g. "weight_ih_l0.3")."""
+    saved = []
+    for name, alias in swaps.items():
+        owner_name, _, leaf = name.rpartition(".")
+        owner = module.get_submodule(owner_name)
+        saved.append((owner, leaf, owner._parameters[leaf]))
+        owner._parameters[leaf] = alias
+    try:
+        yield
+    finally:
+        for owner, leaf, p in saved:
+            owner._parameters[leaf] = p
 
 
 class _Graph:
@@ -57,6 +74,9 @@ class _Graph:
         self.grad_outs = [torch.empty_like(o) for o in self.outs]
         with torch.cuda.graph(self.bwd, pool=pool):
             grads = torch.autograd.grad(self.outs, wrt, self.grad_outs, allow_unused=True)
+        # the captured autograd graph is not needed after the capture (kept through outs' grad_fn, it held the
+        # aliases' gradient accumulators on the side stream)
+        self.outs = [o.detach() for o in self.outs]
         self.grads: list[Tensor | None] = [None] * len(surface)
         for i, g in zip(self.needs, grads, strict=True):
             self.grads[i] = g
@@ -170,12 +190,18 @@ class CUDAGraphs:
                     self._warned_full = True
                 return eager(input, hx, offset)
 
+            # The capture reads and differentiates aliases of the parameters (same memory, new leaves): a parameter's
+            # own gradient accumulator belongs to the stream it was made on, and if the previous step's outputs keep
+            # it alive, a backward captured on the side stream would wait on the default stream and void the capture.
+            aliases = {n: nn.Parameter(p.detach(), p.requires_grad) for n, p in module.named_parameters()}
+
             def fn(x: Tensor, *state: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-                out, (h, c) = eager(x, (state[0], state[1]) if state else None, offset)
+                with _parameters_swapped(module, aliases):
+                    out, (h, c) = eager(x, (state[0], state[1]) if state else None, offset)
                 return out, h, c
 
             try:
-                graph = _Graph(fn, inputs, params)
+                graph = _Graph(fn, inputs, list(aliases.values()))
             except RuntimeError as err:  # an op that cannot be captured: run eagerly from now on
                 self._failed = f"{type(err).__name__}: {err}"
                 warnings.warn(

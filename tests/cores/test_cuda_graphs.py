@@ -8,7 +8,7 @@ import pickle
 import pytest
 import torch
 
-from lrnn.cores.cuda_graphs import CUDAGraphs, _copies
+from lrnn.cores.cuda_graphs import CUDAGraphs, _copies, _parameters_swapped
 from lrnn.cores.untied import UntiedLSTM
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -120,3 +120,20 @@ def test_dropout_draws_new_masks():
         out.sum().backward()
         outs.append(out.detach())
     assert not torch.equal(outs[1], outs[2])
+
+
+def test_captures_read_parameter_aliases():
+    """What a capture runs: the forward reads the aliases (so gradients flow to them, not to the parameters, whose
+    gradient accumulators may belong to another stream), and the parameters come back afterwards, error or not."""
+    core = UntiedLSTM(6, 8, 2, max_len=5)
+    aliases = {n: torch.nn.Parameter(p.detach(), p.requires_grad) for n, p in core.named_parameters()}
+    x = torch.randn(5, 3, 6)
+    with _parameters_swapped(core, aliases):
+        out, _ = core(x)
+    grads = torch.autograd.grad(out.square().sum(), list(aliases.values()))  # raises if a parameter was read instead
+    core(x)[0].square().sum().backward()
+    for g, p, a in zip(grads, core.parameters(), aliases.values(), strict=True):
+        assert torch.equal(g, p.grad) and a.data_ptr() == p.data_ptr() and a is not p
+    with pytest.raises(ValueError), _parameters_swapped(core, aliases):
+        raise ValueError
+    assert not any(p is a for p, a in zip(core.parameters(), aliases.values(), strict=True))
