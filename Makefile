@@ -62,7 +62,7 @@ bench: $(STAMP)  ## benchmarks (~13 min, BENCH_THREADS=1): training vs plain loo
 	$(PY) benchmarks/bench_cpu_paths.py --threads $(BENCH_THREADS)
 	$(PY) benchmarks/bench_tbptt_memory.py --threads $(BENCH_THREADS)
 
-bench-gpu: $(STAMP)  ## the GPU checks in one go (~13 min, ROUNDS=1: ~6; needs CUDA torch, a GPU, PTB): benchmarks/gpu_check.sh
+bench-gpu: $(STAMP)  ## the GPU checks in one go (ROUNDS=1: ~4 min on an H100, ROUNDS=3 repeats the training runs; needs CUDA torch, a GPU, PTB): benchmarks/gpu_check.sh
 	PY=$(PY) ROUNDS=$(or $(ROUNDS),3) bash benchmarks/gpu_check.sh
 
 recall-grid: $(STAMP)  ## delayed-recall accuracy, lag D x truncation k, tied LSTM (README table; ~10 min) [ARGS=...]

@@ -4,8 +4,8 @@
 # the cores benchmark on CUDA (UntiedLSTM vs the naive loop, target >= 3x, eager and with cuda_graphs=True; vs cuDNN
 # nn.LSTM; share_every=5 vs nn.LSTM); training tokens/s of `lrnn fit` vs the plain loops on CUDA (untied also with
 # cuda_graphs=True). A step that fails is reported and the next one runs; the exit status says whether all passed.
-# ~13 minutes on one H200 (most of it the training runs, each a fresh process; ROUNDS=1: ~6 minutes). The training
-# step needs PTB through $LRNN_DATA_MIRROR (or the hub).
+# ROUNDS=1: 3 min 50 s on one H100 (session 10); each further round repeats the training runs (fresh processes).
+# The training step needs PTB through $LRNN_DATA_MIRROR (or the hub).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
