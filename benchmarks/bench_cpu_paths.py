@@ -15,8 +15,9 @@
    forward + backward: its softmax and gradient as torch ops vs lrnn's compiled kernel.
 6. The kernels' own small products (csrc/small_gemm.h) vs torch's products as the kernels call them otherwise
    (cold sets read in order first, gradients zero-filled and accumulated into), cold [800, 200] sets as in row 1:
-   a forward product, a recurrent product added into the gates, a weight gradient; then `UntiedLSTM` forward +
-   backward (B 20, T 20, H 200; 1 and 2 layers) with and without them.
+   a forward product, a recurrent product added into the gates, a weight gradient; a state/input gradient
+   d_gates @ w with cold [2600, 650] sets (H 650; the nn kernel serves sets over 2 MB); then `UntiedLSTM` forward +
+   backward (B 20, T 20, H 200 with 2 and 1 layers; T 35, H 650 with 1 layer) with and without them.
 7. A whole untied PTB-small training step (`RNNLM.nll` on random tokens, state carried, norm clipping at 5, SGD)
    with and without the small products: 5 steps each way in turn, the first of each 5 not timed.
 
@@ -237,10 +238,23 @@ def small_products(repeats: int) -> None:
         r = statistics.median(a / b for a, b in zip(t["torch"], t["small"], strict=True))
         us = {k: 1e6 * med(v, S) for k, v in t.items()}
         print(f"{name:<28} torch {us['torch']:6.1f} us, small {us['small']:6.1f} us: {r:.2f}x")
-    for layers in (2, 1):
+    S6 = 20  # H 650: [2600, 650] sets of 6.8 MB, 135 MB in all
+    W6 = [torch.randn(4 * 650, 650) * 0.05 for _ in range(S6)]
+    dg6, dx6 = torch.randn(B, 4 * 650), torch.empty(B, 650)
+
+    def state_grads() -> object:
+        return [ops.product(dg6, w, dx6, "nn", False, up_to, block) for w in W6]
+
+    t = interleaved({"torch": run(False, state_grads), "small": run(True, state_grads)}, repeats)
+    r = statistics.median(a / b for a, b in zip(t["torch"], t["small"], strict=True))
+    us = {k: 1e6 * med(v, S6) for k, v in t.items()}
+    name = "dg @ w, cold [2600, 650] set"
+    print(f"{name:<28} torch {us['torch']:6.1f} us, small {us['small']:6.1f} us: {r:.2f}x")
+    W6.clear()
+    for hidden, T, layers in ((H, 20, 2), (H, 20, 1), (650, 35, 1)):
         torch.manual_seed(0)
-        core = UntiedLSTM(H, H, layers, max_len=20)
-        xs = torch.randn(20, B, H, requires_grad=True)
+        core = UntiedLSTM(hidden, hidden, layers, max_len=T)
+        xs = torch.randn(T, B, hidden, requires_grad=True)
 
         def fwd_bwd(core: UntiedLSTM = core, xs: torch.Tensor = xs) -> None:
             core.zero_grad(set_to_none=True)
@@ -249,7 +263,7 @@ def small_products(repeats: int) -> None:
         t = interleaved({"torch": run(False, fwd_bwd), "small": run(True, fwd_bwd)}, 3 * repeats)
         r = statistics.median(a / b for a, b in zip(t["torch"], t["small"], strict=True))
         print(
-            f"UntiedLSTM, {layers} layer(s), fwd+bwd     torch {1e3 * med(t['torch']):6.2f} ms, small "
+            f"UntiedLSTM H {hidden}, {layers} layer(s), fwd+bwd  torch {1e3 * med(t['torch']):6.2f} ms, small "
             f"{1e3 * med(t['small']):6.2f} ms: {r:.2f}x (median of per-call ratios)"
         )
 

@@ -88,6 +88,29 @@ def test_kernels_without_input_grad_or_state(ops, monkeypatch):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
 
 
+def test_large_weight_sets_match_the_python_loops(ops, monkeypatch):
+    """Weight sets over 2 MB (H 400): the state and input gradients come from the nn kernel (small_gemm.h), the
+    forward products from nt; the same values as the Python loops and as torch's products (float32), in other bits
+    than torch's products (the kernels ran)."""
+    torch.manual_seed(6)
+    core = UntiedLSTM(400, 400, 1, max_len=3)
+    x = torch.randn(3, 4, 400, requires_grad=True)
+    hx = initial_state("random", 4, 400, torch.float32)
+    hx = (hx[0][:1].detach().requires_grad_(), hx[1][:1].detach().requires_grad_())
+    native = outputs_and_grads(core, x, hx, True, monkeypatch)
+    was = ops.use_small_products(False)
+    try:
+        torch_products = outputs_and_grads(core, x, hx, True, monkeypatch)
+    finally:
+        ops.use_small_products(was)
+    python = outputs_and_grads(core, x, hx, False, monkeypatch)
+    for a, b, c in zip(native, torch_products, python, strict=True):
+        torch.testing.assert_close(a, c, atol=5e-5, rtol=5e-5)
+        torch.testing.assert_close(b, c, atol=5e-5, rtol=5e-5)
+    if ops.small_products_compiled():
+        assert not torch.equal(native[3], torch_products[3])  # dx
+
+
 @pytest.mark.parametrize("share_every", [1, 4])
 def test_results_do_not_depend_on_the_thread_count(ops, share_every, monkeypatch):
     """The gate passes split the batch rows over torch's threads (here 12 rows of H 256: chunks of 4): the same bits
@@ -110,9 +133,10 @@ def test_results_do_not_depend_on_the_thread_count(ops, share_every, monkeypatch
 
 
 # M, K, N; for tn, C's rows of N floats: 800 start 32-byte aligned (streaming stores), 44, 650 and 13 start at 2, 4
-# and 8 offsets from a 32-byte boundary (plain stores)
+# and 8 offsets from a 32-byte boundary (plain stores); for nn, the last three sum over K in several blocks of rows
+# of w (50, 46 and 16 rows a block) with a shorter last one
 SHAPES = [(20, 200, 800), (1, 5, 4), (2, 13, 12), (5, 8, 28), (7, 1, 36), (61, 250, 44), (100, 203, 44)]
-SHAPES += [(40, 20, 650), (9, 20, 650), (33, 7, 13)]
+SHAPES += [(40, 20, 650), (9, 20, 650), (33, 7, 13), (20, 2600, 650), (3, 300, 700), (5, 37, 4096)]
 
 
 def small_product(ops, form: str, a, w, c, acc: bool, small: bool) -> torch.Tensor:
@@ -124,24 +148,25 @@ def small_product(ops, form: str, a, w, c, acc: bool, small: bool) -> torch.Tens
     return c
 
 
-@pytest.mark.parametrize("form", ["nt", "tn"])
+@pytest.mark.parametrize("form", ["nt", "tn", "nn"])
 def test_small_products_match_float64(ops, form):
-    """The float32 small-product kernels (csrc/small_gemm.h): nt c (+)= a @ w^T, tn c (+)= a^T @ w, against float64
-    products. Row tiles and their remainders, K and column counts that end inside an 8-lane register, accumulation,
-    rows with gaps (leading dimensions); and torch's products (the kernels switched off) alike. The two paths sum in
-    different orders, so their bits differ: the kernels ran."""
+    """The float32 small-product kernels (csrc/small_gemm.h): nt c (+)= a @ w^T, tn c (+)= a^T @ w, nn c (+)= a @ w,
+    against float64 products. Row tiles and their remainders, K and column counts that end inside an 8-lane register,
+    accumulation, rows with gaps (leading dimensions); and torch's products (the kernels switched off) alike. The two
+    paths sum in different orders, so their bits differ: the kernels ran."""
     if not ops.small_products_compiled():
         pytest.skip("no AVX2/FMA on this machine: torch's products run (covered by the tests above)")
     torch.manual_seed(4)
     differ = []
     for M, K, N in SHAPES:
         for acc in (False, True):
-            pad = torch.randn(M + 3, K + 5) if form == "nt" else torch.randn(K + 3, M + 5)
-            a = pad[:M, :K] if form == "nt" else pad[:K, :M]  # rows with gaps: lda > the row length
+            pad = torch.randn(K + 3, M + 5) if form == "tn" else torch.randn(M + 3, K + 5)
+            a = pad[:K, :M] if form == "tn" else pad[:M, :K]  # rows with gaps: lda > the row length
             w = torch.randn(N, K) if form == "nt" else torch.randn(K, N)
             c0 = torch.randn(M, N + 2)[:, :N]
             shifted = torch.empty(M * N + 1)[1:].view(M, N)  # rows start 4 bytes past torch's aligned allocation
-            ref = (a.double() @ w.double().t() if form == "nt" else a.double().t() @ w.double()) + (
+            a64, w64 = a.double(), w.double()
+            ref = (a64 @ w64.t() if form == "nt" else a64.t() @ w64 if form == "tn" else a64 @ w64) + (
                 c0.double() if acc else 0
             )
             small = small_product(ops, form, a, w, c0.clone(), acc, True)
@@ -157,7 +182,7 @@ def test_small_products_do_not_depend_on_the_thread_count(ops):
     if not ops.small_products_compiled():
         pytest.skip("no AVX2/FMA on this machine")
     torch.manual_seed(5)
-    a, w, g = torch.randn(20, 200), torch.randn(800, 200), torch.randn(20, 800)
+    a, w, g, big = torch.randn(20, 200), torch.randn(800, 200), torch.randn(20, 800), torch.randn(800, 1300)
     threads = torch.get_num_threads()
     out = {}
     try:
@@ -166,6 +191,7 @@ def test_small_products_do_not_depend_on_the_thread_count(ops):
             out[n] = (
                 small_product(ops, "nt", a, w, torch.empty(20, 800), False, True),
                 small_product(ops, "tn", g, a, torch.empty(800, 200), False, True),
+                small_product(ops, "nn", g, big, torch.empty(20, 1300), False, True),  # 8 blocks of 25 rows
             )
     finally:
         torch.set_num_threads(threads)

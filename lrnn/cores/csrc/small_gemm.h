@@ -7,9 +7,10 @@
 //   nt:  C[M, N] (+)= A[M, K] @ W[N, K]^T   the forward products: gates (+)= x @ w_ih^T, h @ w_hh^T
 //   tn:  C[M, N] (+)= A[K, M]^T @ X[K, N]   a weight gradient over one step's rows: dW = d_gates^T @ x, written
 //                                           with streaming stores (no read of the cold lines it overwrites)
-// The state and input gradients (d_gates @ W) stay with torch's products: a kernel of this kind was slower than MKL
-// on one thread. Each output element is one sum over K in a fixed order, so results do not depend on the thread
-// count. AVX2 + FMA (8 floats a register); without them the callers use torch's products.
+//   nn:  C[M, N] (+)= A[M, K] @ X[K, N]     the state and input gradients d_gates @ W, for weight sets over 2 MB
+//                                           (H 400 and up; below that MKL's was as fast or faster)
+// Each output element is one sum over K in a fixed order, so results do not depend on the thread count. AVX2 + FMA
+// (8 floats a register); without them the callers use torch's products.
 #pragma once
 
 #include <ATen/Parallel.h>
@@ -187,6 +188,49 @@ inline void tn(const float* A, int64_t lda, const float* X, int64_t ldx, float* 
   });
 }
 
+// C[M, N] (+)= A[M, K] @ X[K, N] with M small (a step's batch rows) and X a cold weight set: the state and input
+// gradients d_gates @ W. at [K, M] is scratch for A transposed (the broadcast form reads A's columns). X is read in
+// blocks of whole rows, in order, each block once from memory; the threads split C's columns, so each reads its part
+// of every row. Every output is one sum over K in order (a block's sums go on from the previous block's stores), the
+// same on any thread count.
+inline void nn(const float* A, int64_t lda, const float* X, int64_t ldx, float* C, int64_t ldc, int64_t M, int64_t N,
+               int64_t K, bool acc, float* at) {
+  constexpr int64_t BW = 24;
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t p = 0; p < K; ++p) at[p * M + i] = A[i * lda + p];
+  const int64_t kb = std::max<int64_t>(16, (128 * 1024) / (N * static_cast<int64_t>(sizeof(float))));
+  at::parallel_for(0, (N + BW - 1) / BW, 4, [&](int64_t b0, int64_t b1) {
+    const int64_t bytes = 4 * (std::min(N, b1 * BW) - b0 * BW);
+    for (int64_t r = 0; r < std::min(kb, K); ++r) prefetch_range(X + r * ldx + b0 * BW, bytes);  // the first block
+    for (int64_t p0 = 0; p0 < K; p0 += kb) {
+      const int64_t k = std::min(kb, K - p0);
+      const bool a = acc || p0 > 0;
+      const float* ap = at + p0 * M;
+      const float* xp = X + p0 * ldx;
+      const int64_t k_next = std::min(kb, K - p0 - k);
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t n0 = b * BW, n = std::min(BW, N - n0), nv = (n + 7) / 8;
+        for (int64_t r = 0; r < k_next; ++r) {  // this column block of the next block of rows, towards L2
+          const char* q = reinterpret_cast<const char*>(xp + (k + r) * ldx + n0);
+          _mm_prefetch(q, _MM_HINT_T1);
+          _mm_prefetch(q + 64, _MM_HINT_T1);
+          _mm_prefetch(q + 4 * n - 1, _MM_HINT_T1);
+        }
+        const __m256i mask = tail_mask(n % 8 == 0 ? 8 : n % 8);
+        if (n % 8 != 0) {
+          if (nv == 3) tn_rows<3, true>(ap, M, xp + n0, ldx, C + n0, ldc, 0, M, k, a, false, mask);
+          else if (nv == 2) tn_rows<2, true>(ap, M, xp + n0, ldx, C + n0, ldc, 0, M, k, a, false, mask);
+          else tn_rows<1, true>(ap, M, xp + n0, ldx, C + n0, ldc, 0, M, k, a, false, mask);
+        } else {
+          if (nv == 3) tn_rows<3, false>(ap, M, xp + n0, ldx, C + n0, ldc, 0, M, k, a, false, mask);
+          else if (nv == 2) tn_rows<2, false>(ap, M, xp + n0, ldx, C + n0, ldc, 0, M, k, a, false, mask);
+          else tn_rows<1, false>(ap, M, xp + n0, ldx, C + n0, ldc, 0, M, k, a, false, mask);
+        }
+      }
+    }
+  });
+}
+
 #undef LRNN_UNROLL
 
 #else  // no AVX2/FMA (another architecture, or an x86 build without them): available() is false, never called
@@ -195,6 +239,9 @@ inline void nt(const float*, int64_t, const float*, int64_t, float*, int64_t, in
   TORCH_CHECK(false, "lrnn: the small-product kernels are not compiled in");
 }
 inline void tn(const float*, int64_t, const float*, int64_t, float*, int64_t, int64_t, int64_t, int64_t, bool) {
+  TORCH_CHECK(false, "lrnn: the small-product kernels are not compiled in");
+}
+inline void nn(const float*, int64_t, const float*, int64_t, float*, int64_t, int64_t, int64_t, int64_t, bool, float*) {
   TORCH_CHECK(false, "lrnn: the small-product kernels are not compiled in");
 }
 
