@@ -95,7 +95,7 @@ inline void nt_tile(const float* A, int64_t lda, const float* W, int64_t ldw, fl
 // tn, broadcast form: MB rows (C's rows i = A's columns) by NV registers of C, summed over K; the last register is
 // masked when the columns end inside it (masked columns are neither read nor written).
 template <int MB, int NV, bool masked>
-inline void tn_tile(const float* A, int64_t lda, const float* X, int64_t ldx, float* C, int64_t ldc, int64_t K,
+inline void tn_tile(const float* A, int64_t sk, int64_t si, const float* X, int64_t ldx, float* C, int64_t ldc, int64_t K,
                     bool acc, bool stream, __m256i mask) {
   __m256 s[MB][NV];
   LRNN_UNROLL for (int i = 0; i < MB; ++i) LRNN_UNROLL for (int v = 0; v < NV; ++v) {
@@ -109,7 +109,7 @@ inline void tn_tile(const float* A, int64_t lda, const float* X, int64_t ldx, fl
     LRNN_UNROLL for (int v = 0; v < NV; ++v) xv[v] =
         masked && v == NV - 1 ? _mm256_maskload_ps(x + 8 * v, mask) : _mm256_loadu_ps(x + 8 * v);
     LRNN_UNROLL for (int i = 0; i < MB; ++i) {
-      const __m256 a = _mm256_broadcast_ss(A + p * lda + i);
+      const __m256 a = _mm256_broadcast_ss(A + p * sk + i * si);
       LRNN_UNROLL for (int v = 0; v < NV; ++v) s[i][v] = _mm256_fmadd_ps(a, xv[v], s[i][v]);
     }
   }
@@ -126,14 +126,15 @@ inline void tn_tile(const float* A, int64_t lda, const float* X, int64_t ldx, fl
 
 // Rows m0..m1 of C for one column block (NV registers); tiles of 4 rows (4 x 3 = 12 accumulators of 16 registers).
 template <int NV, bool masked>
-inline void tn_rows(const float* A, int64_t lda, const float* X, int64_t ldx, float* C, int64_t ldc, int64_t m0,
+inline void tn_rows(const float* A, int64_t sk, int64_t si, const float* X, int64_t ldx, float* C, int64_t ldc, int64_t m0,
                     int64_t m1, int64_t K, bool acc, bool stream, __m256i mask) {
   int64_t i = m0;
-  for (; i + 4 <= m1; i += 4) tn_tile<4, NV, masked>(A + i, lda, X, ldx, C + i * ldc, ldc, K, acc, stream, mask);
+  for (; i + 4 <= m1; i += 4)
+    tn_tile<4, NV, masked>(A + i * si, sk, si, X, ldx, C + i * ldc, ldc, K, acc, stream, mask);
   switch (m1 - i) {
-    case 3: tn_tile<3, NV, masked>(A + i, lda, X, ldx, C + i * ldc, ldc, K, acc, stream, mask); break;
-    case 2: tn_tile<2, NV, masked>(A + i, lda, X, ldx, C + i * ldc, ldc, K, acc, stream, mask); break;
-    case 1: tn_tile<1, NV, masked>(A + i, lda, X, ldx, C + i * ldc, ldc, K, acc, stream, mask); break;
+    case 3: tn_tile<3, NV, masked>(A + i * si, sk, si, X, ldx, C + i * ldc, ldc, K, acc, stream, mask); break;
+    case 2: tn_tile<2, NV, masked>(A + i * si, sk, si, X, ldx, C + i * ldc, ldc, K, acc, stream, mask); break;
+    case 1: tn_tile<1, NV, masked>(A + i * si, sk, si, X, ldx, C + i * ldc, ldc, K, acc, stream, mask); break;
     default: break;
   }
 }
@@ -174,13 +175,13 @@ inline void tn(const float* A, int64_t lda, const float* X, int64_t ldx, float* 
         const float* x = X + n0;
         float* c = C + n0;
         if (n % 8 != 0) {
-          if (nv == 3) tn_rows<3, true>(A, lda, x, ldx, c, ldc, m0, m1, K, acc, stream, mask);
-          else if (nv == 2) tn_rows<2, true>(A, lda, x, ldx, c, ldc, m0, m1, K, acc, stream, mask);
-          else tn_rows<1, true>(A, lda, x, ldx, c, ldc, m0, m1, K, acc, stream, mask);
+          if (nv == 3) tn_rows<3, true>(A, lda, 1, x, ldx, c, ldc, m0, m1, K, acc, stream, mask);
+          else if (nv == 2) tn_rows<2, true>(A, lda, 1, x, ldx, c, ldc, m0, m1, K, acc, stream, mask);
+          else tn_rows<1, true>(A, lda, 1, x, ldx, c, ldc, m0, m1, K, acc, stream, mask);
         } else {
-          if (nv == 3) tn_rows<3, false>(A, lda, x, ldx, c, ldc, m0, m1, K, acc, stream, mask);
-          else if (nv == 2) tn_rows<2, false>(A, lda, x, ldx, c, ldc, m0, m1, K, acc, stream, mask);
-          else tn_rows<1, false>(A, lda, x, ldx, c, ldc, m0, m1, K, acc, stream, mask);
+          if (nv == 3) tn_rows<3, false>(A, lda, 1, x, ldx, c, ldc, m0, m1, K, acc, stream, mask);
+          else if (nv == 2) tn_rows<2, false>(A, lda, 1, x, ldx, c, ldc, m0, m1, K, acc, stream, mask);
+          else tn_rows<1, false>(A, lda, 1, x, ldx, c, ldc, m0, m1, K, acc, stream, mask);
         }
       }
     }
@@ -189,25 +190,22 @@ inline void tn(const float* A, int64_t lda, const float* X, int64_t ldx, float* 
 }
 
 // C[M, N] (+)= A[M, K] @ X[K, N] with M small (a step's batch rows) and X a cold weight set: the state and input
-// gradients d_gates @ W. at [K, M] is scratch for A transposed (the broadcast form reads A's columns). X is read in
-// blocks of whole rows, in order, each block once from memory; the threads split C's columns, so each reads its part
+// gradients d_gates @ W. The broadcast form of tn, A read along its rows. X is read in blocks of whole rows, in
+// order, each block once from memory, fetched one block ahead; the threads split C's columns, so each reads its part
 // of every row. Every output is one sum over K in order (a block's sums go on from the previous block's stores), the
 // same on any thread count.
 inline void nn(const float* A, int64_t lda, const float* X, int64_t ldx, float* C, int64_t ldc, int64_t M, int64_t N,
-               int64_t K, bool acc, float* at) {
+               int64_t K, bool acc) {
   constexpr int64_t BW = 24;
-  for (int64_t i = 0; i < M; ++i)
-    for (int64_t p = 0; p < K; ++p) at[p * M + i] = A[i * lda + p];
   const int64_t kb = std::max<int64_t>(16, (128 * 1024) / (N * static_cast<int64_t>(sizeof(float))));
   at::parallel_for(0, (N + BW - 1) / BW, 4, [&](int64_t b0, int64_t b1) {
     const int64_t bytes = 4 * (std::min(N, b1 * BW) - b0 * BW);
     for (int64_t r = 0; r < std::min(kb, K); ++r) prefetch_range(X + r * ldx + b0 * BW, bytes);  // the first block
     for (int64_t p0 = 0; p0 < K; p0 += kb) {
-      const int64_t k = std::min(kb, K - p0);
+      const int64_t k = std::min(kb, K - p0), k_next = std::min(kb, K - p0 - k);
       const bool a = acc || p0 > 0;
-      const float* ap = at + p0 * M;
+      const float* ap = A + p0;
       const float* xp = X + p0 * ldx;
-      const int64_t k_next = std::min(kb, K - p0 - k);
       for (int64_t b = b0; b < b1; ++b) {
         const int64_t n0 = b * BW, n = std::min(BW, N - n0), nv = (n + 7) / 8;
         for (int64_t r = 0; r < k_next; ++r) {  // this column block of the next block of rows, towards L2
@@ -218,13 +216,13 @@ inline void nn(const float* A, int64_t lda, const float* X, int64_t ldx, float* 
         }
         const __m256i mask = tail_mask(n % 8 == 0 ? 8 : n % 8);
         if (n % 8 != 0) {
-          if (nv == 3) tn_rows<3, true>(ap, M, xp + n0, ldx, C + n0, ldc, 0, M, k, a, false, mask);
-          else if (nv == 2) tn_rows<2, true>(ap, M, xp + n0, ldx, C + n0, ldc, 0, M, k, a, false, mask);
-          else tn_rows<1, true>(ap, M, xp + n0, ldx, C + n0, ldc, 0, M, k, a, false, mask);
+          if (nv == 3) tn_rows<3, true>(ap, 1, lda, xp + n0, ldx, C + n0, ldc, 0, M, k, a, false, mask);
+          else if (nv == 2) tn_rows<2, true>(ap, 1, lda, xp + n0, ldx, C + n0, ldc, 0, M, k, a, false, mask);
+          else tn_rows<1, true>(ap, 1, lda, xp + n0, ldx, C + n0, ldc, 0, M, k, a, false, mask);
         } else {
-          if (nv == 3) tn_rows<3, false>(ap, M, xp + n0, ldx, C + n0, ldc, 0, M, k, a, false, mask);
-          else if (nv == 2) tn_rows<2, false>(ap, M, xp + n0, ldx, C + n0, ldc, 0, M, k, a, false, mask);
-          else tn_rows<1, false>(ap, M, xp + n0, ldx, C + n0, ldc, 0, M, k, a, false, mask);
+          if (nv == 3) tn_rows<3, false>(ap, 1, lda, xp + n0, ldx, C + n0, ldc, 0, M, k, a, false, mask);
+          else if (nv == 2) tn_rows<2, false>(ap, 1, lda, xp + n0, ldx, C + n0, ldc, 0, M, k, a, false, mask);
+          else tn_rows<1, false>(ap, 1, lda, xp + n0, ldx, C + n0, ldc, 0, M, k, a, false, mask);
         }
       }
     }
@@ -241,7 +239,7 @@ inline void nt(const float*, int64_t, const float*, int64_t, float*, int64_t, in
 inline void tn(const float*, int64_t, const float*, int64_t, float*, int64_t, int64_t, int64_t, int64_t, bool) {
   TORCH_CHECK(false, "lrnn: the small-product kernels are not compiled in");
 }
-inline void nn(const float*, int64_t, const float*, int64_t, float*, int64_t, int64_t, int64_t, int64_t, bool, float*) {
+inline void nn(const float*, int64_t, const float*, int64_t, float*, int64_t, int64_t, int64_t, int64_t, bool) {
   TORCH_CHECK(false, "lrnn: the small-product kernels are not compiled in");
 }
 

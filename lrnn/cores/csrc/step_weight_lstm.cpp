@@ -148,13 +148,12 @@ void product_nt(const Tensor& a, const Tensor& w, Tensor c, bool acc, int64_t pr
 // cold set block by block with a software prefetch one block ahead; MKL's read it at about half the memory's speed
 // (H 650: 0.86 against 1.37 ms on 1 thread, 0.56 against 1.02 ms on 2). Up to 2 MB a set (H 300: 1.4 MB) MKL's,
 // after the set is read in order (prefetch), was as fast or faster.
-void product_nn(const Tensor& a, const Tensor& w, Tensor c, bool acc, int64_t prefetch_up_to, Tensor scratch = {},
+void product_nn(const Tensor& a, const Tensor& w, Tensor c, bool acc, int64_t prefetch_up_to,
                 bool where_faster = true) {
   if (lrnn_gemm::available() && rowmajor_f32(a) && rowmajor_f32(w) && rowmajor_f32(c) &&
       (!where_faster || (a.size(0) <= 32 && w.numel() * w.element_size() > (2 << 20)))) {
-    if (!scratch.defined() || scratch.numel() < a.numel()) scratch = at::empty({a.numel()}, a.options());
     lrnn_gemm::nn(a.data_ptr<float>(), a.stride(0), w.data_ptr<float>(), w.stride(0), c.data_ptr<float>(), c.stride(0),
-                  a.size(0), w.size(1), a.size(1), acc, scratch.data_ptr<float>());
+                  a.size(0), w.size(1), a.size(1), acc);
     return;
   }
   prefetch(w, prefetch_up_to);
@@ -297,7 +296,6 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward(
   const int64_t T = gates.size(0), B = gates.size(1), H = out.size(2), G = 4 * H;
   const std::vector<Segment> sg_list = unpack(segs);
   auto d_gates = at::empty_like(gates);
-  const Tensor scratch = at::empty({B * G}, gates.options());  // the nn kernel's transposed d_gates of a step
   const Tensor go = grad_out.contiguous(), c_first = c0.contiguous();
   Tensor dh = grad_hn.contiguous().clone(), dc = grad_cn.contiguous().clone();
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "lrnn_step_weight_lstm_backward", [&] {
@@ -316,7 +314,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward(
         break;
       }
       dh = at::empty({B, H}, gates.options());
-      product_nn(dg, w_hh[s], dh, false, t == T - 1 || s != idx[t + 1] ? prefetch_up_to : 0, scratch);
+      product_nn(dg, w_hh[s], dh, false, t == T - 1 || s != idx[t + 1] ? prefetch_up_to : 0);
     }
   });
   const auto empty = at::empty({0}, gates.options());
@@ -327,8 +325,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward(
       const int64_t n = sg.t1 - sg.t0;
       if (sg.diag) {
         for (int64_t j = 0; j < n; ++j) {
-          product_nn(d_gates.select(0, sg.t0 + j), w_ih[sg.s0 + j], dx.select(0, sg.t0 + j), false, prefetch_up_to,
-                     scratch);
+          product_nn(d_gates.select(0, sg.t0 + j), w_ih[sg.s0 + j], dx.select(0, sg.t0 + j), false, prefetch_up_to);
         }
       } else {
         Tensor o = dx.slice(0, sg.t0, sg.t1).view({n * B, -1});
@@ -365,7 +362,7 @@ void product(const Tensor& a, const Tensor& w, Tensor c, c10::string_view form, 
   if (form == "nt")
     product_nt(a, w, c, acc, prefetch_up_to, false);
   else if (form == "nn")
-    product_nn(a, w, c, acc, prefetch_up_to, {}, false);
+    product_nn(a, w, c, acc, prefetch_up_to, false);
   else
     grad_product(a, w, c, acc, prefetch_up_to, block_bytes, false);
 }
