@@ -240,10 +240,17 @@ void grad_product(const Tensor& g, const Tensor& inp, Tensor out, bool accumulat
   }
   const int64_t G = g.size(1), n_in = inp.size(1), size = g.element_size();
   const int64_t rows = G * n_in * size <= one_block_up_to ? G : std::max<int64_t>(1, block_bytes / (n_in * size));
-  for (int64_t r0 = 0; r0 < G; r0 += rows) {
-    const int64_t len = std::min(rows, G - r0);
-    out.narrow(0, r0, len).zero_().addmm_(g_t.narrow(0, r0, len), inp);
-  }
+  // The blocks go to the threads (each block's zero-fill and product then run on one thread): one parallel region
+  // per gradient instead of two per block. With many short regions the second thread's wake-ups made 2-thread
+  // backward passes at H 650 swing between ~190 and ~500 ms from process to process.
+  const int64_t nblocks = (G + rows - 1) / rows;
+  at::parallel_for(0, nblocks, 1, [&](int64_t b0, int64_t b1) {
+    at::NoGradGuard no_grad;  // grad mode is thread-local: the workers' is on
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t r0 = b * rows, len = std::min(rows, G - r0);
+      out.narrow(0, r0, len).zero_().addmm_(g_t.narrow(0, r0, len), inp);
+    }
+  });
 }
 
 // Weight gradients of all sets into dw [S, G, in]: dw[s] = sum over steps t using s of d_gates[t].T @ inp[t],
