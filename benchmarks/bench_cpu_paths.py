@@ -232,24 +232,21 @@ def small_products(repeats: int) -> None:
         "gates += h @ w^T, cold set": lambda: [ops.product(x, w, out, "nt", True, up_to, block) for w in W],
         "weight gradient dg^T @ x": lambda: [ops.product(dg, x, g, "tn", False, up_to, block) for g in G],
     }
-    print(f"\n# 6. small products vs torch's, cold [800, 200] sets, B 20 (us per set, median of {repeats} passes)")
-    for name, fn in kinds.items():
+
+    def per_set(name: str, fn: Callable[[], object], sets: int) -> None:
         t = interleaved({"torch": run(False, fn), "small": run(True, fn)}, repeats)
         r = statistics.median(a / b for a, b in zip(t["torch"], t["small"], strict=True))
-        us = {k: 1e6 * med(v, S) for k, v in t.items()}
+        us = {k: 1e6 * med(v, sets) for k, v in t.items()}
         print(f"{name:<28} torch {us['torch']:6.1f} us, small {us['small']:6.1f} us: {r:.2f}x")
+
+    print(f"\n# 6. small products vs torch's, cold [800, 200] sets, B 20 (us per set, median of {repeats} passes)")
+    for name, fn in kinds.items():
+        per_set(name, fn, S)
     S6 = 20  # H 650: [2600, 650] sets of 6.8 MB, 135 MB in all
     W6 = [torch.randn(4 * 650, 650) * 0.05 for _ in range(S6)]
     dg6, dx6 = torch.randn(B, 4 * 650), torch.empty(B, 650)
-
-    def state_grads() -> object:
-        return [ops.product(dg6, w, dx6, "nn", False, up_to, block) for w in W6]
-
-    t = interleaved({"torch": run(False, state_grads), "small": run(True, state_grads)}, repeats)
-    r = statistics.median(a / b for a, b in zip(t["torch"], t["small"], strict=True))
-    us = {k: 1e6 * med(v, S6) for k, v in t.items()}
-    name = "dg @ w, cold [2600, 650] set"
-    print(f"{name:<28} torch {us['torch']:6.1f} us, small {us['small']:6.1f} us: {r:.2f}x")
+    state_grads = lambda: [ops.product(dg6, w, dx6, "nn", False, up_to, block) for w in W6]  # noqa: E731
+    per_set("dg @ w, cold [2600, 650] set", state_grads, S6)
     W6.clear()
     for hidden, T, layers in ((H, 20, 2), (H, 20, 1), (650, 35, 1)):
         torch.manual_seed(0)

@@ -25,8 +25,9 @@ each cold L2-sized weight set is read once in order before its product (`_prefet
 On CPU (float32/float64) the forward and backward loops run in lrnn's compiled kernels (`_native`,
 csrc/step_weight_lstm.cpp, built on first use): the same products in the same order, with each step's gate
 arithmetic one vectorised pass instead of ~8 tensor ops, and no Python per step. In float32 with AVX2, the forward
-products of one step's rows and the fresh weight gradients up to 1 MB with 32-byte aligned rows are lrnn's own
-(csrc/small_gemm.h: the cold set is read in place, gradients are written with streaming stores) instead of MKL's.
+products of one step's rows, the fresh weight gradients up to 1 MB with 32-byte aligned rows and the state and input
+gradients of weight sets over 2 MB are lrnn's own (csrc/small_gemm.h: the cold set is read in place or fetched ahead,
+gradients are written with streaming stores) instead of MKL's.
 Where the kernels cannot be built, the Python loops below run instead (same results to float precision; tests
 compare the two).
 

@@ -34,6 +34,11 @@ def _autocast_on() -> bool:
         return torch.is_autocast_enabled()
 
 
+def _parameter_aliases(module: nn.Module) -> dict[str, nn.Parameter]:
+    """New leaf tensors sharing each parameter's memory, by parameter name (what a capture differentiates)."""
+    return {n: nn.Parameter(p.detach(), p.requires_grad) for n, p in module.named_parameters()}
+
+
 @contextlib.contextmanager
 def _parameters_swapped(module: nn.Module, swaps: dict[str, nn.Parameter]) -> Iterator[None]:
     """Within the block, module's parameter `name` is swaps[name] (e.g. "weight_ih_l0.3")."""
@@ -193,7 +198,7 @@ class CUDAGraphs:
             # The capture reads and differentiates aliases of the parameters (same memory, new leaves): a parameter's
             # own gradient accumulator belongs to the stream it was made on, and if the previous step's outputs keep
             # it alive, a backward captured on the side stream would wait on the default stream and void the capture.
-            aliases = {n: nn.Parameter(p.detach(), p.requires_grad) for n, p in module.named_parameters()}
+            aliases = _parameter_aliases(module)
 
             def fn(x: Tensor, *state: Tensor) -> tuple[Tensor, Tensor, Tensor]:
                 with _parameters_swapped(module, aliases):

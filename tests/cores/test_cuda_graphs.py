@@ -8,7 +8,7 @@ import pickle
 import pytest
 import torch
 
-from lrnn.cores.cuda_graphs import CUDAGraphs, _copies, _parameters_swapped
+from lrnn.cores.cuda_graphs import CUDAGraphs, _copies, _parameter_aliases, _parameters_swapped
 from lrnn.cores.untied import UntiedLSTM
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -126,7 +126,7 @@ def test_captures_read_parameter_aliases():
     """What a capture runs: the forward reads the aliases (so gradients flow to them, not to the parameters, whose
     gradient accumulators may belong to another stream), and the parameters come back afterwards, error or not."""
     core = UntiedLSTM(6, 8, 2, max_len=5)
-    aliases = {n: torch.nn.Parameter(p.detach(), p.requires_grad) for n, p in core.named_parameters()}
+    aliases = _parameter_aliases(core)
     x = torch.randn(5, 3, 6)
     with _parameters_swapped(core, aliases):
         out, _ = core(x)

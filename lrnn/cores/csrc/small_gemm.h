@@ -139,6 +139,23 @@ inline void tn_rows(const float* A, int64_t sk, int64_t si, const float* X, int6
   }
 }
 
+// Rows m0..m1 of C over one column block of n <= 24 floats (1-3 registers, the last one masked where the columns
+// end inside it).
+inline void tn_block(const float* A, int64_t sk, int64_t si, const float* X, int64_t ldx, float* C, int64_t ldc,
+                     int64_t m0, int64_t m1, int64_t n, int64_t K, bool acc, bool stream) {
+  const int64_t nv = (n + 7) / 8;
+  const __m256i mask = tail_mask(n % 8 == 0 ? 8 : n % 8);
+  if (n % 8 != 0) {
+    if (nv == 3) tn_rows<3, true>(A, sk, si, X, ldx, C, ldc, m0, m1, K, acc, stream, mask);
+    else if (nv == 2) tn_rows<2, true>(A, sk, si, X, ldx, C, ldc, m0, m1, K, acc, stream, mask);
+    else tn_rows<1, true>(A, sk, si, X, ldx, C, ldc, m0, m1, K, acc, stream, mask);
+  } else {
+    if (nv == 3) tn_rows<3, false>(A, sk, si, X, ldx, C, ldc, m0, m1, K, acc, stream, mask);
+    else if (nv == 2) tn_rows<2, false>(A, sk, si, X, ldx, C, ldc, m0, m1, K, acc, stream, mask);
+    else tn_rows<1, false>(A, sk, si, X, ldx, C, ldc, m0, m1, K, acc, stream, mask);
+  }
+}
+
 // C[M, N] (+)= A[M, K] @ W[N, K]^T. Bands of 4 rows of W go to the threads in order; each band is fetched 8 bands
 // ahead.
 inline void nt(const float* A, int64_t lda, const float* W, int64_t ldw, float* C, int64_t ldc, int64_t M, int64_t N,
@@ -169,21 +186,8 @@ inline void tn(const float* A, int64_t lda, const float* X, int64_t ldx, float* 
   at::parallel_for(0, (M + 3) / 4, 8, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t m0 = 4 * r, m1 = std::min(M, m0 + 4);
-      for (int64_t n0 = 0; n0 < N; n0 += BW) {
-        const int64_t n = std::min(BW, N - n0), nv = (n + 7) / 8;
-        const __m256i mask = tail_mask(n % 8 == 0 ? 8 : n % 8);
-        const float* x = X + n0;
-        float* c = C + n0;
-        if (n % 8 != 0) {
-          if (nv == 3) tn_rows<3, true>(A, lda, 1, x, ldx, c, ldc, m0, m1, K, acc, stream, mask);
-          else if (nv == 2) tn_rows<2, true>(A, lda, 1, x, ldx, c, ldc, m0, m1, K, acc, stream, mask);
-          else tn_rows<1, true>(A, lda, 1, x, ldx, c, ldc, m0, m1, K, acc, stream, mask);
-        } else {
-          if (nv == 3) tn_rows<3, false>(A, lda, 1, x, ldx, c, ldc, m0, m1, K, acc, stream, mask);
-          else if (nv == 2) tn_rows<2, false>(A, lda, 1, x, ldx, c, ldc, m0, m1, K, acc, stream, mask);
-          else tn_rows<1, false>(A, lda, 1, x, ldx, c, ldc, m0, m1, K, acc, stream, mask);
-        }
-      }
+      for (int64_t n0 = 0; n0 < N; n0 += BW)
+        tn_block(A, lda, 1, X + n0, ldx, C + n0, ldc, m0, m1, std::min(BW, N - n0), K, acc, stream);
     }
     if (stream) _mm_sfence();  // this thread's streamed lines are visible before anyone reads C
   });
@@ -207,23 +211,14 @@ inline void nn(const float* A, int64_t lda, const float* X, int64_t ldx, float* 
       const float* ap = A + p0;
       const float* xp = X + p0 * ldx;
       for (int64_t b = b0; b < b1; ++b) {
-        const int64_t n0 = b * BW, n = std::min(BW, N - n0), nv = (n + 7) / 8;
+        const int64_t n0 = b * BW, n = std::min(BW, N - n0);
         for (int64_t r = 0; r < k_next; ++r) {  // this column block of the next block of rows, towards L2
           const char* q = reinterpret_cast<const char*>(xp + (k + r) * ldx + n0);
           _mm_prefetch(q, _MM_HINT_T1);
           _mm_prefetch(q + 64, _MM_HINT_T1);
           _mm_prefetch(q + 4 * n - 1, _MM_HINT_T1);
         }
-        const __m256i mask = tail_mask(n % 8 == 0 ? 8 : n % 8);
-        if (n % 8 != 0) {
-          if (nv == 3) tn_rows<3, true>(ap, 1, lda, xp + n0, ldx, C + n0, ldc, 0, M, k, a, false, mask);
-          else if (nv == 2) tn_rows<2, true>(ap, 1, lda, xp + n0, ldx, C + n0, ldc, 0, M, k, a, false, mask);
-          else tn_rows<1, true>(ap, 1, lda, xp + n0, ldx, C + n0, ldc, 0, M, k, a, false, mask);
-        } else {
-          if (nv == 3) tn_rows<3, false>(ap, 1, lda, xp + n0, ldx, C + n0, ldc, 0, M, k, a, false, mask);
-          else if (nv == 2) tn_rows<2, false>(ap, 1, lda, xp + n0, ldx, C + n0, ldc, 0, M, k, a, false, mask);
-          else tn_rows<1, false>(ap, 1, lda, xp + n0, ldx, C + n0, ldc, 0, M, k, a, false, mask);
-        }
+        tn_block(ap, 1, lda, xp + n0, ldx, C + n0, ldc, 0, M, n, k, a, false);
       }
     }
   });

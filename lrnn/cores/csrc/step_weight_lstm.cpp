@@ -127,6 +127,15 @@ bool all_zero(const T* p, int64_t n) {
 // read in order first. `where_faster = false` (the `product` op: tests, benchmarks) uses them wherever they apply.
 bool rowmajor_f32(const Tensor& t) { return t.dim() == 2 && t.stride(1) == 1 && t.scalar_type() == at::kFloat; }
 
+// c (+)= a @ b with torch's product, after the weight set w (b or its transpose) is read in order (prefetch).
+void torch_product(const Tensor& a, const Tensor& b, Tensor c, bool acc, const Tensor& w, int64_t prefetch_up_to) {
+  prefetch(w, prefetch_up_to);
+  if (acc)
+    c.addmm_(a, b);
+  else
+    at::mm_out(c, a, b);
+}
+
 // c [M, N] (+)= a [M, K] @ w [N, K]^T. The kernel re-reads all of a for every 4 rows of w: it is used for up to 64 KB
 // of a (B 20 x 650 floats: one step's rows); a block's projection of several steps at once (B k rows) goes to torch.
 void product_nt(const Tensor& a, const Tensor& w, Tensor c, bool acc, int64_t prefetch_up_to,
@@ -137,30 +146,23 @@ void product_nt(const Tensor& a, const Tensor& w, Tensor c, bool acc, int64_t pr
                   a.size(0), w.size(0), a.size(1), acc);
     return;
   }
-  prefetch(w, prefetch_up_to);
-  if (acc)
-    c.addmm_(a, w.t());
-  else
-    at::mm_out(c, a, w.t());
+  torch_product(a, w.t(), c, acc, w, prefetch_up_to);
 }
 
 // c [M, N] (+)= a [M, K] @ w [K, N]: the state and input gradients d_gates @ W, one step's rows. The kernel reads a
 // cold set block by block with a software prefetch one block ahead; MKL's read it at about half the memory's speed
 // (H 650: 0.86 against 1.37 ms on 1 thread, 0.56 against 1.02 ms on 2). Up to 2 MB a set (H 300: 1.4 MB) MKL's,
 // after the set is read in order (prefetch), was as fast or faster.
+constexpr int64_t kNnFromBytes = 2 << 20;
 void product_nn(const Tensor& a, const Tensor& w, Tensor c, bool acc, int64_t prefetch_up_to,
                 bool where_faster = true) {
   if (lrnn_gemm::available() && rowmajor_f32(a) && rowmajor_f32(w) && rowmajor_f32(c) &&
-      (!where_faster || (a.size(0) <= 32 && w.numel() * w.element_size() > (2 << 20)))) {
+      (!where_faster || (a.size(0) <= 32 && w.numel() * w.element_size() > kNnFromBytes))) {
     lrnn_gemm::nn(a.data_ptr<float>(), a.stride(0), w.data_ptr<float>(), w.stride(0), c.data_ptr<float>(), c.stride(0),
                   a.size(0), w.size(1), a.size(1), acc);
     return;
   }
-  prefetch(w, prefetch_up_to);
-  if (acc)
-    c.addmm_(a, w);
-  else
-    at::mm_out(c, a, w);
+  torch_product(a, w, c, acc, w, prefetch_up_to);
 }
 
 struct Segment {
