@@ -150,9 +150,9 @@ void product_nt(const Tensor& a, const Tensor& w, Tensor c, bool acc, int64_t pr
 }
 
 // c [M, N] (+)= a [M, K] @ w [K, N]: the state and input gradients d_gates @ W, one step's rows. The kernel reads a
-// cold set block by block with a software prefetch one block ahead; MKL's read it at about half the memory's speed
-// (H 650: 0.86 against 1.37 ms on 1 thread, 0.56 against 1.02 ms on 2). Up to 2 MB a set (H 300: 1.4 MB) MKL's,
-// after the set is read in order (prefetch), was as fast or faster.
+// cold set block by block with a software prefetch one block ahead (H 650, bench_cpu_paths.py row 6: 0.85 against
+// MKL's 1.36 ms on 1 thread, 0.57 against 1.06 ms on 2). Up to 2 MB a set (H 300: 1.4 MB) MKL's, after the set is
+// read in order (prefetch), was as fast or faster.
 constexpr int64_t kNnFromBytes = 2 << 20;
 void product_nn(const Tensor& a, const Tensor& w, Tensor c, bool acc, int64_t prefetch_up_to,
                 bool where_faster = true) {
@@ -243,8 +243,7 @@ void grad_product(const Tensor& g, const Tensor& inp, Tensor out, bool accumulat
   const int64_t G = g.size(1), n_in = inp.size(1), size = g.element_size();
   const int64_t rows = G * n_in * size <= one_block_up_to ? G : std::max<int64_t>(1, block_bytes / (n_in * size));
   // The blocks go to the threads (each block's zero-fill and product then run on one thread): one parallel region
-  // per gradient instead of two per block. With many short regions the second thread's wake-ups made 2-thread
-  // backward passes at H 650 swing between ~190 and ~500 ms from process to process.
+  // per gradient instead of two per block (short regions cost the second thread a wake-up each).
   const int64_t nblocks = (G + rows - 1) / rows;
   at::parallel_for(0, nblocks, 1, [&](int64_t b0, int64_t b1) {
     at::NoGradGuard no_grad;  // grad mode is thread-local: the workers' is on
