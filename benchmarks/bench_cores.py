@@ -21,15 +21,20 @@ Cores (all run on the same input; the untied ones with one weight set per step, 
                   its product (`_prefetch`), small weight gradients zero-filled before they are accumulated into.
 
 Allocator: the process runs with glibc's default malloc policy, as any Python process does. `--keep-freed-memory`
-(explicit, opt-in) instead calls glibc's mallopt once for all cores alike (mmap threshold 32 MB, no trimming; the
+(explicit, opt-in) instead calls glibc's mallopt in every core's process alike (mmap threshold 32 MB, no trimming; the
 same as `MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=2147483647` in the environment).
 
 Time: median over --repeats of one forward + backward (input requires grad, parameter grads reset to None), after
-warm-up, the cores taking turns (round robin); tokens/s = B * T / time. Memory: "saved" is measured: the bytes of
-the distinct tensors autograd keeps for backward (saved_tensors_hooks; parameters excluded), on any device; "peak"
-is torch.cuda.max_memory_allocated during forward+backward minus the memory before it (GPU only). "w/step" and
-"w/window" are analytic: weight bytes one step reads (every layer's 4H(in+H) + biases) and distinct weight bytes a
-window of T steps reads (tied: 1 set; untied: T sets; time-varying: K bases + T mixed sets).
+warm-up, the cores taking turns (round robin); tokens/s = B * T / time. Each core runs in its own Python process
+(spawned; the same seeds, so the same input and weights), as it does in a user's process: in one shared process the
+naive and time-varying cores' ~1 GB of fresh gradients per pass (page faults, glibc's moving mmap threshold) slowed
+the cores next to them. The parent only says whose turn it is; each process times its own passes.
+
+Memory: "saved" is measured: the bytes of the distinct tensors autograd keeps for backward (saved_tensors_hooks;
+parameters excluded), on any device; "peak" is torch.cuda.max_memory_allocated during forward+backward minus the memory
+before it (GPU only). "w/step" and "w/window" are analytic: weight bytes one step reads (every layer's 4H(in+H) +
+biases) and distinct weight bytes a window of T steps reads (tied: 1 set; untied: T sets; time-varying: K bases + T
+mixed sets).
 """
 
 from __future__ import annotations
@@ -37,10 +42,12 @@ from __future__ import annotations
 import argparse
 import ctypes
 import ctypes.util
+import multiprocessing as mp
 import os
 import statistics
 import sys
 import time
+import traceback
 from collections.abc import Callable
 
 import torch
@@ -214,20 +221,88 @@ def fwd_bwd(model: nn.Module, x: torch.Tensor, grad: torch.Tensor) -> None:
     out.backward(grad)
 
 
-def time_round_robin(fns: dict[str, Callable[[], None]], device: torch.device, warmup: int, repeats: int):
-    """Seconds of every call of each fn. The fns take turns (one call each per round), so that load from other
-    processes on a shared machine hits every core alike instead of whichever ran at the wrong moment."""
+class CoreProcess:
+    """One core in its own Python process (spawned), as it runs in a user's process: no other core's memory, allocator
+    state or page faults next to it. The parent sends commands through a pipe; the process holds one shape's model and
+    input at a time and times its own fwd+bwd passes."""
+
+    def __init__(self, name: str, device: str, threads: int | None, keep_freed: bool) -> None:
+        self.name = name
+        self.conn, child = mp.get_context("spawn").Pipe()
+        self.proc = mp.get_context("spawn").Process(
+            target=_core_process, args=(child, name, device, threads, keep_freed), daemon=True
+        )
+        self.proc.start()
+        child.close()
+
+    def ask(self, *cmd: object):
+        self.conn.send(cmd)
+        try:
+            kind, value = self.conn.recv()
+        except EOFError:
+            code = self.proc.exitcode
+            raise SystemExit(f"bench_cores: the process of {self.name!r} died (exit code {code})") from None
+        if kind == "error":
+            raise SystemExit(f"bench_cores: {self.name!r} failed:\n{value}")
+        return value
+
+    def close(self) -> None:
+        self.conn.send(("exit",))
+        self.proc.join(timeout=30)
+
+
+def _core_process(conn, name: str, device_name: str, threads: int | None, keep_freed: bool) -> None:
+    if keep_freed:
+        keep_freed_memory()
+    if threads:
+        torch.set_num_threads(threads)
+    device = torch.device(device_name)
+    model = x = grad = None
+    while True:
+        cmd, *args = conn.recv()
+        try:
+            if cmd == "exit":
+                return
+            if cmd == "shape":  # the same seeds as every other core's process: the same input and weights
+                model = x = grad = None
+                B, T, H, L, D = SHAPES[args[0]]
+                torch.manual_seed(0)
+                x = torch.randn(T, B, D, device=device, requires_grad=True)
+                grad = torch.randn(T, B, H, device=device)
+                torch.manual_seed(0)
+                model = build(name, B, T, H, L, D).to(device)
+                reply = None
+            elif cmd == "run":
+                sync(device)
+                t0 = time.perf_counter()
+                fwd_bwd(model, x, grad)
+                sync(device)
+                reply = time.perf_counter() - t0
+            elif cmd == "stats":
+                graphs = name.endswith("+graphs")  # activations live in the graph's own memory pool: not measured
+                n_params = sum(p.numel() for p in model.parameters())
+                saved = None if graphs else saved_bytes(model, x)
+                peak = None if graphs else peak_bytes(model, x, grad, device)
+                reply = (n_params, saved, peak)
+            else:
+                raise ValueError(cmd)
+        except Exception:  # noqa: BLE001 - reported to the parent, which stops with it
+            conn.send(("error", traceback.format_exc()))
+            continue
+        conn.send(("ok", reply))
+
+
+def time_round_robin(fns: dict[str, Callable[[], float]], warmup: int, repeats: int) -> dict[str, list[float]]:
+    """Seconds of every call of each fn (each fn times one fwd+bwd and returns it). The fns take turns (one call each
+    per round), so that load from other processes on a shared machine hits every core alike instead of whichever ran
+    at the wrong moment."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            sync(device)
-            t0 = time.perf_counter()
-            fn()
-            sync(device)
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(fn())
     return times
 
 
@@ -312,6 +387,9 @@ def main() -> None:
         f" | malloc {malloc}"
     )
 
+    if device.type == "cpu":
+        lstm_math._native_ops(torch.zeros(1))  # build lrnn's kernels once, before the processes load them
+    procs = {name: CoreProcess(name, args.device, args.threads, args.keep_freed_memory) for name in cores}
     for shape in shapes:
         B, T, H, L, D = SHAPES[shape]
         print(f"\n[{shape}] B={B} T={T} H={H} layers={L} input={D}")
@@ -321,27 +399,19 @@ def main() -> None:
         )
         print(header)
         print("-" * len(header))
-        torch.manual_seed(0)
-        x = torch.randn(T, B, D, device=device, requires_grad=True)
-        grad = torch.randn(T, B, H, device=device)
-        models = {}
-        for name in cores:
-            torch.manual_seed(0)
-            models[name] = build(name, B, T, H, L, D).to(device)
-        fns = {name: (lambda m=m, x=x, g=grad: fwd_bwd(m, x, g)) for name, m in models.items()}
-        rounds = time_round_robin(fns, device, args.warmup, args.repeats)
+        for proc in procs.values():
+            proc.ask("shape", shape)
+        fns = {name: (lambda proc=proc: proc.ask("run")) for name, proc in procs.items()}
+        rounds = time_round_robin(fns, args.warmup, args.repeats)
         results = {name: 1e3 * statistics.median(ts) for name, ts in rounds.items()}
 
         def ratio(num: str, den: str, rounds: dict = rounds) -> str:  # median of per-round ratios, spread
             r = sorted(a / b for a, b in zip(rounds[num], rounds[den], strict=True))
             return f"{statistics.median(r):.2f}x (rounds {r[0]:.2f}..{r[-1]:.2f})"
 
-        for name, model in models.items():
+        for name, proc in procs.items():
             ms = results[name]
-            n_params = sum(p.numel() for p in model.parameters())
-            graphs = name.endswith("+graphs")  # activations live in the graph's own memory pool: not measured
-            saved = None if graphs else saved_bytes(model, x)
-            peak = None if graphs else peak_bytes(model, x, grad, device)
+            n_params, saved, peak = proc.ask("stats")
             w_step, w_window = weight_bytes(name, T, H, L, D, 4)
             vs_naive = f"{results['naive'] / ms:.2f}x" if "naive" in results else "-"
             vs_lstm = f"{ms / results['nn.LSTM']:.2f}x" if "nn.LSTM" in results else "-"
@@ -349,9 +419,6 @@ def main() -> None:
                 f"{name:<13} {ms:8.2f} {B * T / ms * 1e3:9.0f} {vs_naive:>9} {vs_lstm:>8} {n_params / 1e6:8.2f}M"
                 f" {fmt_bytes(saved):>9} {fmt_bytes(peak):>9} {fmt_bytes(w_step):>9} {fmt_bytes(w_window):>9}"
             )
-            for p in model.parameters():
-                p.grad = None
-        del models, fns, x, grad
         target = "3x" if device.type == "cuda" else "1.5x"
         summary = [  # (numerator, denominator, line): a ratio of per-round times, printed where both cores ran
             ("naive", "UntiedLSTM", "UntiedLSTM speed-up over naive {r} [target >= {target}]"),
@@ -367,6 +434,8 @@ def main() -> None:
         for num, den, line in summary:
             if num in results and den in results:
                 print("=> " + line.format(r=ratio(num, den), target=target))
+    for proc in procs.values():
+        proc.close()
     print(
         "\nvs naive = naive ms / core ms (speedup); vs LSTM = core ms / nn.LSTM ms (slowdown). saved: measured bytes"
         " autograd keeps for backward (no params); peak: CUDA max allocated during fwd+bwd (GPU only; not for +graphs,"
