@@ -56,9 +56,9 @@ bench: $(STAMP)  ## benchmarks (~13 min, BENCH_THREADS=1): training vs plain loo
 	$(PY) benchmarks/bench_lightning.py --threads $(BENCH_THREADS) --rounds 5
 	$(PY) benchmarks/bench_page_faults.py --threads $(BENCH_THREADS)
 	$(PY) benchmarks/bench_cores.py --threads $(BENCH_THREADS) --shapes small,small-1layer,medium,medium-1layer --repeats 7
-	@echo "# the same untied/naive comparison with the MALLOC_* variables set (glibc keeps freed memory mapped):"
+	@echo "# the same target pairs with the MALLOC_* variables set (glibc keeps freed memory mapped):"
 	MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=2147483647 $(PY) benchmarks/bench_cores.py \
-		--threads $(BENCH_THREADS) --cores naive,UntiedLSTM --shapes small,medium --repeats 7
+		--threads $(BENCH_THREADS) --cores nn.LSTM,naive,UntiedLSTM,share5 --shapes small,medium --repeats 7
 	$(PY) benchmarks/bench_cpu_paths.py --threads $(BENCH_THREADS)
 	$(PY) benchmarks/bench_tbptt_memory.py --threads $(BENCH_THREADS)
 
