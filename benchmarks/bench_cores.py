@@ -263,7 +263,10 @@ def _core_process(conn, name: str, device_name: str, threads: int | None, keep_f
     device = torch.device(device_name)
     model = x = grad = None
     while True:
-        cmd, *args = conn.recv()
+        try:
+            cmd, *args = conn.recv()
+        except EOFError:  # the parent is gone
+            return
         try:
             if cmd == "exit":
                 return
@@ -385,6 +388,10 @@ def main() -> None:
     for s in shapes:
         if s not in SHAPES:
             ap.error(f"unknown shape {s!r}; choose from {list(SHAPES)}")
+    known = ap.get_default("cores").split(",")
+    for c in cores:
+        if c not in known:
+            ap.error(f"unknown core {c!r}; choose from {known}")
     dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} thr"
     print(
         f"torch {torch.__version__} | device {dev_name} | float32 | median of {args.repeats} fwd+bwd after warm-up"
