@@ -20,6 +20,9 @@
    backward (B 20, T 20, H 200 with 2 and 1 layers; T 35, H 650 with 1 layer) with and without them.
 7. A whole untied PTB-small training step (`RNNLM.nll` on random tokens, state carried, norm clipping at 5, SGD)
    with and without the small products: 5 steps each way in turn, the first of each 5 not timed.
+8. `UntiedLSTM(share_every=5)`, H 650, T 35, B 20, 2 layers, forward + backward: each run's input projection and
+   input gradient as two single-threaded column halves on the threads (now, with several threads) vs one
+   multi-threaded product per run. On one thread both are the same code; the row is skipped.
 
 Times are medians of `--repeats` calls, the variants of one row interleaved call by call.
 """
@@ -307,6 +310,35 @@ def training_step(rounds: int) -> None:
     print(f"torch's products {1e3 * a:6.1f} ms, small products {1e3 * b:6.1f} ms: {a / b:.3f}x")
 
 
+def run_products(repeats: int, H: int = 650, T: int = 35, B: int = 20) -> None:
+    from lrnn.cores import _native
+
+    ops = _native.ops()
+    if ops is None or torch.get_num_threads() < 2:
+        return
+    torch.manual_seed(0)
+    core = UntiedLSTM(H, H, 2, max_len=T, share_every=5)
+    x, g = torch.randn(T, B, H, requires_grad=True), torch.randn(T, B, H)
+
+    def fwd_bwd(split: bool) -> Callable[[], object]:
+        def go() -> None:
+            was = ops.split_run_products(split)
+            try:
+                for p in core.parameters():
+                    p.grad = None
+                core(x)[0].backward(g)
+            finally:
+                ops.split_run_products(was)
+
+        return go
+
+    before, now = "one product per run", "two halves on the threads"
+    times = interleaved({before: fwd_bwd(False), now: fwd_bwd(True)}, repeats)
+    ratios = sorted(a / b for a, b in zip(times[before], times[now], strict=True))
+    report(f"8. share5 run products, H {H}, 2 layers, fwd+bwd (ms, median of {repeats} interleaved calls)", times, "ms")
+    print(f"speed-up {statistics.median(ratios):.3f}x (median of per-call ratios; {ratios[0]:.3f}..{ratios[-1]:.3f})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=1)
@@ -321,6 +353,7 @@ def main() -> None:
     decoder_loss(3 * args.repeats)
     small_products(args.repeats)
     training_step(args.repeats)
+    run_products(3 * args.repeats)
 
 
 if __name__ == "__main__":

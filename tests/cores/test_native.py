@@ -111,6 +111,32 @@ def test_large_weight_sets_match_the_python_loops(ops, monkeypatch):
         assert not torch.equal(native[3], torch_products[3])  # dx
 
 
+def test_split_run_products_match_the_python_loops(ops, monkeypatch):
+    """Runs of steps over a weight set above 2 MB (share_every 3, H 400) on 2 threads: each run's input projection and
+    input gradient go to the threads as two column halves (run_products). Values: those of one product per run and of
+    the Python loops, the initial state's gradients included (a run that starts at offset 1 and one cut short)."""
+    torch.manual_seed(7)
+    core = UntiedLSTM(400, 400, 1, max_len=9, share_every=3)
+    x = torch.randn(7, 4, 400, requires_grad=True)
+    hx = initial_state("random", 4, 400, torch.float32)
+    hx = (hx[0][:1].detach().requires_grad_(), hx[1][:1].detach().requires_grad_())
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        split = outputs_and_grads(core, x, hx, True, monkeypatch, offset=1)
+        was = ops.split_run_products(False)
+        try:
+            whole = outputs_and_grads(core, x, hx, True, monkeypatch, offset=1)
+        finally:
+            ops.split_run_products(was)
+    finally:
+        torch.set_num_threads(threads)
+    python = outputs_and_grads(core, x, hx, False, monkeypatch, offset=1)
+    for a, b, c in zip(split, whole, python, strict=True):
+        torch.testing.assert_close(a, b, atol=5e-5, rtol=5e-5)
+        torch.testing.assert_close(a, c, atol=5e-5, rtol=5e-5)
+
+
 @pytest.mark.parametrize("share_every", [1, 4])
 def test_results_do_not_depend_on_the_thread_count(ops, share_every, monkeypatch):
     """The gate passes split the batch rows over torch's threads (here 12 rows of H 256: chunks of 4): the same bits

@@ -165,6 +165,39 @@ void product_nn(const Tensor& a, const Tensor& w, Tensor c, bool acc, int64_t pr
   torch_product(a, w, c, acc, w, prefetch_up_to);
 }
 
+// The products of whole runs (share_every >= 2: the k·B rows of a run against its weight set) where the set is over
+// 2 MB and torch has several threads: each run's product is cut into two column halves, and the halves go to the
+// threads as single-threaded products, instead of one multi-threaded product per run (MKL's single-threaded products
+// use a core better than its 2-thread ones at these shapes: share5 at H 650 on 2 threads, forward and backward, ran a
+// few percent faster, benchmarks/bench_cpu_paths.py row 8). One thread runs the products as before.
+struct RunProduct {
+  Tensor a, w, c;  // c [M, N] = a [M, K] @ (w^T if nt else w)
+};
+
+bool& split_runs_flag() {  // on; the `split_run_products` op switches it (benchmarks and tests compare)
+  static bool on = true;
+  return on;
+}
+
+bool split_run_products(const Tensor& w) {
+  return split_runs_flag() && at::get_num_threads() > 1 && w.numel() * w.element_size() > kNnFromBytes;
+}
+
+void run_products(const std::vector<RunProduct>& runs, bool nt) {
+  if (runs.empty()) return;
+  at::parallel_for(0, 2 * static_cast<int64_t>(runs.size()), 1, [&](int64_t b0, int64_t b1) {
+    at::NoGradGuard no_grad;  // grad mode is thread-local: the workers' is on
+    for (int64_t b = b0; b < b1; ++b) {
+      const RunProduct& r = runs[b / 2];
+      const int64_t N = r.c.size(1), half = std::min(N, (N / 2 + 7) / 8 * 8), c0 = b % 2 ? half : 0;
+      const int64_t len = b % 2 ? N - half : half;
+      if (len == 0) continue;
+      Tensor c = r.c.narrow(1, c0, len);
+      at::mm_out(c, r.a, nt ? r.w.narrow(0, c0, len).t() : r.w.narrow(1, c0, len));
+    }
+  });
+}
+
 struct Segment {
   int64_t t0, t1, s0;
   bool diag;
@@ -187,6 +220,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> forward(const Tensor& x, const Tensor
   TORCH_CHECK(static_cast<int64_t>(idx.size()) == T, "one weight-set index per step");
   const bool has_bias = bias.has_value() && bias->defined();
   auto gates = at::empty({T, B, G}, x.options());
+  std::vector<RunProduct> runs;
   for (const Segment& sg : unpack(segs)) {
     const int64_t n = sg.t1 - sg.t0;
     if (sg.diag) {
@@ -194,10 +228,14 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> forward(const Tensor& x, const Tensor
         product_nt(x.select(0, sg.t0 + j), w_ih[sg.s0 + j], gates.select(0, sg.t0 + j), false, prefetch_up_to);
       }
     } else {
-      product_nt(x.slice(0, sg.t0, sg.t1).reshape({n * B, -1}), w_ih[sg.s0],
-                 gates.slice(0, sg.t0, sg.t1).view({n * B, G}), false, prefetch_up_to);
+      Tensor a = x.slice(0, sg.t0, sg.t1).reshape({n * B, -1}), c = gates.slice(0, sg.t0, sg.t1).view({n * B, G});
+      if (split_run_products(w_ih[sg.s0]))
+        runs.push_back({a, w_ih[sg.s0], c});
+      else
+        product_nt(a, w_ih[sg.s0], c, false, prefetch_up_to);
     }
   }
+  run_products(runs, true);
   // the bias is added in the gate pass (one read of [4H] per step instead of a copy into every step's gates)
   const Tensor b_all = has_bias ? bias->contiguous() : at::zeros({1, G}, x.options());
   auto out = at::empty({T, B, H}, x.options());
@@ -329,6 +367,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward(
   Tensor dx = empty, dw_ih = empty, dw_hh = empty, db = empty;
   if (need_dx) {
     dx = at::empty({T, B, w_ih[0].size(1)}, gates.options());
+    std::vector<RunProduct> runs;
     for (const Segment& sg : sg_list) {
       const int64_t n = sg.t1 - sg.t0;
       if (sg.diag) {
@@ -337,9 +376,14 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward(
         }
       } else {
         Tensor o = dx.slice(0, sg.t0, sg.t1).view({n * B, -1});
-        at::mm_out(o, d_gates.slice(0, sg.t0, sg.t1).view({n * B, G}), w_ih[sg.s0]);
+        Tensor a = d_gates.slice(0, sg.t0, sg.t1).view({n * B, G});
+        if (split_run_products(w_ih[sg.s0]))
+          runs.push_back({a, w_ih[sg.s0], o});
+        else
+          at::mm_out(o, a, w_ih[sg.s0]);
       }
     }
+    run_products(runs, false);
   }
   if (need_dw_ih) {
     dw_ih = dw_ih_out.has_value() && dw_ih_out->defined() ? *dw_ih_out
@@ -375,6 +419,13 @@ void product(const Tensor& a, const Tensor& w, Tensor c, c10::string_view form, 
     grad_product(a, w, c, acc, prefetch_up_to, block_bytes, false);
 }
 
+// Switch the split of run products (see run_products) on or off; returns whether it was on.
+bool split_run_products_op(bool on) {
+  const bool was = split_runs_flag();
+  split_runs_flag() = on;
+  return was;
+}
+
 // Switch the small-product kernels on or off (benchmarks compare them with torch's products); returns whether they
 // served the products before.
 bool use_small_products(bool on) {
@@ -388,6 +439,7 @@ bool use_small_products(bool on) {
 TORCH_LIBRARY(lrnn, m) {
   m.def("use_small_products(bool on) -> bool", use_small_products);
   m.def("small_products_compiled() -> bool", [] { return LRNN_SMALL_GEMM != 0; });
+  m.def("split_run_products(bool on) -> bool", split_run_products_op);
   m.def("product(Tensor a, Tensor w, Tensor(a!) c, str form, bool acc, int prefetch_up_to, int block_bytes) -> ()",
         product);
   m.def(
