@@ -52,7 +52,7 @@ experiments: $(STAMP)  ## list the available experiment names
 evaluate: $(STAMP)  ## length generalization, per-position loss, state reset of a run: RUN=runs/<name>/version_<k> [ARGS="--out DIR"]
 	$(PY) -m lrnn evaluate "$(RUN)" $(ARGS)
 
-bench: $(STAMP)  ## benchmarks (~13 min, BENCH_THREADS=1): training vs plain loops, cores vs naive/nn.LSTM, TBPTT memory
+bench: $(STAMP)  ## benchmarks (~15 min, BENCH_THREADS=1): training vs plain loops, cores vs naive/nn.LSTM, TBPTT memory
 	$(PY) benchmarks/bench_lightning.py --threads $(BENCH_THREADS) --rounds 5
 	$(PY) benchmarks/bench_page_faults.py --threads $(BENCH_THREADS)
 	$(PY) benchmarks/bench_cores.py --threads $(BENCH_THREADS) --shapes small,small-1layer,medium,medium-1layer --repeats 7

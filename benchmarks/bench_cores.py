@@ -232,10 +232,9 @@ class CoreProcess:
 
     def __init__(self, name: str, device: str, threads: int | None, keep_freed: bool) -> None:
         self.name = name
-        self.conn, child = mp.get_context("spawn").Pipe()
-        self.proc = mp.get_context("spawn").Process(
-            target=_core_process, args=(child, name, device, threads, keep_freed), daemon=True
-        )
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_core_process, args=(child, name, device, threads, keep_freed), daemon=True)
         self.proc.start()
         child.close()
 

@@ -28,6 +28,8 @@ arithmetic one vectorised pass instead of ~8 tensor ops, and no Python per step.
 products of one step's rows, the fresh weight gradients up to 1 MB with 32-byte aligned rows and the state and input
 gradients of weight sets over 2 MB are lrnn's own (csrc/small_gemm.h: the cold set is read in place or fetched ahead,
 gradients are written with streaming stores) instead of MKL's.
+With several threads, the per-run products of `share_every` runs (k·B rows) over sets above 2 MB go to the threads
+as single-threaded column halves instead of one multi-threaded product each.
 Where the kernels cannot be built, the Python loops below run instead (same results to float precision; tests
 compare the two).
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import warnings
+from collections.abc import Callable, Iterator
 
 import pytest
 import torch
@@ -23,6 +25,28 @@ def ops():
     got = _native.ops()
     assert got is not None, "the CPU kernels did not build although a compiler is present (see the warning)"
     return got
+
+
+@contextlib.contextmanager
+def threads(n: int) -> Iterator[None]:
+    """torch's thread count is n within the block."""
+    was = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(was)
+
+
+@contextlib.contextmanager
+def switched(switch: Callable[[bool], bool], on: bool) -> Iterator[None]:
+    """One of the kernels' switches (ops.use_small_products, ops.split_run_products: they return the old setting) is
+    `on` within the block."""
+    was = switch(on)
+    try:
+        yield
+    finally:
+        switch(was)
 
 
 def outputs_and_grads(core, x, hx, native: bool, monkeypatch, offset: int = 0) -> list[torch.Tensor]:
@@ -98,11 +122,8 @@ def test_large_weight_sets_match_the_python_loops(ops, monkeypatch):
     hx = initial_state("random", 4, 400, torch.float32)
     hx = (hx[0][:1].detach().requires_grad_(), hx[1][:1].detach().requires_grad_())
     native = outputs_and_grads(core, x, hx, True, monkeypatch)
-    was = ops.use_small_products(False)
-    try:
+    with switched(ops.use_small_products, False):
         torch_products = outputs_and_grads(core, x, hx, True, monkeypatch)
-    finally:
-        ops.use_small_products(was)
     python = outputs_and_grads(core, x, hx, False, monkeypatch)
     for a, b, c in zip(native, torch_products, python, strict=True):
         torch.testing.assert_close(a, c, atol=5e-5, rtol=5e-5)
@@ -120,17 +141,10 @@ def test_split_run_products_match_the_python_loops(ops, monkeypatch):
     x = torch.randn(7, 4, 400, requires_grad=True)
     hx = initial_state("random", 4, 400, torch.float32)
     hx = (hx[0][:1].detach().requires_grad_(), hx[1][:1].detach().requires_grad_())
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
+    with threads(2):
         split = outputs_and_grads(core, x, hx, True, monkeypatch, offset=1)
-        was = ops.split_run_products(False)
-        try:
+        with switched(ops.split_run_products, False):
             whole = outputs_and_grads(core, x, hx, True, monkeypatch, offset=1)
-        finally:
-            ops.split_run_products(was)
-    finally:
-        torch.set_num_threads(threads)
     python = outputs_and_grads(core, x, hx, False, monkeypatch, offset=1)
     for a, b, c in zip(split, whole, python, strict=True):
         torch.testing.assert_close(a, b, atol=5e-5, rtol=5e-5)
@@ -144,14 +158,10 @@ def test_results_do_not_depend_on_the_thread_count(ops, share_every, monkeypatch
     torch.manual_seed(2)
     core = UntiedLSTM(8, 256, 2, max_len=6, share_every=share_every)
     x = torch.randn(6, 12, 8, requires_grad=True)
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
+    with threads(1):
         one = outputs_and_grads(core, x, None, True, monkeypatch)
-        torch.set_num_threads(2)
+    with threads(2):
         two = outputs_and_grads(core, x, None, True, monkeypatch)
-    finally:
-        torch.set_num_threads(threads)
     python = outputs_and_grads(core, x, None, False, monkeypatch)
     for a, b, c in zip(one, two, python, strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
@@ -166,11 +176,8 @@ SHAPES += [(40, 20, 650), (9, 20, 650), (33, 7, 13), (20, 2600, 650), (3, 300, 7
 
 
 def small_product(ops, form: str, a, w, c, acc: bool, small: bool) -> torch.Tensor:
-    was = ops.use_small_products(small)
-    try:
+    with switched(ops.use_small_products, small):
         ops.product(a, w, c, form, acc, 1 << 30, 1 << 19)
-    finally:
-        ops.use_small_products(was)
     return c
 
 
@@ -209,18 +216,14 @@ def test_small_products_do_not_depend_on_the_thread_count(ops):
         pytest.skip("no AVX2/FMA on this machine")
     torch.manual_seed(5)
     a, w, g, big = torch.randn(20, 200), torch.randn(800, 200), torch.randn(20, 800), torch.randn(800, 1300)
-    threads = torch.get_num_threads()
     out = {}
-    try:
-        for n in (1, 2):
-            torch.set_num_threads(n)
+    for n in (1, 2):
+        with threads(n):
             out[n] = (
                 small_product(ops, "nt", a, w, torch.empty(20, 800), False, True),
                 small_product(ops, "tn", g, a, torch.empty(800, 200), False, True),
                 small_product(ops, "nn", g, big, torch.empty(20, 1300), False, True),  # 8 blocks of 25 rows
             )
-    finally:
-        torch.set_num_threads(threads)
     for x, y in zip(out[1], out[2], strict=True):
         assert torch.equal(x, y)
 
