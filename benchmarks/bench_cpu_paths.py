@@ -23,6 +23,11 @@
 8. `UntiedLSTM(share_every=5)`, H 650, T 35, B 20, 2 layers, forward + backward: each run's input projection and
    input gradient as two single-threaded column halves on the threads (now, with several threads) vs one
    multi-threaded product per run. On one thread both are the same code; the row is skipped.
+9. The AVX-512 versions of the nt and tn kernels (where the CPU has AVX-512) vs the AVX2 ones and torch's products,
+   one product per cold weight set: nt from 20 rows (a step) and 100 rows (a share_every=5 block) at H 200 and 650,
+   tn from 20 and 100 rows; the decoder's logits and weight gradient ([400, 200] x 10k, `LinearNLL`); then with and
+   without them: `UntiedLSTM(share_every=5)` H 650 2 layers forward + backward, and tied and untied PTB-small
+   training steps (as row 7).
 
 Times are medians of `--repeats` calls, the variants of one row interleaved call by call.
 """
@@ -339,6 +344,109 @@ def run_products(repeats: int, H: int = 650, T: int = 35, B: int = 20) -> None:
     print(f"speed-up {statistics.median(ratios):.3f}x (median of per-call ratios; {ratios[0]:.3f}..{ratios[-1]:.3f})")
 
 
+def _modes(ops: object, fn: Callable[[], object], with_torch: bool) -> dict[str, Callable[[], object]]:
+    """fn with the AVX-512 kernels, with the AVX2 ones, and (with_torch) with torch's products."""
+
+    def mode(small: bool, wide: bool) -> Callable[[], object]:
+        def go() -> object:
+            was_small, was_wide = ops.use_small_products(small), ops.use_avx512(wide)
+            try:
+                return fn()
+            finally:
+                ops.use_small_products(was_small)
+                ops.use_avx512(was_wide)
+
+        return go
+
+    return {
+        "avx512": mode(True, True),
+        "avx2": mode(True, False),
+        **({"torch": mode(False, False)} if with_torch else {}),
+    }
+
+
+def _avx512_row(
+    ops: object, name: str, fn: Callable[[], object], n: int, repeats: int, with_torch: bool = True
+) -> None:
+    """Median time per call / n of each mode, and each one's median per-call ratio to the AVX-512 kernels' time."""
+    t = interleaved(_modes(ops, fn, with_torch), repeats)
+    ratio = {k: statistics.median(a / b for a, b in zip(t[k], t["avx512"], strict=True)) for k in t}
+    times = ", ".join(f"{k} {1e3 * med(v, n):7.3f}" for k, v in t.items())
+    print(f"{name:<38} {times} ms: " + ", ".join(f"{k}/avx512 {ratio[k]:.2f}x" for k in t if k != "avx512"))
+
+
+def _product_rows(ops: object, H: int, rows: int, repeats: int) -> None:
+    """nt and tn from `rows` batch rows against cold [4H, H] sets (and fresh [4H, H] gradients)."""
+    up_to, block = M._PREFETCH_UP_TO, M._DW_BLOCK_BYTES
+    S = 40 if H == 200 else 12
+    W, G = [torch.randn(4 * H, H) * 0.05 for _ in range(S)], [torch.empty(4 * H, H) for _ in range(S)]
+    a, c, dg = torch.randn(rows, H), torch.empty(rows, 4 * H), torch.randn(rows, 4 * H)
+    nt = lambda: [ops.product(a, w, c, "nt", False, up_to, block) for w in W]  # noqa: E731
+    tn = lambda: [ops.product(dg, a, g, "tn", False, up_to, block) for g in G]  # noqa: E731
+    _avx512_row(ops, f"nt {rows} x {H} @ [{4 * H}, {H}]^T, cold set", nt, S, repeats)
+    _avx512_row(ops, f"tn [{rows}, {4 * H}]^T @ [{rows}, {H}]", tn, S, repeats)
+
+
+def _training_steps(kind: str) -> Callable[[], None]:
+    """Five PTB-small training steps (as row 7) of a tied or untied model, state carried."""
+    from lrnn import TiedLSTM
+    from lrnn.rnnlm import RNNLM
+
+    torch.manual_seed(0)
+    core = TiedLSTM(200, 200, 2) if kind == "tied" else UntiedLSTM(200, 200, 2, max_len=20)
+    model = RNNLM(10_000, core, init_range=0.1)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    data = torch.randint(0, 10_000, (20, 40 * 20 + 1))
+    carried: dict[str, object] = {"state": None, "i": 0}
+
+    def five() -> None:
+        for _ in range(5):
+            t0 = (carried["i"] % 40) * 20
+            carried["i"] += 1
+            nll, state = model.nll(data[:, t0 : t0 + 20], data[:, t0 + 1 : t0 + 21], carried["state"])
+            carried["state"] = (state[0].detach(), state[1].detach())
+            opt.zero_grad()
+            (nll / 20).backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+
+    return five
+
+
+def avx512_kernels(repeats: int, rounds: int) -> None:
+    from lrnn.cores import _native
+
+    ops = _native.ops()
+    if ops is None or not ops.small_products_compiled() or not ops.avx512_available():
+        print("\n# 9. AVX-512 kernels: not on this machine (no AVX-512 CPU, or not a GCC build)")
+        return
+    print(f"\n# 9. AVX-512 kernels vs AVX2 kernels and torch's products (ms per product, median of {repeats})")
+    for H in (200, 650):
+        for rows in (20, 100):
+            _product_rows(ops, H, rows, repeats)
+    torch.manual_seed(0)
+    h, w = torch.randn(400, 200, requires_grad=True), (0.1 * torch.randn(10_000, 200)).requires_grad_()
+    b, y, buffers = torch.zeros(10_000, requires_grad=True), torch.randint(0, 10_000, (400,)), M.GradBuffers()
+
+    def decoder() -> None:
+        h.grad = w.grad = b.grad = None
+        LinearNLL.apply(h, w, b, y, buffers).backward()
+
+    _avx512_row(ops, "LinearNLL [400, 200] -> 10k, fwd+bwd", decoder, 1, repeats, with_torch=False)
+    torch.manual_seed(0)
+    core = UntiedLSTM(650, 650, 2, max_len=35, share_every=5)
+    x, g = torch.randn(35, 20, 650, requires_grad=True), torch.randn(35, 20, 650)
+
+    def share5_pass() -> None:
+        for p in core.parameters():
+            p.grad = None
+        core(x)[0].backward(g)
+
+    _avx512_row(ops, "share5 H 650, 2 layers, fwd+bwd", share5_pass, 1, repeats, with_torch=False)
+    for kind in ("tied", "untied"):
+        _avx512_row(ops, f"{kind} PTB-small training step", _training_steps(kind), 5, rounds, with_torch=False)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=1)
@@ -354,6 +462,7 @@ def main() -> None:
     small_products(args.repeats)
     training_step(args.repeats)
     run_products(3 * args.repeats)
+    avx512_kernels(args.repeats, 2 * args.repeats)
 
 
 if __name__ == "__main__":

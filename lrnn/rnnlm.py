@@ -28,6 +28,8 @@ class LinearNLL(torch.autograd.Function):
     again every step. The decoder weight's gradient goes into a reused buffer too. Targets equal to -100 are ignored.
     On CPU (float32/float64) lrnn's compiled kernels do the softmax and its gradient as one pass per row of the buffer
     (csrc/linear_nll.cpp) instead of five and two passes of torch ops over all of it; same values to float precision.
+    Where the CPU has AVX-512, lrnn's product kernels also write the logits (the bias then added in that pass) and the
+    decoder weight's gradient.
 
     apply(h [N, H], weight [V, H], bias [V] or None, targets [N] int64, buffers: GradBuffers) -> 0-dim summed NLL.
     Differentiable once.
@@ -36,14 +38,17 @@ class LinearNLL(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h, weight, bias, targets, buffers):  # noqa: D102
         probs = buffers.take("logits", (h.shape[0], weight.shape[0]), h)
-        if bias is None:
+        ctx.native = _native_ops(probs)
+        bias_in_pass = None  # a bias the native pass adds (when lrnn's kernel wrote the logits without it)
+        if ctx.native is not None and ctx.native.linear_nll_logits(h, weight, probs):
+            bias_in_pass = bias
+        elif bias is None:
             torch.mm(h, weight.t(), out=probs)
         else:
             torch.addmm(bias, h, weight.t(), out=probs)
         ctx.probs, ctx.buffers, ctx.has_bias = probs, buffers, bias is not None
-        ctx.native = _native_ops(probs)
         if ctx.native is not None:  # probs <- exp(logit - row max) in place; per-row NLL and sums
-            nll_rows, total = ctx.native.linear_nll_forward(probs, targets, IGNORE_INDEX)
+            nll_rows, total = ctx.native.linear_nll_forward(probs, targets, IGNORE_INDEX, bias_in_pass)
             ctx.save_for_backward(h, weight, total, targets)
             return nll_rows.sum()
         valid = targets != IGNORE_INDEX
@@ -72,7 +77,11 @@ class LinearNLL(torch.autograd.Function):
         dh = torch.mm(d_logits, weight) if need[0] else None
         dw = None
         if need[1]:
-            dw = torch.mm(d_logits.t(), h, out=ctx.buffers.take("weight_grad", tuple(weight.shape), weight))
+            dw = ctx.buffers.take("weight_grad", tuple(weight.shape), weight)
+            if ctx.native is not None:
+                ctx.native.linear_nll_weight_grad(d_logits, h, dw)  # lrnn's kernel where it serves, else torch.mm
+            else:
+                torch.mm(d_logits.t(), h, out=dw)
         db = d_logits.sum(0) if ctx.has_bias and need[2] else None
         ctx.probs = None
         return dh, dw, db, None, None

@@ -173,24 +173,35 @@ def test_results_do_not_depend_on_the_thread_count(ops, share_every, monkeypatch
 # of w (50, 46 and 16 rows a block) with a shorter last one
 SHAPES = [(20, 200, 800), (1, 5, 4), (2, 13, 12), (5, 8, 28), (7, 1, 36), (61, 250, 44), (100, 203, 44)]
 SHAPES += [(40, 20, 650), (9, 20, 650), (33, 7, 13), (20, 2600, 650), (3, 300, 700), (5, 37, 4096)]
+SHAPES += [(14, 20, 200), (6, 64, 48), (5, 9, 46)]  # AVX-512 tn: 6 rows past a band of 8, a streamed half
+# register, rows of 46 floats (into `padded`: streamed but for the masked last register)
 
 
-def small_product(ops, form: str, a, w, c, acc: bool, small: bool) -> torch.Tensor:
-    with switched(ops.use_small_products, small):
+def small_product(ops, form: str, a, w, c, acc: bool, small: bool, avx512: bool = False) -> torch.Tensor:
+    with switched(ops.use_small_products, small), switched(ops.use_avx512, avx512):
         ops.product(a, w, c, form, acc, 1 << 30, 1 << 19)
     return c
 
 
+def needs_avx512(ops, avx512: bool) -> None:
+    if avx512 and not ops.avx512_available():
+        pytest.skip("no AVX-512 on this machine (or not a GCC build): the AVX2 kernels run (tested here too)")
+
+
+@pytest.mark.parametrize("avx512", [False, True], ids=["avx2", "avx512"])
 @pytest.mark.parametrize("form", ["nt", "tn", "nn"])
-def test_small_products_match_float64(ops, form):
+def test_small_products_match_float64(ops, form, avx512):
     """The float32 small-product kernels (csrc/small_gemm.h): nt c (+)= a @ w^T, tn c (+)= a^T @ w, nn c (+)= a @ w,
-    against float64 products. Row tiles and their remainders, K and column counts that end inside an 8-lane register,
-    accumulation, rows with gaps (leading dimensions); and torch's products (the kernels switched off) alike. The two
-    paths sum in different orders, so their bits differ: the kernels ran."""
+    against float64 products, in their AVX2 and (nt, tn) AVX-512 versions. Row tiles and their remainders, K and
+    column counts that end inside an 8- or 16-lane register, accumulation, rows with gaps (leading dimensions), C
+    written with and without streaming stores; and torch's products (the kernels switched off) alike. The paths sum in
+    different orders, so their bits differ: the kernels ran; the AVX-512 nt's sums (16 lanes) are not the AVX2 one's
+    (8 lanes). tn sums each output over K in order in both versions: the same bits."""
     if not ops.small_products_compiled():
         pytest.skip("no AVX2/FMA on this machine: torch's products run (covered by the tests above)")
+    needs_avx512(ops, avx512)
     torch.manual_seed(4)
-    differ = []
+    differ, differ_avx2 = [], []
     for M, K, N in SHAPES:
         for acc in (False, True):
             pad = torch.randn(K + 3, M + 5) if form == "tn" else torch.randn(M + 3, K + 5)
@@ -202,27 +213,34 @@ def test_small_products_match_float64(ops, form):
             ref = (a64 @ w64.t() if form == "nt" else a64.t() @ w64 if form == "tn" else a64 @ w64) + (
                 c0.double() if acc else 0
             )
-            small = small_product(ops, form, a, w, c0.clone(), acc, True)
+            small = small_product(ops, form, a, w, c0.clone(), acc, True, avx512)
             plain = small_product(ops, form, a, w, c0.clone(), acc, False)
-            off = small_product(ops, form, a, w, shifted.copy_(c0), acc, True)
-            for got in (small, plain, off):
+            off = small_product(ops, form, a, w, shifted.copy_(c0), acc, True, avx512)
+            padded = torch.empty(M, (N + 7) // 8 * 8 + 8)[:, :N]  # rows 32-byte aligned, gaps after them
+            gaps = small_product(ops, form, a, w, padded.copy_(c0), acc, True, avx512)
+            for got in (small, plain, off, gaps):
                 torch.testing.assert_close(got.double(), ref, atol=1e-4, rtol=1e-4)
             differ.append(not torch.equal(small, plain))
+            if avx512 and form == "nt":
+                differ_avx2.append(not torch.equal(small, small_product(ops, form, a, w, c0.clone(), acc, True)))
     assert any(differ)
+    assert not avx512 or form != "nt" or any(differ_avx2)
 
 
-def test_small_products_do_not_depend_on_the_thread_count(ops):
+@pytest.mark.parametrize("avx512", [False, True], ids=["avx2", "avx512"])
+def test_small_products_do_not_depend_on_the_thread_count(ops, avx512):
     if not ops.small_products_compiled():
         pytest.skip("no AVX2/FMA on this machine")
+    needs_avx512(ops, avx512)
     torch.manual_seed(5)
     a, w, g, big = torch.randn(20, 200), torch.randn(800, 200), torch.randn(20, 800), torch.randn(800, 1300)
     out = {}
     for n in (1, 2):
         with threads(n):
             out[n] = (
-                small_product(ops, "nt", a, w, torch.empty(20, 800), False, True),
-                small_product(ops, "tn", g, a, torch.empty(800, 200), False, True),
-                small_product(ops, "nn", g, big, torch.empty(20, 1300), False, True),  # 8 blocks of 25 rows
+                small_product(ops, "nt", a, w, torch.empty(20, 800), False, True, avx512),
+                small_product(ops, "tn", g, a, torch.empty(800, 200), False, True, avx512),
+                small_product(ops, "nn", g, big, torch.empty(20, 1300), False, True, avx512),  # 8 blocks of 25 rows
             )
     for x, y in zip(out[1], out[2], strict=True):
         assert torch.equal(x, y)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from lrnn import LanguageModel, TextDataModule, TiedLSTM
-from lrnn.cores import _lstm_math
+from lrnn.cores import _lstm_math, _native
 from lrnn.cores._lstm_math import GradBuffers
 from lrnn.rnnlm import IGNORE_INDEX, RNNLM, EmbeddingLookup, LinearNLL
 from tests.helpers import FakeClock, timed_language_model
@@ -139,20 +139,34 @@ def test_fused_nll_matches_cross_entropy_of_the_logits(
         torch.testing.assert_close(g, e, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("native", [True, False], ids=["kernels", "torch-ops"])
-def test_fused_nll_float32_many_rows_scaled_gradient(native: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("classes", [1000, 998])
+@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no-bias"])
+@pytest.mark.parametrize("native", ["kernels", "kernels-avx2", "torch-ops"])
+def test_fused_nll_float32_many_rows_scaled_gradient(
+    native: str, with_bias: bool, classes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """float32, rows split over threads (64 rows of 1,000 classes), logits far apart (exp's clamped range), a loss
-    scaled by 0.37 (the gradient reaching LinearNLL is not 1): cross_entropy's values and gradients."""
-    monkeypatch.setattr(_lstm_math, "USE_NATIVE_CPU", native)
+    scaled by 0.37 (the gradient reaching LinearNLL is not 1): cross_entropy's values and gradients. With lrnn's
+    kernels: on an AVX-512 CPU its product kernels write the logits (the bias added in the softmax pass) and the
+    weight gradient (classes a multiple of 4), switched off ("kernels-avx2") torch's products do; 998 classes go to
+    torch's products either way."""
+    monkeypatch.setattr(_lstm_math, "USE_NATIVE_CPU", native != "torch-ops")
     torch.manual_seed(1)
-    h, weight, bias = torch.randn(64, 16), torch.randn(1000, 16) * 3, torch.randn(1000) * 30
-    targets = torch.randint(0, 1000, (64,))
+    h, weight, bias = torch.randn(64, 16), torch.randn(classes, 16) * 3, torch.randn(classes) * 30
+    targets = torch.randint(0, classes, (64,))
     targets[5] = IGNORE_INDEX
-    params = [h.requires_grad_(), weight.requires_grad_(), bias.requires_grad_()]
-    expected = 0.37 * F.cross_entropy(torch.addmm(bias, h, weight.t()), targets, reduction="sum")
+    params = [h.requires_grad_(), weight.requires_grad_()] + ([bias.requires_grad_()] if with_bias else [])
+    logits = torch.addmm(bias, h, weight.t()) if with_bias else h @ weight.t()
+    expected = 0.37 * F.cross_entropy(logits, targets, reduction="sum")
     expected_grads = torch.autograd.grad(expected, params)
-    got = 0.37 * LinearNLL.apply(h, weight, bias, targets, GradBuffers())
-    grads = torch.autograd.grad(got, params)
+    ops = _native.ops() if native != "torch-ops" else None
+    was = ops.use_avx512(native == "kernels") if ops is not None else None
+    try:
+        got = 0.37 * LinearNLL.apply(h, weight, bias if with_bias else None, targets, GradBuffers())
+        grads = torch.autograd.grad(got, params)
+    finally:
+        if ops is not None:
+            ops.use_avx512(was)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-3)
     for g, e in zip(grads, expected_grads, strict=True):
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)

@@ -10,7 +10,9 @@
 //   nn:  C[M, N] (+)= A[M, K] @ X[K, N]     the state and input gradients d_gates @ W, for weight sets over 2 MB
 //                                           (H 400 and up; below that MKL's was as fast or faster)
 // Each output element is one sum over K in a fixed order, so results do not depend on the thread count. AVX2 + FMA
-// (8 floats a register); without them the callers use torch's products.
+// (8 floats a register); without them the callers use torch's products. Where the CPU has AVX-512 (checked at run
+// time), nt and tn run AVX-512 versions (16 floats a register, 32 registers: larger tiles), compiled for that target
+// alone; the rest stays AVX2.
 #pragma once
 
 #include <ATen/Parallel.h>
@@ -34,6 +36,36 @@ inline bool& enabled_flag() {
   return on;
 }
 inline bool available() { return LRNN_SMALL_GEMM != 0 && enabled_flag(); }
+
+// The AVX-512 nt and tn: compiled in with GCC (its target pragma), run where the CPU has AVX-512F and not switched
+// off (tests and benchmarks compare them with the AVX2 ones).
+#if LRNN_SMALL_GEMM && defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define LRNN_AVX512 1
+#else
+#define LRNN_AVX512 0
+#endif
+inline bool& avx512_flag() {
+  static bool on = true;
+  return on;
+}
+inline bool avx512_cpu() {
+#if LRNN_AVX512
+  static const bool has = __builtin_cpu_supports("avx512f");
+  return has;
+#else
+  return false;
+#endif
+}
+inline bool avx512_on() { return avx512_cpu() && avx512_flag(); }
+
+// Whether nt beats torch's product for M rows of A with K columns (float32, torch's threads): measured on a 2-core
+// AMD EPYC (Zen 4), one weight set per product, cold (benchmarks/bench_cpu_paths.py). The AVX2 kernel re-reads A for
+// every 4 rows of W, which pays up to 64 KB of A (a step's batch rows). The AVX-512 one was as fast as MKL or faster
+// (1.0-2.1x on 2 threads) at H 200-650 with K >= 400 up to 700 rows, and up to ~20k floats of A below that (the rows
+// of a share_every block at H 200); MKL won for wide A at H 155-200 on one thread (0.90-0.96x).
+inline bool nt_faster(int64_t M, int64_t K) {
+  return avx512_on() ? (M * K <= 20480 || K >= 400) : M * K <= 16384;
+}
 
 // Whether tn writes C with streaming stores: a fresh C (not accumulated into) whose rows start 32-byte aligned.
 inline bool streams(const float* C, int64_t ldc, bool acc) {
@@ -156,11 +188,162 @@ inline void tn_block(const float* A, int64_t sk, int64_t si, const float* X, int
   }
 }
 
+#if LRNN_AVX512
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+
+// [a, b, c, d] -> their four horizontal sums, in order: each register's two 256-bit halves added, then as nt_tile.
+inline __m128 sum4_512(__m512 a, __m512 b, __m512 c, __m512 d) {
+  const auto half = [](__m512 x) {
+    return _mm256_add_ps(_mm512_castps512_ps256(x), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)));
+  };
+  const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(half(a), half(b)), _mm256_hadd_ps(half(c), half(d)));
+  return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+// nt_tile in 16 lanes: MB rows of A against 4 rows of W (up to 20 accumulators, 4 + 1 more registers).
+template <int MB>
+inline void nt_tile512(const float* A, int64_t lda, const float* W, int64_t ldw, float* C, int64_t ldc, int64_t K,
+                       bool acc) {
+  __m512 s[MB][4];
+  LRNN_UNROLL for (int i = 0; i < MB; ++i) LRNN_UNROLL for (int j = 0; j < 4; ++j) s[i][j] = _mm512_setzero_ps();
+  const int64_t K16 = K & ~int64_t(15);
+  for (int64_t k = 0; k < K16; k += 16) {
+    __m512 w[4];
+    LRNN_UNROLL for (int j = 0; j < 4; ++j) w[j] = _mm512_loadu_ps(W + j * ldw + k);
+    LRNN_UNROLL for (int i = 0; i < MB; ++i) {
+      const __m512 a = _mm512_loadu_ps(A + i * lda + k);
+      LRNN_UNROLL for (int j = 0; j < 4; ++j) s[i][j] = _mm512_fmadd_ps(a, w[j], s[i][j]);
+    }
+  }
+  if (K16 < K) {  // the last K % 16 columns, masked loads (zeros beyond)
+    const __mmask16 m = static_cast<__mmask16>((1u << (K - K16)) - 1);
+    __m512 w[4];
+    LRNN_UNROLL for (int j = 0; j < 4; ++j) w[j] = _mm512_maskz_loadu_ps(m, W + j * ldw + K16);
+    LRNN_UNROLL for (int i = 0; i < MB; ++i) {
+      const __m512 a = _mm512_maskz_loadu_ps(m, A + i * lda + K16);
+      LRNN_UNROLL for (int j = 0; j < 4; ++j) s[i][j] = _mm512_fmadd_ps(a, w[j], s[i][j]);
+    }
+  }
+  LRNN_UNROLL for (int i = 0; i < MB; ++i) {
+    __m128 r = sum4_512(s[i][0], s[i][1], s[i][2], s[i][3]);
+    float* c = C + i * ldc;
+    if (acc) r = _mm_add_ps(r, _mm_loadu_ps(c));
+    _mm_storeu_ps(c, r);
+  }
+}
+
+// nt with AVX-512: as nt below, in tiles of 5 rows (the last one 1-4).
+inline void nt512(const float* A, int64_t lda, const float* W, int64_t ldw, float* C, int64_t ldc, int64_t M,
+                  int64_t N, int64_t K, bool acc) {
+  at::parallel_for(0, N / 4, 16, [&](int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j) {
+      if (j + 8 < j1) prefetch_range(W + 4 * (j + 8) * ldw, 4 * ldw * static_cast<int64_t>(sizeof(float)));
+      const float* w = W + 4 * j * ldw;
+      float* c = C + 4 * j;
+      int64_t i = 0;
+      for (; i + 5 <= M; i += 5) nt_tile512<5>(A + i * lda, lda, w, ldw, c + i * ldc, ldc, K, acc);
+      switch (M - i) {
+        case 4: nt_tile512<4>(A + i * lda, lda, w, ldw, c + i * ldc, ldc, K, acc); break;
+        case 3: nt_tile512<3>(A + i * lda, lda, w, ldw, c + i * ldc, ldc, K, acc); break;
+        case 2: nt_tile512<2>(A + i * lda, lda, w, ldw, c + i * ldc, ldc, K, acc); break;
+        case 1: nt_tile512<1>(A + i * lda, lda, w, ldw, c + i * ldc, ldc, K, acc); break;
+        default: break;
+      }
+    }
+  });
+}
+
+
+// tn_tile in 16 lanes: MB rows of C by NV registers, summed over K; the last register is masked when the columns end
+// inside it.
+template <int MB, int NV, bool masked>
+inline void tn_tile512(const float* A, int64_t lda, const float* X, int64_t ldx, float* C, int64_t ldc, int64_t K,
+                       bool acc, bool stream, __mmask16 m) {
+  __m512 s[MB][NV];
+  LRNN_UNROLL for (int i = 0; i < MB; ++i) LRNN_UNROLL for (int v = 0; v < NV; ++v) {
+    const float* c = C + i * ldc + 16 * v;
+    s[i][v] = !acc ? _mm512_setzero_ps() : masked && v == NV - 1 ? _mm512_maskz_loadu_ps(m, c) : _mm512_loadu_ps(c);
+  }
+  for (int64_t p = 0; p < K; ++p) {
+    const float* x = X + p * ldx;
+    __m512 xv[NV];
+    LRNN_UNROLL for (int v = 0; v < NV; ++v) xv[v] =
+        masked && v == NV - 1 ? _mm512_maskz_loadu_ps(m, x + 16 * v) : _mm512_loadu_ps(x + 16 * v);
+    LRNN_UNROLL for (int i = 0; i < MB; ++i) {
+      const __m512 a = _mm512_set1_ps(A[p * lda + i]);
+      LRNN_UNROLL for (int v = 0; v < NV; ++v) s[i][v] = _mm512_fmadd_ps(a, xv[v], s[i][v]);
+    }
+  }
+  LRNN_UNROLL for (int i = 0; i < MB; ++i) LRNN_UNROLL for (int v = 0; v < NV; ++v) {
+    float* c = C + i * ldc + 16 * v;
+    const bool part = masked && v == NV - 1;
+    if (stream && (!part || m == 0xFFFF || m == 0x00FF)) {  // rows start 32-byte aligned (not always 64): halves
+      _mm256_stream_ps(c, _mm512_castps512_ps256(s[i][v]));  // (a line is streamed whole or not at all)
+      if (!part || m == 0xFFFF)
+        _mm256_stream_ps(c + 8, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(s[i][v]), 1)));
+    } else if (part) {
+      _mm512_mask_storeu_ps(c, m, s[i][v]);
+    } else {
+      _mm512_storeu_ps(c, s[i][v]);
+    }
+  }
+}
+
+// MB rows of C (from row 0 of A's columns and C), all N columns: blocks of 3 registers (48 floats), then the last
+// 1-47 columns in 1-3 registers, the last one masked.
+template <int MB>
+inline void tn_rows512(const float* A, int64_t lda, const float* X, int64_t ldx, float* C, int64_t ldc, int64_t N,
+                       int64_t K, bool acc, bool stream) {
+  int64_t n0 = 0;
+  for (; n0 + 48 <= N; n0 += 48) tn_tile512<MB, 3, false>(A, lda, X + n0, ldx, C + n0, ldc, K, acc, stream, 0xFFFF);
+  const int64_t n = N - n0;
+  if (n == 0) return;
+  const __mmask16 m = static_cast<__mmask16>(n % 16 == 0 ? 0xFFFF : (1u << (n % 16)) - 1);
+  if (n > 32)
+    tn_tile512<MB, 3, true>(A, lda, X + n0, ldx, C + n0, ldc, K, acc, stream, m);
+  else if (n > 16)
+    tn_tile512<MB, 2, true>(A, lda, X + n0, ldx, C + n0, ldc, K, acc, stream, m);
+  else
+    tn_tile512<MB, 1, true>(A, lda, X + n0, ldx, C + n0, ldc, K, acc, stream, m);
+}
+
+// tn with AVX-512: bands of 8 rows of C (8 x 3 = 24 accumulators) go to the threads; each writes its rows in order,
+// streamed where tn streams.
+inline void tn512(const float* A, int64_t lda, const float* X, int64_t ldx, float* C, int64_t ldc, int64_t M,
+                  int64_t N, int64_t K, bool acc) {
+  const bool stream = streams(C, ldc, acc);
+  at::parallel_for(0, (M + 7) / 8, 4, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t m0 = 8 * r;
+      const float* a = A + m0;
+      float* c = C + m0 * ldc;
+      switch (std::min<int64_t>(8, M - m0)) {
+        case 8: tn_rows512<8>(a, lda, X, ldx, c, ldc, N, K, acc, stream); break;
+        case 7: tn_rows512<7>(a, lda, X, ldx, c, ldc, N, K, acc, stream); break;
+        case 6: tn_rows512<6>(a, lda, X, ldx, c, ldc, N, K, acc, stream); break;
+        case 5: tn_rows512<5>(a, lda, X, ldx, c, ldc, N, K, acc, stream); break;
+        case 4: tn_rows512<4>(a, lda, X, ldx, c, ldc, N, K, acc, stream); break;
+        case 3: tn_rows512<3>(a, lda, X, ldx, c, ldc, N, K, acc, stream); break;
+        case 2: tn_rows512<2>(a, lda, X, ldx, c, ldc, N, K, acc, stream); break;
+        default: tn_rows512<1>(a, lda, X, ldx, c, ldc, N, K, acc, stream); break;
+      }
+    }
+    if (stream) _mm_sfence();
+  });
+}
+
+#pragma GCC pop_options
+#endif  // LRNN_AVX512
+
 // C[M, N] (+)= A[M, K] @ W[N, K]^T. Bands of 4 rows of W go to the threads in order; each band is fetched 8 bands
-// ahead.
+// ahead. With AVX-512, nt512.
 inline void nt(const float* A, int64_t lda, const float* W, int64_t ldw, float* C, int64_t ldc, int64_t M, int64_t N,
                int64_t K, bool acc) {
   TORCH_CHECK(N % 4 == 0, "nt: N must be a multiple of 4");
+#if LRNN_AVX512
+  if (avx512_on()) return nt512(A, lda, W, ldw, C, ldc, M, N, K, acc);
+#endif
   const __m256i mask = tail_mask(K % 8 == 0 ? 8 : K % 8);
   at::parallel_for(0, N / 4, 16, [&](int64_t j0, int64_t j1) {
     for (int64_t j = j0; j < j1; ++j) {
@@ -178,9 +361,12 @@ inline void nt(const float* A, int64_t lda, const float* W, int64_t ldw, float* 
 // C[M, N] (+)= A[K, M]^T @ X[K, N] with K small (one step's batch rows). Bands of 4 rows of C go to the threads and
 // each writes its rows in order, in column blocks of 3 registers (24 floats); X stays in L1. A fresh C (a gradient
 // nobody reads until the optimizer step) is written with streaming stores where its rows are 32-byte aligned: no
-// read of the cold lines before they are overwritten.
+// read of the cold lines before they are overwritten. With AVX-512 (and `wide`), tn512.
 inline void tn(const float* A, int64_t lda, const float* X, int64_t ldx, float* C, int64_t ldc, int64_t M, int64_t N,
-               int64_t K, bool acc) {
+               int64_t K, bool acc, bool wide = true) {
+#if LRNN_AVX512
+  if (wide && avx512_on()) return tn512(A, lda, X, ldx, C, ldc, M, N, K, acc);
+#endif
   constexpr int64_t BW = 24;
   const bool stream = streams(C, ldc, acc);
   at::parallel_for(0, (M + 3) / 4, 8, [&](int64_t r0, int64_t r1) {
@@ -231,7 +417,8 @@ inline void nn(const float* A, int64_t lda, const float* X, int64_t ldx, float* 
 inline void nt(const float*, int64_t, const float*, int64_t, float*, int64_t, int64_t, int64_t, int64_t, bool) {
   TORCH_CHECK(false, "lrnn: the small-product kernels are not compiled in");
 }
-inline void tn(const float*, int64_t, const float*, int64_t, float*, int64_t, int64_t, int64_t, int64_t, bool) {
+inline void tn(const float*, int64_t, const float*, int64_t, float*, int64_t, int64_t, int64_t, int64_t, bool,
+               bool = true) {
   TORCH_CHECK(false, "lrnn: the small-product kernels are not compiled in");
 }
 inline void nn(const float*, int64_t, const float*, int64_t, float*, int64_t, int64_t, int64_t, int64_t, bool) {

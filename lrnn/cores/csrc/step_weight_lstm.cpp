@@ -136,12 +136,18 @@ void torch_product(const Tensor& a, const Tensor& b, Tensor c, bool acc, const T
     at::mm_out(c, a, b);
 }
 
-// c [M, N] (+)= a [M, K] @ w [N, K]^T. The kernel re-reads all of a for every 4 rows of w: it is used for up to 64 KB
-// of a (B 20 x 650 floats: one step's rows); a block's projection of several steps at once (B k rows) goes to torch.
+// Whether the nt kernel serves c [M, N] (+)= a [M, K] @ w [N, K]^T: wherever it applies, or (where_faster) where it
+// was measured faster than torch's (lrnn_gemm::nt_faster: one step's rows; with AVX-512 also a block's projection of
+// several steps at once, B k rows).
+bool nt_serves(const Tensor& a, const Tensor& w, const Tensor& c, bool where_faster) {
+  return lrnn_gemm::available() && rowmajor_f32(a) && rowmajor_f32(w) && rowmajor_f32(c) && w.size(0) % 4 == 0 &&
+         (!where_faster || lrnn_gemm::nt_faster(a.size(0), a.size(1)));
+}
+
+// c [M, N] (+)= a [M, K] @ w [N, K]^T, with the nt kernel where it serves, else torch's product.
 void product_nt(const Tensor& a, const Tensor& w, Tensor c, bool acc, int64_t prefetch_up_to,
                 bool where_faster = true) {
-  if (lrnn_gemm::available() && rowmajor_f32(a) && rowmajor_f32(w) && rowmajor_f32(c) && w.size(0) % 4 == 0 &&
-      (!where_faster || a.numel() <= 16384)) {
+  if (nt_serves(a, w, c, where_faster)) {
     lrnn_gemm::nt(a.data_ptr<float>(), a.stride(0), w.data_ptr<float>(), w.stride(0), c.data_ptr<float>(), c.stride(0),
                   a.size(0), w.size(0), a.size(1), acc);
     return;
@@ -169,7 +175,8 @@ void product_nn(const Tensor& a, const Tensor& w, Tensor c, bool acc, int64_t pr
 // 2 MB and torch has several threads: each run's product is cut into two column halves, and the halves go to the
 // threads as single-threaded products, instead of one multi-threaded product per run (MKL's single-threaded products
 // use a core better than its 2-thread ones at these shapes: share5 at H 650 on 2 threads, forward and backward, ran a
-// few percent faster, benchmarks/bench_cpu_paths.py row 8). One thread runs the products as before.
+// few percent faster, benchmarks/bench_cpu_paths.py row 8). One thread runs the products as before. The forward's
+// products go to the nt kernel instead where it serves (AVX-512).
 struct RunProduct {
   Tensor a, w, c;  // c [M, N] = a [M, K] @ (w^T if nt else w)
 };
@@ -229,7 +236,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> forward(const Tensor& x, const Tensor
       }
     } else {
       Tensor a = x.slice(0, sg.t0, sg.t1).reshape({n * B, -1}), c = gates.slice(0, sg.t0, sg.t1).view({n * B, G});
-      if (split_run_products(w_ih[sg.s0]))
+      if (!nt_serves(a, w_ih[sg.s0], c, true) && split_run_products(w_ih[sg.s0]))
         runs.push_back({a, w_ih[sg.s0], c});
       else
         product_nt(a, w_ih[sg.s0], c, false, prefetch_up_to);
@@ -259,19 +266,24 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> forward(const Tensor& x, const Tensor
   return {gates, out, c_all, tanh_c};
 }
 
-// out (+)= g.T @ inp: g [K, G], inp [K, in], out [G, in]. The small kernel gains by streaming a fresh gradient into
+// out (+)= g.T @ inp: g [K, G], inp [K, in], out [G, in]. The AVX2 kernel gains by streaming a fresh gradient into
 // memory, so it takes a first write of an L2-sized out whose rows are 32-byte aligned (H 200). It was slower than
 // torch's without streaming stores (rows of 155 or 650 floats), when accumulating, and for outs of several MB. There,
 // torch's: a first write zero-fills L2-sized row blocks in order and accumulates into them (MKL writing a cold
-// multi-MB gradient directly is slower).
+// multi-MB gradient directly is slower). The AVX-512 kernel beat both everywhere measured (1.1-2.1x torch's at H 155-650
+// from 20, 100 and 700 rows, benchmarks/bench_cpu_paths.py) except where the AVX2 one streams from under 64 rows
+// (one step's batch at H 200, 0.8x on 2 threads): that case stays with the AVX2 kernel.
 void grad_product(const Tensor& g, const Tensor& inp, Tensor out, bool accumulate, int64_t one_block_up_to,
                   int64_t block_bytes, bool where_faster = true) {
-  if (lrnn_gemm::available() && rowmajor_f32(g) && rowmajor_f32(inp) && rowmajor_f32(out) &&
-      (!where_faster || (lrnn_gemm::streams(out.data_ptr<float>(), out.stride(0), accumulate) &&
-                         out.numel() * out.element_size() <= one_block_up_to))) {
-    lrnn_gemm::tn(g.data_ptr<float>(), g.stride(0), inp.data_ptr<float>(), inp.stride(0), out.data_ptr<float>(),
-                  out.stride(0), g.size(1), inp.size(1), g.size(0), accumulate);
-    return;
+  if (lrnn_gemm::available() && rowmajor_f32(g) && rowmajor_f32(inp) && rowmajor_f32(out)) {
+    const bool streamed = lrnn_gemm::streams(out.data_ptr<float>(), out.stride(0), accumulate) &&
+                          out.numel() * out.element_size() <= one_block_up_to;
+    const bool wide = lrnn_gemm::avx512_on() && !(where_faster && streamed && g.size(0) < 64);
+    if (!where_faster || wide || streamed) {
+      lrnn_gemm::tn(g.data_ptr<float>(), g.stride(0), inp.data_ptr<float>(), inp.stride(0), out.data_ptr<float>(),
+                    out.stride(0), g.size(1), inp.size(1), g.size(0), accumulate, wide);
+      return;
+    }
   }
   const Tensor g_t = g.t();
   if (accumulate) {
@@ -426,6 +438,14 @@ bool split_run_products_op(bool on) {
   return was;
 }
 
+// Switch the AVX-512 nt and tn kernels on or off (where the CPU has AVX-512; tests and benchmarks compare them with
+// the AVX2 ones); returns whether they were on.
+bool use_avx512_op(bool on) {
+  const bool was = lrnn_gemm::avx512_flag();
+  lrnn_gemm::avx512_flag() = on;
+  return was;
+}
+
 // Switch the small-product kernels on or off (benchmarks compare them with torch's products); returns whether they
 // served the products before.
 bool use_small_products(bool on) {
@@ -440,6 +460,8 @@ TORCH_LIBRARY(lrnn, m) {
   m.def("use_small_products(bool on) -> bool", use_small_products);
   m.def("small_products_compiled() -> bool", [] { return LRNN_SMALL_GEMM != 0; });
   m.def("split_run_products(bool on) -> bool", split_run_products_op);
+  m.def("use_avx512(bool on) -> bool", use_avx512_op);
+  m.def("avx512_available() -> bool", [] { return lrnn_gemm::avx512_cpu(); });
   m.def("product(Tensor a, Tensor w, Tensor(a!) c, str form, bool acc, int prefetch_up_to, int block_bytes) -> ()",
         product);
   m.def(
