@@ -27,9 +27,12 @@ csrc/step_weight_lstm.cpp, built on first use): the same products in the same or
 arithmetic one vectorised pass instead of ~8 tensor ops, and no Python per step. In float32 with AVX2, the forward
 products of one step's rows, the fresh weight gradients up to 1 MB with 32-byte aligned rows and the state and input
 gradients of weight sets over 2 MB are lrnn's own (csrc/small_gemm.h: the cold set is read in place or fetched ahead,
-gradients are written with streaming stores) instead of MKL's.
+gradients are written with streaming stores) instead of MKL's. Where the CPU has AVX-512 (checked at run time),
+AVX-512 versions of the forward product and the weight gradient take over and serve more: the forward projections of
+whole `share_every` runs (k·B rows) and every weight gradient but one step's at H 200 (see small_gemm.h).
 With several threads, the per-run products of `share_every` runs (k·B rows) over sets above 2 MB go to the threads
-as single-threaded column halves instead of one multi-threaded product each.
+as single-threaded column halves instead of one multi-threaded product each (the input gradients, and the forward
+projections where the AVX-512 kernel does not serve).
 Where the kernels cannot be built, the Python loops below run instead (same results to float precision; tests
 compare the two).
 

@@ -2,13 +2,14 @@
 
 `StepWeightLSTMLayer` runs its CPU float32/float64 loops through these ops when they are available: the same
 products as the Python loops (float32's forward products, small aligned weight gradients and the state and input
-gradients of sets over 2 MB by lrnn's AVX2 kernels, small_gemm.h), but the per-step gate arithmetic is one
-vectorised pass and the step loops run without Python (see step_weight_lstm.cpp); `LinearNLL` (lrnn/rnnlm.py) does
-its softmax and its gradient as one pass per row (linear_nll.cpp). They are compiled once per machine and torch
-version with torch.utils.cpp_extension (a C++ compiler is needed; ~15 s, announced on stderr) into torch's extension
-cache (``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``), then loaded in ~0.1 s. Where no compiler is
-found or the build fails, lrnn warns once and keeps to the Python loops and torch ops (same results, slower).
-``LRNN_NATIVE=0`` turns the kernels off.
+gradients of sets over 2 MB by lrnn's AVX2 kernels, small_gemm.h, with AVX-512 versions where the CPU has it), but
+the per-step gate arithmetic is one vectorised pass and the step loops run without Python (see
+step_weight_lstm.cpp); `LinearNLL` (lrnn/rnnlm.py) does its softmax and its gradient as one pass per row
+(linear_nll.cpp), and with AVX-512 its two decoder products in those kernels. They are compiled once per machine
+and torch version with torch.utils.cpp_extension (a C++ compiler is needed; ~15 s, announced on stderr) into
+torch's extension cache (``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``), then loaded in ~0.1 s.
+Where no compiler is found or the build fails, lrnn warns once and keeps to the Python loops and torch ops (same
+results, slower). ``LRNN_NATIVE=0`` turns the kernels off.
 """
 
 from __future__ import annotations

@@ -67,6 +67,10 @@ inline bool nt_faster(int64_t M, int64_t K) {
   return avx512_on() ? (M * K <= 20480 || K >= 400) : M * K <= 16384;
 }
 
+// Which nt serves where both could: the AVX-512 one for K >= 400 (1.13-1.15x the AVX2 one at H 650) and for the A's
+// only it serves; the AVX2 one for a step's rows at K < 400 (at H 200 the AVX-512 one was 0.96-0.99x).
+inline bool nt_wide(int64_t M, int64_t K) { return avx512_on() && (K >= 400 || M * K > 16384); }
+
 // Whether tn writes C with streaming stores: a fresh C (not accumulated into) whose rows start 32-byte aligned.
 inline bool streams(const float* C, int64_t ldc, bool acc) {
   return !acc && reinterpret_cast<uintptr_t>(C) % 32 == 0 && ldc % 8 == 0;
@@ -337,12 +341,12 @@ inline void tn512(const float* A, int64_t lda, const float* X, int64_t ldx, floa
 #endif  // LRNN_AVX512
 
 // C[M, N] (+)= A[M, K] @ W[N, K]^T. Bands of 4 rows of W go to the threads in order; each band is fetched 8 bands
-// ahead. With AVX-512, nt512.
+// ahead. With AVX-512 (and `wide`), nt512.
 inline void nt(const float* A, int64_t lda, const float* W, int64_t ldw, float* C, int64_t ldc, int64_t M, int64_t N,
-               int64_t K, bool acc) {
+               int64_t K, bool acc, bool wide = true) {
   TORCH_CHECK(N % 4 == 0, "nt: N must be a multiple of 4");
 #if LRNN_AVX512
-  if (avx512_on()) return nt512(A, lda, W, ldw, C, ldc, M, N, K, acc);
+  if (wide && avx512_on()) return nt512(A, lda, W, ldw, C, ldc, M, N, K, acc);
 #endif
   const __m256i mask = tail_mask(K % 8 == 0 ? 8 : K % 8);
   at::parallel_for(0, N / 4, 16, [&](int64_t j0, int64_t j1) {
@@ -414,7 +418,8 @@ inline void nn(const float* A, int64_t lda, const float* X, int64_t ldx, float* 
 
 #else  // no AVX2/FMA (another architecture, or an x86 build without them): available() is false, never called
 
-inline void nt(const float*, int64_t, const float*, int64_t, float*, int64_t, int64_t, int64_t, int64_t, bool) {
+inline void nt(const float*, int64_t, const float*, int64_t, float*, int64_t, int64_t, int64_t, int64_t, bool,
+               bool = true) {
   TORCH_CHECK(false, "lrnn: the small-product kernels are not compiled in");
 }
 inline void tn(const float*, int64_t, const float*, int64_t, float*, int64_t, int64_t, int64_t, int64_t, bool,

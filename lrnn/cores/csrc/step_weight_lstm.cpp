@@ -149,7 +149,7 @@ void product_nt(const Tensor& a, const Tensor& w, Tensor c, bool acc, int64_t pr
                 bool where_faster = true) {
   if (nt_serves(a, w, c, where_faster)) {
     lrnn_gemm::nt(a.data_ptr<float>(), a.stride(0), w.data_ptr<float>(), w.stride(0), c.data_ptr<float>(), c.stride(0),
-                  a.size(0), w.size(0), a.size(1), acc);
+                  a.size(0), w.size(0), a.size(1), acc, !where_faster || lrnn_gemm::nt_wide(a.size(0), a.size(1)));
     return;
   }
   torch_product(a, w.t(), c, acc, w, prefetch_up_to);
