@@ -270,9 +270,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> forward(const Tensor& x, const Tensor
 // memory, so it takes a first write of an L2-sized out whose rows are 32-byte aligned (H 200). It was slower than
 // torch's without streaming stores (rows of 155 or 650 floats), when accumulating, and for outs of several MB. There,
 // torch's: a first write zero-fills L2-sized row blocks in order and accumulates into them (MKL writing a cold
-// multi-MB gradient directly is slower). The AVX-512 kernel beat both everywhere measured (1.1-2.1x torch's at H 155-650
-// from 20, 100 and 700 rows, benchmarks/bench_cpu_paths.py) except where the AVX2 one streams from under 64 rows
-// (one step's batch at H 200, 0.8x on 2 threads): that case stays with the AVX2 kernel.
+// multi-MB gradient directly is slower). The AVX-512 kernel was as fast as both or faster (bench_cpu_paths.py row 9:
+// 1.00-1.33x torch's at H 200 and 650 from 20 and 100 rows; a scratch grid at H 155-650 from 20-700 rows agreed)
+// except where the AVX2 one streams from under 64 rows (one step's batch at H 200: 0.92-0.93x the AVX2 kernel), which
+// stays with the AVX2 kernel.
 void grad_product(const Tensor& g, const Tensor& inp, Tensor out, bool accumulate, int64_t one_block_up_to,
                   int64_t block_bytes, bool where_faster = true) {
   if (lrnn_gemm::available() && rowmajor_f32(g) && rowmajor_f32(inp) && rowmajor_f32(out)) {
