@@ -28,7 +28,7 @@ inline double exp_(double x) { return std::exp(x); }
 
 // The row's largest logit; the logits are p + b where a bias b is given (p's products without it), else p.
 template <typename T, bool kBias>
-T row_max(T* __restrict p, const T* __restrict b, int64_t V) {
+T row_max(const T* __restrict p, const T* __restrict b, int64_t V) {
   T m[kLanes];
   std::fill(m, m + kLanes, kBias ? p[0] + b[0] : p[0]);
   int64_t j = 0;

@@ -194,6 +194,18 @@ inline void tn_block(const float* A, int64_t sk, int64_t si, const float* X, int
   }
 }
 
+// The bands of nt: 4 rows of W at a time go to the threads in order, each fetched 8 bands ahead; rows(w, c)
+// multiplies all of A's rows by one band (w: its 4 rows of W, c: the 4 columns of C they give).
+template <typename Rows>
+inline void nt_bands(const float* W, int64_t ldw, float* C, int64_t N, const Rows& rows) {
+  at::parallel_for(0, N / 4, 16, [&](int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j) {
+      if (j + 8 < j1) prefetch_range(W + 4 * (j + 8) * ldw, 4 * ldw * static_cast<int64_t>(sizeof(float)));
+      rows(W + 4 * j * ldw, C + 4 * j);
+    }
+  });
+}
+
 #if LRNN_AVX512
 #pragma GCC push_options
 #pragma GCC target("avx512f")
@@ -239,27 +251,21 @@ inline void nt_tile512(const float* A, int64_t lda, const float* W, int64_t ldw,
   }
 }
 
-// nt with AVX-512: as nt below, in tiles of 5 rows (the last one 1-4).
+// nt with AVX-512: nt's bands, in tiles of 5 rows (the last one 1-4).
 inline void nt512(const float* A, int64_t lda, const float* W, int64_t ldw, float* C, int64_t ldc, int64_t M,
                   int64_t N, int64_t K, bool acc) {
-  at::parallel_for(0, N / 4, 16, [&](int64_t j0, int64_t j1) {
-    for (int64_t j = j0; j < j1; ++j) {
-      if (j + 8 < j1) prefetch_range(W + 4 * (j + 8) * ldw, 4 * ldw * static_cast<int64_t>(sizeof(float)));
-      const float* w = W + 4 * j * ldw;
-      float* c = C + 4 * j;
-      int64_t i = 0;
-      for (; i + 5 <= M; i += 5) nt_tile512<5>(A + i * lda, lda, w, ldw, c + i * ldc, ldc, K, acc);
-      switch (M - i) {
-        case 4: nt_tile512<4>(A + i * lda, lda, w, ldw, c + i * ldc, ldc, K, acc); break;
-        case 3: nt_tile512<3>(A + i * lda, lda, w, ldw, c + i * ldc, ldc, K, acc); break;
-        case 2: nt_tile512<2>(A + i * lda, lda, w, ldw, c + i * ldc, ldc, K, acc); break;
-        case 1: nt_tile512<1>(A + i * lda, lda, w, ldw, c + i * ldc, ldc, K, acc); break;
-        default: break;
-      }
+  nt_bands(W, ldw, C, N, [&](const float* w, float* c) {
+    int64_t i = 0;
+    for (; i + 5 <= M; i += 5) nt_tile512<5>(A + i * lda, lda, w, ldw, c + i * ldc, ldc, K, acc);
+    switch (M - i) {
+      case 4: nt_tile512<4>(A + i * lda, lda, w, ldw, c + i * ldc, ldc, K, acc); break;
+      case 3: nt_tile512<3>(A + i * lda, lda, w, ldw, c + i * ldc, ldc, K, acc); break;
+      case 2: nt_tile512<2>(A + i * lda, lda, w, ldw, c + i * ldc, ldc, K, acc); break;
+      case 1: nt_tile512<1>(A + i * lda, lda, w, ldw, c + i * ldc, ldc, K, acc); break;
+      default: break;
     }
   });
 }
-
 
 // tn_tile in 16 lanes: MB rows of C by NV registers, summed over K; the last register is masked when the columns end
 // inside it.
@@ -351,16 +357,11 @@ inline void nt(const float* A, int64_t lda, const float* W, int64_t ldw, float* 
   if (wide && avx512_on()) return nt512(A, lda, W, ldw, C, ldc, M, N, K, acc);
 #endif
   const __m256i mask = tail_mask(K % 8 == 0 ? 8 : K % 8);
-  at::parallel_for(0, N / 4, 16, [&](int64_t j0, int64_t j1) {
-    for (int64_t j = j0; j < j1; ++j) {
-      if (j + 8 < j1) prefetch_range(W + 4 * (j + 8) * ldw, 4 * ldw * static_cast<int64_t>(sizeof(float)));
-      const float* w = W + 4 * j * ldw;
-      float* c = C + 4 * j;
-      int64_t i = 0;
-      for (; i + 3 <= M; i += 3) nt_tile<3>(A + i * lda, lda, w, ldw, c + i * ldc, ldc, K, acc, mask);
-      if (M - i == 2) nt_tile<2>(A + i * lda, lda, w, ldw, c + i * ldc, ldc, K, acc, mask);
-      if (M - i == 1) nt_tile<1>(A + i * lda, lda, w, ldw, c + i * ldc, ldc, K, acc, mask);
-    }
+  nt_bands(W, ldw, C, N, [&](const float* w, float* c) {
+    int64_t i = 0;
+    for (; i + 3 <= M; i += 3) nt_tile<3>(A + i * lda, lda, w, ldw, c + i * ldc, ldc, K, acc, mask);
+    if (M - i == 2) nt_tile<2>(A + i * lda, lda, w, ldw, c + i * ldc, ldc, K, acc, mask);
+    if (M - i == 1) nt_tile<1>(A + i * lda, lda, w, ldw, c + i * ldc, ldc, K, acc, mask);
   });
 }
 
