@@ -100,7 +100,12 @@ def load_run(
     model_cfg, hparams = config["model"], checkpoint.get("hyper_parameters", {})
     core = _instantiate(model_cfg["core"], "core")
     vocab_size = hparams.get("vocab_size") or dm.vocab_size
-    model = RNNLM(vocab_size, core, tie_embeddings=bool(model_cfg.get("tie_embeddings", False)))
+    model = RNNLM(
+        vocab_size,
+        core,
+        tie_embeddings=bool(model_cfg.get("tie_embeddings", False)),
+        output_size=model_cfg.get("output_size"),
+    )
     weights = {k[len("model.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
     try:
         model.load_state_dict(weights)

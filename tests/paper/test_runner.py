@@ -53,7 +53,7 @@ def test_finished_run_is_reused(spec, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(runner, "_run_logged", fake_fit(["completed"], calls))
     first = _execute(spec, tmp_path)
     assert first.status == "completed" and not first.reused and len(calls) == 1
-    assert json.loads((first.version / "paper.json").read_text())["command"] == calls[0]
+    assert json.loads((first.version / "paper.json").read_text())["command"] == ["python", *calls[0][1:]]
     second = _execute(spec, tmp_path)
     assert second.reused and second.version == first.version and len(calls) == 1
 
