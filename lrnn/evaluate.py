@@ -37,6 +37,7 @@ import torch.nn.functional as F
 import yaml
 
 from lrnn.data.batching import IGNORE_INDEX
+from lrnn.loggers import portable
 from lrnn.rnnlm import RNNLM
 
 SPLIT_NAMES = {"val": "validation", "test": "test"}
@@ -288,7 +289,7 @@ def evaluate_run(
             writer = csv.DictWriter(f, fieldnames=FIELDS[name])
             writer.writeheader()
             writer.writerows({k: _cell(v) for k, v in r.items()} for r in table)
-    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    (out / "meta.json").write_text(json.dumps(portable(meta), indent=2) + "\n")
     if plots:
         from lrnn.evaluate_plots import plot_all
 

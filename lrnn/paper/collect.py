@@ -170,9 +170,25 @@ def collect(specs: list[RunSpec], runs: Path) -> dict[str, pd.DataFrame]:
                 )
     tables = {"runs": pd.DataFrame(rows), "curves": pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()}
     tables["contest"] = contest_table(tables["runs"])
+    tables["tuning"] = tuning_table(tables["runs"])
     for kind, frames in evals.items():
         tables[kind] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     return tables
+
+
+def tuning_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """The tuning runs (one epoch at a constant lr) and which setting each core's contest runs took: the lowest
+    best validation loss of its (core, matching); a diverged run never wins."""
+    df = for_claim(runs, "tune")
+    if df.empty or "best_val_loss" not in df:
+        return df
+    df = df.copy()
+    loss = df["best_val_loss"].where(df["status"] == "completed", math.inf)
+    df["chosen"] = False
+    for _, group in df.groupby(["core", "matching"]):
+        if (group["status"].isin(["completed", "diverged"])).all():
+            df.loc[loss[group.index].idxmin(), "chosen"] = True
+    return df
 
 
 def contest_table(runs: pd.DataFrame) -> pd.DataFrame:

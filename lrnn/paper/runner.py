@@ -200,6 +200,37 @@ def machine() -> dict[str, Any]:
     }
 
 
+QUIET_MARGIN = 0.5  # a fit is timed "quiet" when the load never exceeded its own threads + this
+
+
+class LoadSampler:
+    """Samples the 1-minute load average every ``every_s`` while a fit runs (``max``: the highest), so that the
+    records say whether its wall time was measured alone on the machine (C10 uses only such timings)."""
+
+    def __init__(self, every_s: float = 20.0) -> None:
+        self.every_s, self.max = every_s, None
+        self._stop = threading.Event()
+
+    def _sample(self) -> None:
+        while True:
+            try:
+                load = os.getloadavg()[0]
+            except OSError:
+                return
+            self.max = load if self.max is None else max(self.max, load)
+            if self._stop.wait(self.every_s):
+                return
+
+    def __enter__(self) -> LoadSampler:
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 class DevicePool:
     """Hands out GPU ids (one run per device) or nothing on CPU."""
 
@@ -259,7 +290,8 @@ def execute(
                 cmd = fit_command(spec, runs, profile, wandb)
                 say(f"start  {spec.name} [{spec.key}]")
             t0 = time.time()
-            rc = _run_logged(cmd, env, runs / spec.key / "fit.log")
+            with LoadSampler() as load:
+                rc = _run_logged(cmd, env, runs / spec.key / "fit.log")
             wall = round(time.time() - t0, 1)
             new = [p for p in versions(root) if p.name not in before]
             version = paused if paused is not None else new[-1] if new else None
@@ -268,6 +300,8 @@ def execute(
                     "command": ["python", *cmd[1:]],
                     "returncode": rc,
                     "wall_s": wall,
+                    "load_max": load.max,  # the machine's 1-minute load average, highest seen during the fit
+                    "quiet": load.max is not None and load.max <= threads + QUIET_MARGIN,
                     "threads": threads,
                     "gpu": gpu,
                     "machine": machine(),
