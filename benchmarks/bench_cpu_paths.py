@@ -14,7 +14,7 @@
 5. The decoder's summed cross-entropy as training runs it (`LinearNLL`, PTB-small: [400, 200] -> 10k classes),
    forward + backward: its softmax and gradient as torch ops vs lrnn's compiled kernel.
 6. The kernels' own small products (csrc/small_gemm.h) vs torch's products as the kernels call them otherwise
-   (cold sets read in order first, gradients zero-filled and accumulated into), cold [800, 200] sets as in row 1:
+   (cold sets read in order first, gradients zero-filled and accumulated into), cold [800, 200] sets as in 1.:
    a forward product, a recurrent product added into the gates, a weight gradient; a state/input gradient
    d_gates @ w with cold [2600, 650] sets (H 650; the nn kernel serves sets over 2 MB); then `UntiedLSTM` forward +
    backward (B 20, T 20, H 200 with 2 and 1 layers; T 35, H 650 with 1 layer) with and without them.
@@ -27,7 +27,7 @@
    one product per cold weight set: nt from 20 rows (a step) and 100 rows (a share_every=5 block) at H 200 and 650,
    tn from 20 and 100 rows; the decoder's logits and weight gradient ([400, 200] x 10k, `LinearNLL`); then with and
    without them: `UntiedLSTM(share_every=5)` H 650 2 layers forward + backward, and tied and untied PTB-small
-   training steps (as row 7).
+   training steps (as in 7.).
 
 Times are medians of `--repeats` calls, the variants of one row interleaved call by call.
 """
@@ -388,7 +388,7 @@ def _product_rows(ops: object, H: int, rows: int, repeats: int) -> None:
 
 
 def _training_steps(kind: str) -> Callable[[], None]:
-    """Five PTB-small training steps (as row 7) of a tied or untied model, state carried."""
+    """Five PTB-small training steps (as in 7.) of a tied or untied model, state carried."""
     from lrnn import TiedLSTM
     from lrnn.rnnlm import RNNLM
 

@@ -102,10 +102,10 @@ std::tuple<Tensor, Tensor> forward(Tensor probs, const Tensor& targets, int64_t 
   return {nll, total};
 }
 
-// Whether lrnn's product kernels serve the decoder's products (float32 rows in order, V a multiple of 4): with
-// AVX-512 only. On the 2-core Zen 4, at PTB's 400 x 200 x 10k, LinearNLL's forward + backward ran 1.05x (1 thread) and
-// 1.20x (2 threads) faster with them than with MKL's (bench_cpu_paths.py row 9); MKL's d_logits @ W was as fast as
-// the nn kernel in a scratch A/B, so it stays.
+// Whether lrnn's product kernels serve the decoder's products (float32 rows in order, V a multiple of 4): with AVX-512
+// only. On the 2-core Zen 4, at PTB's 400 x 200 x 10k, LinearNLL's forward + backward ran 1.05x (1 thread) and 1.20x
+// (2 threads) faster with them than with MKL's (bench_cpu_paths.py, AVX-512 vs AVX2 kernels); MKL's d_logits @ W was as
+// fast as the nn kernel in a scratch A/B, so it stays.
 bool decoder_kernels(const Tensor& h, const Tensor& weight) {
   const auto rows = [](const Tensor& t) { return t.dim() == 2 && t.stride(1) == 1 && t.scalar_type() == at::kFloat; };
   return lrnn_gemm::available() && lrnn_gemm::avx512_on() && rows(h) && rows(weight) && weight.size(0) % 4 == 0;

@@ -58,19 +58,18 @@ inline bool avx512_cpu() {
 }
 inline bool avx512_on() { return avx512_cpu() && avx512_flag(); }
 
-// Whether nt beats torch's product for M rows of A with K columns (float32, torch's threads): measured on a 2-core
-// AMD EPYC (Zen 4), one weight set per product, cold (bench_cpu_paths.py rows 6 and 9, and a scratch grid at H
-// 155-650 from 20 to 700 rows). The AVX2 kernel re-reads A for every 4 rows of W, which pays up to 64 KB of A (a
-// step's batch rows). The AVX-512 one was as fast as MKL or faster for K >= 400 at every row count, and up to ~20k
-// floats of A below that (the 100 rows of a share5 block at H 200: 0.99x / 1.81x torch's on 1 / 2 threads, row 9);
-// MKL won for wider A at H 155-200 on one thread (0.90-0.96x in the grid).
+// Whether nt beats torch's product for M rows of A with K columns (float32, torch's threads): measured on a 2-core AMD
+// EPYC (Zen 4), one weight set per product, cold (bench_cpu_paths.py: small products vs torch's, AVX-512 vs AVX2
+// kernels; and a scratch grid at H 155-650 from 20 to 700 rows). The AVX2 kernel re-reads A for every 4 rows of W,
+// which pays up to 64 KB of A (a step's batch rows). The AVX-512 one was as fast as MKL or faster for K >= 400 at every
+// row count, and up to ~20k floats of A below that (the 100 rows of a share5 block at H 200: 0.99x / 1.81x torch's on
+// 1 / 2 threads); MKL won for wider A at H 155-200 on one thread (0.90-0.96x in the grid).
 inline bool nt_faster(int64_t M, int64_t K) {
   return avx512_on() ? (M * K <= 20480 || K >= 400) : M * K <= 16384;
 }
 
-// Which nt serves where both could: the AVX-512 one for K >= 400 (1.16-1.23x the AVX2 one for a step's rows at H 650,
-// row 9) and for the A's only it serves; the AVX2 one for a step's rows at K < 400 (at H 200 the AVX-512 one was
-// 0.96-0.97x).
+// Which nt serves where both could: the AVX-512 one for K >= 400 (1.16-1.23x the AVX2 one for a step's rows at H 650)
+// and for the A's only it serves; the AVX2 one for a step's rows at K < 400 (at H 200 the AVX-512 one was 0.96-0.97x).
 inline bool nt_wide(int64_t M, int64_t K) { return avx512_on() && (K >= 400 || M * K > 16384); }
 
 // Whether tn writes C with streaming stores: a fresh C (not accumulated into) whose rows start 32-byte aligned.

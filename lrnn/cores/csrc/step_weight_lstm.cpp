@@ -156,9 +156,9 @@ void product_nt(const Tensor& a, const Tensor& w, Tensor c, bool acc, int64_t pr
 }
 
 // c [M, N] (+)= a [M, K] @ w [K, N]: the state and input gradients d_gates @ W, one step's rows. The kernel reads a
-// cold set block by block with a software prefetch one block ahead (H 650, bench_cpu_paths.py row 6: 0.85 against
-// MKL's 1.36 ms on 1 thread, 0.57 against 1.06 ms on 2). Up to 2 MB a set (H 300: 1.4 MB) MKL's, after the set is
-// read in order (prefetch), was as fast or faster.
+// cold set block by block with a software prefetch one block ahead (bench_cpu_paths.py, d_gates @ w with a cold
+// [2600, 650] set, H 650: 0.85 against MKL's 1.36 ms on 1 thread, 0.57 against 1.06 ms on 2). Up to 2 MB a set
+// (H 300: 1.4 MB) MKL's, after the set is read in order (prefetch), was as fast or faster.
 constexpr int64_t kNnFromBytes = 2 << 20;
 void product_nn(const Tensor& a, const Tensor& w, Tensor c, bool acc, int64_t prefetch_up_to,
                 bool where_faster = true) {
@@ -175,8 +175,8 @@ void product_nn(const Tensor& a, const Tensor& w, Tensor c, bool acc, int64_t pr
 // 2 MB and torch has several threads: each run's product is cut into two column halves, and the halves go to the
 // threads as single-threaded products, instead of one multi-threaded product per run (MKL's single-threaded products
 // use a core better than its 2-thread ones at these shapes: share5 at H 650 on 2 threads, forward and backward, ran a
-// few percent faster, benchmarks/bench_cpu_paths.py row 8). One thread runs the products as before. The forward's
-// products go to the nt kernel instead where it serves (AVX-512).
+// few percent faster in benchmarks/bench_cpu_paths.py's share5 run-product comparison). One thread runs the products
+// as before. The forward's products go to the nt kernel instead where it serves (AVX-512).
 struct RunProduct {
   Tensor a, w, c;  // c [M, N] = a [M, K] @ (w^T if nt else w)
 };
@@ -269,11 +269,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> forward(const Tensor& x, const Tensor
 // out (+)= g.T @ inp: g [K, G], inp [K, in], out [G, in]. The AVX2 kernel gains by streaming a fresh gradient into
 // memory, so it takes a first write of an L2-sized out whose rows are 32-byte aligned (H 200). It was slower than
 // torch's without streaming stores (rows of 155 or 650 floats), when accumulating, and for outs of several MB. There,
-// torch's: a first write zero-fills L2-sized row blocks in order and accumulates into them (MKL writing a cold
-// multi-MB gradient directly is slower). The AVX-512 kernel was as fast as both or faster (bench_cpu_paths.py row 9:
-// 1.00-1.33x torch's at H 200 and 650 from 20 and 100 rows; a scratch grid at H 155-650 from 20-700 rows agreed)
-// except where the AVX2 one streams from under 64 rows (one step's batch at H 200: 0.92-0.93x the AVX2 kernel), which
-// stays with the AVX2 kernel.
+// torch's: a first write zero-fills L2-sized row blocks in order and accumulates into them (MKL writing a cold multi-MB
+// gradient directly is slower). The AVX-512 kernel was as fast as both or faster (bench_cpu_paths.py, AVX-512 vs AVX2
+// kernels: 1.00-1.33x torch's at H 200 and 650 from 20 and 100 rows; a scratch grid at H 155-650 from 20-700 rows
+// agreed) except where the AVX2 one streams from under 64 rows (one step's batch at H 200: 0.92-0.93x the AVX2 kernel),
+// which stays with the AVX2 kernel.
 void grad_product(const Tensor& g, const Tensor& inp, Tensor out, bool accumulate, int64_t one_block_up_to,
                   int64_t block_bytes, bool where_faster = true) {
   if (lrnn_gemm::available() && rowmajor_f32(g) && rowmajor_f32(inp) && rowmajor_f32(out)) {
