@@ -14,11 +14,12 @@ GPUS ?=
 THREADS ?=
 BENCH_THREADS ?= 1
 WANDB ?= auto
-PROFILE ?= cpu
+PROFILE ?= converged
 OUT ?= paper
+JOBS ?=
 RESUME ?=
 
-.PHONY: help install test lint format experiment experiments evaluate bench bench-gpu recall-grid paper report clean
+.PHONY: help install test lint format experiment experiments evaluate bench bench-gpu recall-grid paper paper-plan report clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -68,8 +69,11 @@ bench-gpu: $(STAMP)  ## the GPU checks in one go (ROUNDS=1: ~4 min on an H100, R
 recall-grid: $(STAMP)  ## delayed-recall accuracy, lag D x truncation k, tied LSTM (README table; ~10 min) [ARGS=...]
 	$(PY) scripts/recall_grid.py $(ARGS)
 
-paper: $(STAMP)  ## the ten claims: run the grid (cached) + README, figures, CSVs in OUT [PROFILE=smoke|cpu|full] [OUT=paper]
-	$(PY) -m lrnn.paper run --profile "$(PROFILE)" --out "$(OUT)" --wandb "$(WANDB)" $(ARGS)
+paper: $(STAMP)  ## the claims: plan, run the grid (cached, resumable) + README, figures, CSVs in OUT [PROFILE=converged|smoke|full] [JOBS=N lanes]
+	$(PY) -m lrnn.paper run --profile "$(PROFILE)" --out "$(OUT)" --wandb "$(WANDB)" $(if $(JOBS),--jobs $(JOBS) --threads 1) $(ARGS)
+
+paper-plan: $(STAMP)  ## the paper's runs: done / left / waiting for tuning, estimated core-hours [PROFILE]
+	$(PY) -m lrnn.paper list --profile "$(PROFILE)" $(ARGS)
 
 report: $(STAMP)  ## W&B Report of the paper runs (online: saved, URL printed; offline: how to publish) [PROFILE] [OUT]
 	$(PY) -m lrnn.paper report --profile "$(PROFILE)" --out "$(OUT)"

@@ -40,7 +40,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from lrnn.lightning.interrupts import MidEpochCheckpoint, RunInterrupted
 from lrnn.lightning.lm import LanguageModel, TrainingDiverged
-from lrnn.loggers import git_commit, make_loggers, quiet_known_noise, wandb_run_info
+from lrnn.loggers import git_commit, make_loggers, portable, quiet_known_noise, wandb_run_info
 from lrnn.progress import LMProgressBar
 
 DEFAULTS = Path(__file__).parent / "configs" / "defaults.yaml"
@@ -70,6 +70,7 @@ class LRNNCLI(LightningCLI):
         parser.add_argument("--wandb", type=str, default="auto", help="auto | online | offline | off")
         parser.add_argument("--wandb_group", type=str | None, default=None, help="W&B group (default: the name)")
         parser.add_argument("--wandb_tags", type=list[str] | None, default=None, help="W&B tags, e.g. [core:tied]")
+        parser.add_argument("--wandb_config", type=dict[str, Any] | None, default=None, help="extra W&B config keys")
         parser.add_argument("--out_dir", type=str, default="runs", help="folder for metrics, checkpoints, W&B runs")
         parser.add_argument("--test_after_fit", type=bool, default=True, help="fit: test the best checkpoint")
         parser.add_argument(
@@ -112,6 +113,7 @@ class LRNNCLI(LightningCLI):
                 config["wandb"],
                 group=config.get("wandb_group"),
                 tags=config.get("wandb_tags"),
+                extra_config=config.get("wandb_config"),
                 version=resume["version"] if resume else None,
                 wandb_id=resume["wandb_id"] if resume else None,
             )
@@ -219,7 +221,7 @@ class LRNNCLI(LightningCLI):
         if getattr(self, "_history", None):
             results["earlier_attempts"] = self._history
         path.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(finite_json(results), indent=2, allow_nan=False)
+        text = json.dumps(finite_json(portable(results)), indent=2, allow_nan=False)
         tmp = path.with_name(f".results.{os.getpid()}.tmp")
         tmp.write_text(text + "\n")
         os.replace(tmp, path)

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 import yaml
 
 from lrnn.data.batching import IGNORE_INDEX
+from lrnn.loggers import portable
 from lrnn.rnnlm import RNNLM
 
 SPLIT_NAMES = {"val": "validation", "test": "test"}
@@ -100,7 +101,12 @@ def load_run(
     model_cfg, hparams = config["model"], checkpoint.get("hyper_parameters", {})
     core = _instantiate(model_cfg["core"], "core")
     vocab_size = hparams.get("vocab_size") or dm.vocab_size
-    model = RNNLM(vocab_size, core, tie_embeddings=bool(model_cfg.get("tie_embeddings", False)))
+    model = RNNLM(
+        vocab_size,
+        core,
+        tie_embeddings=bool(model_cfg.get("tie_embeddings", False)),
+        output_size=model_cfg.get("output_size"),
+    )
     weights = {k[len("model.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
     try:
         model.load_state_dict(weights)
@@ -283,7 +289,7 @@ def evaluate_run(
             writer = csv.DictWriter(f, fieldnames=FIELDS[name])
             writer.writeheader()
             writer.writerows({k: _cell(v) for k, v in r.items()} for r in table)
-    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    (out / "meta.json").write_text(json.dumps(portable(meta), indent=2) + "\n")
     if plots:
         from lrnn.evaluate_plots import plot_all
 

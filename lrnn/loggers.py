@@ -61,10 +61,27 @@ def git_commit() -> str | None:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
         ).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=5).stdout
+        dirty = subprocess.run(  # tracked files only: run folders written into the checkout do not change the code
+            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5
+        ).stdout
         return commit + ("-dirty" if dirty.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def portable(value: Any, roots: tuple[Path, ...] | None = None) -> Any:
+    """``value`` (nested dicts, lists, strings) with paths under the working directory written relative to it, so
+    that records committed from one checkout name no other machine's folders."""
+    roots = roots or (Path.cwd().resolve(), Path.cwd())
+    if isinstance(value, dict):
+        return {k: portable(v, roots) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable(v, roots) for v in value]
+    if isinstance(value, str):
+        for root in roots:
+            value = value.replace(f"{root}/", "")
+        return value
+    return value
 
 
 def make_loggers(
@@ -76,12 +93,14 @@ def make_loggers(
     tags: list[str] | None = None,
     version: int | None = None,
     wandb_id: str | None = None,
+    extra_config: dict[str, Any] | None = None,
 ) -> list[Logger]:
     """``[CSVLogger, WandbLogger?]``. The CSV logger comes first, so checkpoints and ``config.yaml`` land in
     ``<out_dir>/<name>/version_<k>/``; each run gets a new version folder and never overwrites an earlier one.
     The W&B run is named ``<name>-s<seed>``, in ``group`` (default: ``name``) with ``tags``.
     ``version`` and ``wandb_id`` continue an existing run (``--resume``): the CSV rows are appended to its
-    ``metrics.csv`` and W&B resumes the run with that id."""
+    ``metrics.csv`` and W&B resumes the run with that id. ``extra_config`` goes into the W&B run's config (the paper
+    logs ``paper/core`` there, so reports group lines by core)."""
     if version is not None:  # CSVLogger warns that metrics.csv "will be deleted": it is put back below
         warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
     csv_logger = CSVLogger(save_dir=out_dir, name=name, version=version)
@@ -109,6 +128,7 @@ def make_loggers(
                 log_model=False,
                 id=wandb_id or new_run_id(),  # known before the run starts: results.json records it
                 resume="allow",
+                **({"config": extra_config} if extra_config else {}),
             )
         )
         if loggers[-1]._wandb_init.get("anonymous", 0) is None:  # wandb warns about the unset setting itself

@@ -124,6 +124,9 @@ class RNNLM(nn.Module):
             same thing as tying across time; needs ``input_size == hidden_size``.
         init_range: if set, every parameter is drawn from U(-init_range, init_range) (Zaremba et al.); a core with an
             ``init_uniform_(bound)`` method initialises itself instead (e.g. SoftTiedLSTM keeps its deltas at zero).
+        output_size: if set and not ``core.hidden_size``, a linear projection (no bias) maps the core's output to
+            ``output_size`` dims before the decoder, so cores of different widths share one softmax width (the
+            paper's equal-parameter contest; LSTMP-like, but outside the recurrence).
     """
 
     def __init__(
@@ -133,6 +136,7 @@ class RNNLM(nn.Module):
         dropout: float = 0.0,
         tie_embeddings: bool = False,
         init_range: float | None = None,
+        output_size: int | None = None,
     ) -> None:
         super().__init__()
         if vocab_size < 1:
@@ -141,17 +145,19 @@ class RNNLM(nn.Module):
         self.core = core
         self.drop = nn.Dropout(dropout)
         self.loss_buffers = GradBuffers()  # memory `nll` reuses from step to step (logits, decoder gradient)
-        self.decoder = nn.Linear(core.hidden_size, vocab_size)
+        width = core.hidden_size if output_size is None else output_size
+        self.projection = nn.Linear(core.hidden_size, width, bias=False) if width != core.hidden_size else None
+        self.decoder = nn.Linear(width, vocab_size)
         if init_range is not None:
             for p in self.parameters():
                 nn.init.uniform_(p, -init_range, init_range)
             if hasattr(core, "init_uniform_"):  # cores with parts that must start at zero (deltas, mixing logits)
                 core.init_uniform_(init_range)
         if tie_embeddings:
-            if core.input_size != core.hidden_size:
+            if core.input_size != width:
                 raise ValueError(
-                    f"tie_embeddings needs core.input_size == core.hidden_size, got {core.input_size} != "
-                    f"{core.hidden_size}"
+                    f"tie_embeddings needs core.input_size == the decoder's width (output_size or core.hidden_size), "
+                    f"got {core.input_size} != {width}"
                 )
             self.decoder.weight = self.embedding.weight
 
@@ -174,6 +180,8 @@ class RNNLM(nn.Module):
             x = self.embedding(tokens)
         x = self.drop(x)
         out, state = self.core(x, state, offset=offset)
+        if self.projection is not None:
+            out = self.projection(out)
         return self.drop(out), state
 
     def nll(

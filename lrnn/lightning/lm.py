@@ -101,7 +101,7 @@ class LanguageModel(L.LightningModule):
     Args:
         core: the recurrent core (``lrnn.TiedLSTM``, ``lrnn.UntiedLSTM``, ... or any ``nn.LSTM``-like module).
         vocab_size: V (linked from the DataModule by the CLI).
-        dropout, tie_embeddings, init_range: see :class:`lrnn.rnnlm.RNNLM`.
+        dropout, tie_embeddings, init_range, output_size: see :class:`lrnn.rnnlm.RNNLM`.
         optimizer: optimizer factory (``params -> Optimizer``); default SGD with lr 1 (Zaremba et al.).
         lr_decay, lr_decay_after: keep the lr constant for ``lr_decay_after`` epochs, then multiply it by
             ``lr_decay`` after every further epoch (Zaremba et al.: 4 and 0.5 for the small model).
@@ -135,6 +135,7 @@ class LanguageModel(L.LightningModule):
         grad_clip_algorithm: Literal["norm", "value"] = "norm",
         accumulate_grad_batches: int = 1,
         accuracy: bool = False,
+        output_size: int | None = None,
     ) -> None:
         super().__init__()
         if loss_reduction not in ("mean", "sum_over_time"):
@@ -151,7 +152,14 @@ class LanguageModel(L.LightningModule):
                 "trainer.accumulate_grad_batches instead of grad_clip / accumulate_grad_batches"
             )
         self.save_hyperparameters(ignore=["core", "optimizer"])
-        self.model = RNNLM(vocab_size, core, dropout=dropout, tie_embeddings=tie_embeddings, init_range=init_range)
+        self.model = RNNLM(
+            vocab_size,
+            core,
+            dropout=dropout,
+            tie_embeddings=tie_embeddings,
+            init_range=init_range,
+            output_size=output_size,
+        )
         self.optimizer_factory = optimizer
         self.loss_reduction = loss_reduction
         self.bptt = bptt

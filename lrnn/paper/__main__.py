@@ -1,6 +1,6 @@
 """``make paper`` / ``python -m lrnn.paper``: run the grid of a profile, then write the report.
 
-python -m lrnn.paper run    [--profile smoke|cpu|full] [--out paper] [--jobs N] [--threads N] [--wandb MODE]
+python -m lrnn.paper run    [--profile converged|smoke|full] [--out paper] [--jobs N] [--threads N] [--wandb MODE]
 python -m lrnn.paper render [--profile ...] [--out ...]        # from finished runs only, no training
 python -m lrnn.paper list   [--profile ...]                    # the grid and its time estimate
 python -m lrnn.paper sweep  [--profile ...] [--out ...]        # W&B sweep YAML (method: grid) for `wandb agent`
@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from lrnn.paper.grid import PROFILES, ROOT, Budget, RunSpec, build_grid, estimate_minutes
+from lrnn.paper.grid import DEFAULT_PROFILE, PROFILES, ROOT, Budget, RunSpec, build_grid, estimate_minutes
 
 
 def _physical_cores() -> int:
@@ -48,15 +48,45 @@ def select(grid: list[RunSpec], claims: list[str] | None, names: list[str] | Non
     ]
 
 
+def _relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def plan(grid: list[RunSpec], runs: Path) -> str:
+    """The plan: per section (a run's first claim) runs done / left / waiting for tuning and the estimated
+    core-hours left (one thread per run)."""
+    from lrnn.paper.runner import finished_version
+
+    rows: dict[str, list[float]] = {}
+    for r in grid:
+        row = rows.setdefault(r.claims[0], [0, 0, 0, 0.0, 0.0])  # done, left, waiting, hours left, hours total
+        hours = estimate_minutes(r) / 60
+        row[4] += hours
+        if finished_version(runs, r) is not None:
+            row[0] += 1
+        else:
+            row[2 if r.waiting else 1] += 1
+            row[3] += hours
+    lines = [
+        f"{'section':<9} {'runs':>5} {'done':>5} {'left':>5} {'waiting':>8} {'core-h left':>12} {'core-h all':>11}"
+    ]
+    for name, (done, left, waiting, h_left, h_all) in rows.items():
+        total = done + left + waiting
+        lines.append(f"{name:<9} {total:>5} {done:>5} {left:>5} {waiting:>8} {h_left:>12.1f} {h_all:>11.1f}")
+    t = [sum(r[i] for r in rows.values()) for i in range(5)]
+    lines.append(f"{'all':<9} {t[0] + t[1] + t[2]:>5} {t[0]:>5} {t[1]:>5} {t[2]:>8} {t[3]:>12.1f} {t[4]:>11.1f}")
+    lines.append("(estimates: one thread per run on this 2-core CPU; waiting = its core's lr tuning has not finished)")
+    return "\n".join(lines)
+
+
 def estimate(grid: list[RunSpec], jobs: int) -> str:
     total = sum(estimate_minutes(r) for r in grid)
-    per: dict[str, float] = {}
-    for r in grid:
-        per[r.claims[0]] = per.get(r.claims[0], 0.0) + estimate_minutes(r)
-    parts = ", ".join(f"{c} {m:.0f}" for c, m in per.items())
     return (
-        f"{len(grid)} runs, ~{total:.0f} CPU-thread minutes ({parts}); with {jobs} at a time "
-        f"~{total / max(jobs, 1) / 60:.1f} h wall on a quiet machine (estimate; finished runs are reused)"
+        f"{len(grid)} runs, ~{total / 60:.1f} core-hours; with {jobs} at a time "
+        f"~{total / max(jobs, 1) / 60:.1f} h wall (estimate; finished runs are reused)"
     )
 
 
@@ -130,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "command", nargs="?", default="run", choices=["run", "render", "list", "sweep", "report", "exec"]
     )
-    parser.add_argument("--profile", default="cpu", help="smoke | cpu | full (default cpu)")
+    parser.add_argument(
+        "--profile", default=DEFAULT_PROFILE, help=f"{' | '.join(PROFILES)} (default {DEFAULT_PROFILE})"
+    )
     parser.add_argument("--out", default="paper", help="report folder (default paper/)")
     parser.add_argument("--runs", default=None, help="run folders (default runs/paper-<profile>)")
     parser.add_argument(
@@ -147,8 +179,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown profile {args.profile!r}; choose one of {', '.join(PROFILES)}", file=sys.stderr)
         return 2
     budget = PROFILES[args.profile]
-    grid = select(build_grid(args.profile), args.claims, args.filter)
     runs = Path(args.runs or ROOT / "runs" / f"paper-{args.profile}")
+
+    def current_grid() -> list[RunSpec]:
+        return select(build_grid(args.profile, runs), args.claims, args.filter)
+
+    grid = current_grid()
     gpus = _gpus(args.gpus) if args.command == "run" else []
     cores = _physical_cores()
     jobs = len(gpus) if gpus else (args.jobs or cores)
@@ -158,8 +194,9 @@ def main(argv: list[str] | None = None) -> int:
         from lrnn.paper.runner import finished_version
 
         for r in grid:
-            done = "done" if finished_version(runs, r) else "todo"
+            done = "done" if finished_version(runs, r) else "wait" if r.waiting else "todo"
             print(f"{done}  {r.key}  {estimate_minutes(r):6.1f} min  {r.name}  [{' '.join(r.claims)}]")
+        print(plan(grid, runs))
         print(estimate(grid, jobs))
         return 0
     if args.command == "sweep":
@@ -195,29 +232,29 @@ def main(argv: list[str] | None = None) -> int:
         return report_main(Path(args.out), args.profile, runs=runs)
 
     from lrnn.loggers import git_commit
-    from lrnn.paper.runner import GridInterrupted, machine, run_grid
+    from lrnn.paper.runner import GridInterrupted, machine, run_lanes
 
     t0 = time.time()
     provenance = {
         "command": " ".join(["make paper", f"PROFILE={args.profile}", f"OUT={args.out}"])
         if args.command == "run"
         else f"python -m lrnn.paper render --profile {args.profile} --out {args.out}",
-        "argv": sys.argv,
+        "argv": ["python -m lrnn.paper", *sys.argv[1:]],
         "commit": git_commit(),
         "machine": machine(),
         "profile": args.profile,
         "jobs": jobs,
         "threads": threads,
         "gpus": gpus,
-        "runs_dir": str(runs),
+        "runs_dir": _relative(runs),
     }
     reused = 0
     if args.command == "run":
-        print(f"profile {args.profile}: {estimate(grid, jobs)}", flush=True)
-        print(f"runs in {runs}; {jobs} at a time, {threads} thread(s) each" + (f", GPUs {gpus}" if gpus else ""))
+        print(f"profile {args.profile}: {estimate(grid, jobs)}\n{plan(grid, runs)}", flush=True)
+        print(f"runs in {runs}; {jobs} lane(s), {threads} thread(s) each" + (f", GPUs {gpus}" if gpus else ""))
         try:
-            states = run_grid(
-                grid,
+            states = run_lanes(
+                current_grid,
                 runs,
                 profile=args.profile,
                 jobs=jobs,
@@ -231,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         except GridInterrupted as e:
             print(f"interrupted: {e}", file=sys.stderr)
             return 128 + e.signum
-        reused = sum(s.reused for s in states)
+        grid = current_grid()  # the tuned contest runs, now that tuning has finished
+        reused = len(grid) - sum(not s.reused for s in states)
         failed = [s for s in states if s.version is None]
         if failed:
             print(f"{len(failed)} run(s) did not finish: {', '.join(s.spec.name for s in failed[:8])} ...")

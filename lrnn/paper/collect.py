@@ -70,7 +70,31 @@ def run_row(spec: RunSpec, version: Path | None) -> dict[str, Any]:
         if "train/tokens_per_s" in m:
             row["tokens_per_s"] = float(m["train/tokens_per_s"].dropna().mean())
         row["steps"] = int(m["step"].max()) + 1 if "step" in m and len(m) else 0
+        max_epochs = _config(version).get("trainer", {}).get("max_epochs")
+        stopped_early = max_epochs is not None and 0 <= int(res.get("epoch", max_epochs)) < int(max_epochs)
+        row["converged"] = converged(m, stopped_early)
+    row["quiet"] = bool(paper.get("quiet", False))  # timed alone on the machine (C10's timings need it)
     return row
+
+
+CONVERGED_GAIN = 0.01  # a PTB run has converged when its last epoch improved the best validation ppl by < 1%
+
+
+def converged(metrics: pd.DataFrame, stopped_early: bool = False, gain: float = CONVERGED_GAIN) -> bool:
+    """The rule of every PTB verdict: early stopping ended the run, or its best validation perplexity at the end of
+    the last epoch is less than ``gain`` (1%) better than at the end of the epoch before. A run with validation in
+    fewer than two epochs has not converged."""
+    if stopped_early:
+        return True
+    if "val/loss" not in metrics or "epoch" not in metrics:
+        return False
+    val = metrics[["epoch", "val/loss"]].dropna()
+    if val.empty or val["epoch"].nunique() < 2:
+        return False
+    last = int(val["epoch"].max())
+    best_before = float(val.loc[val["epoch"] < last, "val/loss"].min())
+    best_now = float(val["val/loss"].min())
+    return best_before - best_now < math.log1p(gain)
 
 
 def _relative(path: Path) -> str:
@@ -145,9 +169,37 @@ def collect(specs: list[RunSpec], runs: Path) -> dict[str, pd.DataFrame]:
                     )
                 )
     tables = {"runs": pd.DataFrame(rows), "curves": pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()}
+    tables["contest"] = contest_table(tables["runs"])
+    tables["tuning"] = tuning_table(tables["runs"])
     for kind, frames in evals.items():
         tables[kind] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     return tables
+
+
+def tuning_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """The tuning runs (one epoch at a constant lr) and which setting each core's contest runs took: the lowest
+    best validation loss of its (core, matching); a diverged run never wins."""
+    df = for_claim(runs, "tune")
+    if df.empty or "best_val_loss" not in df:
+        return df
+    df = df.copy()
+    loss = df["best_val_loss"].where(df["status"] == "completed", math.inf)
+    df["chosen"] = False
+    for _, group in df.groupby(["core", "matching"]):
+        if (group["status"].isin(["completed", "diverged"])).all():
+            df.loc[loss[group.index].idxmin(), "chosen"] = True
+    return df
+
+
+def contest_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """The contest's rows, one per (run, matching): tied 2x200 serves both matchings (``matching == "both"`` in
+    ``runs.csv``) and appears once under each."""
+    df = for_claim(runs, "contest")
+    if df.empty or "matching" not in df:
+        return df
+    both = df[df["matching"] == "both"]
+    parts = [df[df["matching"] != "both"], both.assign(matching="width"), both.assign(matching="params")]
+    return pd.concat(parts, ignore_index=True)
 
 
 def for_claim(df: pd.DataFrame, claim: str) -> pd.DataFrame:

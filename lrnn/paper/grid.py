@@ -1,20 +1,29 @@
 """The grid: which ``lrnn fit`` runs each claim needs, per profile.
 
 A run is an experiment YAML (``experiments/<name>.yaml``) plus LightningCLI dotted-key overrides and a seed. Its
-identity (the cache key) is a hash of the YAML text, ``lrnn/configs/defaults.yaml`` and the overrides: the same
-resolved inputs give the same run folder, so a finished run is reused and a changed budget makes a new run. W&B
-group/tags and output paths are not part of the key (they do not change the numbers).
+identity (the cache key) is a hash of the *resolved* config: ``lrnn/configs/defaults.yaml``, the YAML and the
+overrides merged into one nested dict, the way LightningCLI layers them (a ``class_path`` that changes replaces its
+``init_args``). So the same settings give the same run folder however the YAMLs are laid out, a finished run is
+reused, and a changed budget makes a new run. W&B group/tags and output paths are not part of the key.
 
-Profiles (``Budget``): ``smoke`` (every section on tiny budgets, minutes: tests the pipeline, not the numbers),
-``cpu`` (the 2-core CPU in <= 4 h: PTB runs on a fixed token budget, validation every few hundred steps), ``full``
-(the published schedules for GPUs: the experiment YAMLs as they are).
+Profiles (``Budget``): ``converged`` (the default: every PTB run trains on a real schedule until its curve has
+flattened, one thread per run on the 2-core CPU), ``smoke`` (every section on tiny budgets, minutes: tests the
+pipeline, not the numbers) and ``full`` (GPUs: the converged schedule with more seeds and Zaremba's batch-1 test).
+
+The PTB contest is run two ways: at *equal width* (every core 2x200, the seed's literal question) and at *equal
+parameters* (the core's width solved so that core + projection have tied 2x200's parameter count, embedding and
+softmax fixed at 200 dims). Each core's lr (and its regularization strength, where it has one) is chosen first on a
+short budget (``tune``: one epoch at a constant lr, seed ``tune_seed``); a contest run waits until its core's
+tuning runs have finished, then uses the setting with the lowest validation loss.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,6 +34,9 @@ EXPERIMENTS = ROOT / "experiments"
 DEFAULTS = ROOT / "lrnn" / "configs" / "defaults.yaml"
 PTB_VOCAB = 10_000  # PTB's vocabulary (tested in tests/data/test_corpora.py)
 PTB_TRAIN_TOKENS = 929_589
+PTB_VALID_TOKENS = 73_760
+PTB_WIDTH = 200  # embedding and softmax width of every PTB contest run (tied 2x200: Zaremba-small)
+RECIPE = "tied_ptb_dropout"  # every PTB run: this YAML's recipe with the core swapped (model.core)
 
 CLAIMS: dict[str, str] = {
     "C1": "Sharing gives far fewer parameters.",
@@ -38,23 +50,35 @@ CLAIMS: dict[str, str] = {
     "C8": "Making the weights a smooth function of time keeps variable-length inputs.",
     "C9": "An untied LSTM still carries its cell state across time: it is still recurrent.",
     "C10": "Sharing reduces training time.",
-    "contest": "The sharing spectrum at equal parameter count on PTB, with dropout: does anything beat tied?",
+    "contest": "The sharing spectrum on PTB at convergence, at equal width and at equal parameters: does anything "
+    "beat tied?",
 }
 
 
 @dataclass(frozen=True)
 class Budget:
-    """What a profile spends. PTB runs stop after ``ptb_steps`` updates (``None``: the YAML's epochs)."""
+    """What a profile spends. PTB runs: ``ptb_epochs`` epochs, lr constant for ``ptb_decay_after`` epochs then x
+    ``ptb_decay`` per epoch, validation every ``ptb_val_interval`` of an epoch, early stopping after
+    ``ptb_patience`` validations without a new best."""
 
     name: str
     seeds: tuple[int, ...]
-    ptb_steps: int | None  # training updates per PTB run (B=20 x T=20 tokens each)
-    ptb_val_every: int | None  # validate every N updates (None: every epoch)
+    ptb_epochs: int
+    ptb_decay: float
+    ptb_decay_after: int
+    ptb_val_interval: float  # trainer.val_check_interval (fraction of an epoch)
+    ptb_patience: int  # EarlyStopping(patience) in validations
+    ptb_limit_train: float | int | None  # trainer.limit_train_batches (smoke only)
     ptb_limit_val: float | int | None  # trainer.limit_val_batches
     ptb_limit_test: float | int | None  # trainer.limit_test_batches
     ptb_test_batch: int | None  # data.test_batch_size (None: the YAML's 1, Zaremba's protocol)
-    ptb_constant_lr: bool  # no lr decay (short budgets: "epochs" differ between data fractions)
-    fractions: tuple[float, ...]  # C4: fractions of the PTB training stream
+    tune_lrs: tuple[float, ...]  # the lr grid of every core (tuning: one epoch at a constant lr)
+    tune_epochs: int
+    tune_seed: int
+    matchings: tuple[str, ...]  # "width" (every core 2x200) and/or "params" (tied 2x200's parameter count)
+    width_cores: tuple[str, ...]  # the contest at equal width
+    params_cores: tuple[str, ...]  # the contest at equal parameters
+    fractions: tuple[float, ...]  # C4: fractions of the PTB training stream (tied and untied at equal width)
     synth_tokens: int  # training tokens per epoch of a delayed-recall run
     rule_tokens: int  # training tokens per epoch of a position-rule run (sequences of 11)
     synth_epochs: int
@@ -67,52 +91,94 @@ class Budget:
     measure_ts: tuple[int, ...]  # C1/C5
     measure_hidden: int
     measure_repeats: int
-    contest_cores: tuple[str, ...]
     rule_cores: tuple[str, ...]  # C3/C7 on the position-rule task
     wide_ptb: bool  # C7: also the 17M-parameter tied_ptb_wide vs untied_ptb (expensive)
     min_seeds: int = 3  # fewer seeds than this: a difference is "inconclusive"
     tiny_corpus: bool = False  # "PTB" runs read a small generated corpus instead (smoke: fast, no mirror needed)
 
 
+CONTEST = ("tied", "share5", "soft_tied", "mixture", "time_varying", "untied")
 PROFILES: dict[str, Budget] = {
-    "smoke": Budget(
-        name="smoke", seeds=(0, 1), min_seeds=2, tiny_corpus=True, ptb_steps=12, ptb_val_every=6, ptb_limit_val=4,
-        ptb_limit_test=4,
-        ptb_test_batch=20, ptb_constant_lr=True, fractions=(0.1, 1.0), synth_tokens=6_400, rule_tokens=3_520,
-        synth_epochs=1, synth_eval_tokens=3_200, lags=(10,), truncations=(5,), k1_k2=((5, 20),),
-        eval_lengths=(20, 40),
-        eval_splits=("val",), measure_ts=(10, 20, 40), measure_hidden=32, measure_repeats=1,
-        contest_cores=("tied", "time_varying", "untied"), rule_cores=("tied", "untied", "tied_wide"), wide_ptb=False,
-    ),
-    "cpu": Budget(
-        name="cpu", seeds=(0, 1, 2), ptb_steps=1200, ptb_val_every=300, ptb_limit_val=None, ptb_limit_test=None,
-        ptb_test_batch=20, ptb_constant_lr=True, fractions=(0.1, 0.3, 1.0), synth_tokens=200_000, rule_tokens=110_000,
+    "converged": Budget(
+        name="converged", seeds=(0, 1, 2), ptb_epochs=6, ptb_decay=0.5, ptb_decay_after=2, ptb_val_interval=0.5,
+        ptb_patience=3, ptb_limit_train=None, ptb_limit_val=None, ptb_limit_test=None, ptb_test_batch=20,
+        tune_lrs=(0.5, 1.0, 2.0), tune_epochs=1, tune_seed=0, matchings=("width", "params"),
+        width_cores=("tied", "untied", "soft_tied"), params_cores=CONTEST,
+        fractions=(0.1, 0.3, 1.0), synth_tokens=200_000, rule_tokens=110_000,
         synth_epochs=5, synth_eval_tokens=22_000, lags=(5, 10), truncations=(5, 10, 20), k1_k2=((5, 20),),
         eval_lengths=(10, 20, 40, 80, 160), eval_splits=("val",), measure_ts=(10, 20, 40, 80, 160),
-        measure_hidden=200, measure_repeats=3,
-        contest_cores=("tied", "share5", "soft_tied", "mixture", "time_varying", "untied"), wide_ptb=False,
+        measure_hidden=200, measure_repeats=3, wide_ptb=False,
         rule_cores=("tied", "share5", "soft_tied", "mixture", "time_varying", "untied", "tied_wide"),
     ),
+    "smoke": Budget(
+        name="smoke", seeds=(0, 1), min_seeds=2, tiny_corpus=True, ptb_epochs=2, ptb_decay=0.5, ptb_decay_after=1,
+        ptb_val_interval=0.5, ptb_patience=3, ptb_limit_train=6, ptb_limit_val=4, ptb_limit_test=4,
+        ptb_test_batch=20, tune_lrs=(1.0,), tune_epochs=1, tune_seed=0, matchings=("width", "params"),
+        width_cores=("tied", "untied"), params_cores=("tied", "time_varying", "untied"), fractions=(0.5, 1.0),
+        synth_tokens=6_400, rule_tokens=3_520, synth_epochs=1, synth_eval_tokens=3_200, lags=(10,),
+        truncations=(5,), k1_k2=((5, 20),), eval_lengths=(20, 40), eval_splits=("val",), measure_ts=(10, 20, 40),
+        measure_hidden=32, measure_repeats=1, rule_cores=("tied", "untied", "tied_wide"), wide_ptb=False,
+    ),
     "full": Budget(
-        name="full", seeds=(0, 1, 2), ptb_steps=None, ptb_val_every=None, ptb_limit_val=None, ptb_limit_test=None,
-        ptb_test_batch=None, ptb_constant_lr=False, fractions=(0.1, 0.3, 1.0), synth_tokens=200_000,
+        name="full", seeds=(0, 1, 2, 3, 4), ptb_epochs=6, ptb_decay=0.5, ptb_decay_after=2, ptb_val_interval=0.5,
+        ptb_patience=3, ptb_limit_train=None, ptb_limit_val=None, ptb_limit_test=None, ptb_test_batch=None,
+        tune_lrs=(0.5, 1.0, 2.0), tune_epochs=1, tune_seed=0, matchings=("width", "params"),
+        width_cores=("tied", "untied", "soft_tied"), params_cores=CONTEST,
+        fractions=(0.1, 0.3, 1.0), synth_tokens=200_000,
         rule_tokens=110_000, synth_epochs=10, synth_eval_tokens=40_000, lags=(2, 5, 10, 20),
         truncations=(5, 10, 20, 40),
         k1_k2=((5, 20), (10, 40)), eval_lengths=(10, 20, 40, 80, 160), eval_splits=("val", "test"),
-        measure_ts=(10, 20, 40, 80, 160), measure_hidden=200, measure_repeats=10,
-        contest_cores=("tied", "share5", "soft_tied", "mixture", "time_varying", "untied"), wide_ptb=True,
+        measure_ts=(10, 20, 40, 80, 160), measure_hidden=200, measure_repeats=10, wide_ptb=True,
         rule_cores=("tied", "share5", "soft_tied", "mixture", "time_varying", "untied", "tied_wide"),
     ),
 }  # fmt: skip
+DEFAULT_PROFILE = "converged"
+
+
+def _merge(base: Any, top: Any) -> Any:
+    """LightningCLI's layering of two config levels: dicts merge key by key; a dict whose ``class_path`` differs
+    from the base's replaces it whole (its ``init_args`` do not inherit); anything else replaces."""
+    if not (isinstance(base, dict) and isinstance(top, dict)):
+        return top
+    if "class_path" in top and base.get("class_path") not in (None, top["class_path"]):
+        return dict(top)
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _merge(out[k], v) if k in out else v
+    return out
+
+
+def _set_dotted(config: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    head, *rest = key.split(".")
+    if not rest:
+        return _merge(config, {head: value})
+    inner = config.get(head) if isinstance(config.get(head), dict) else {}
+    return {**config, head: _set_dotted(inner, ".".join(rest), value)}
+
+
+@functools.lru_cache(maxsize=256)
+def _yaml(path: str) -> dict[str, Any]:
+    import yaml
+
+    return yaml.safe_load(Path(path).read_text()) or {}
+
+
+def resolved_config(experiment: str, overrides: Iterable[tuple[str, Any]], seed: int) -> dict[str, Any]:
+    """defaults.yaml <- experiments/<experiment>.yaml <- dotted overrides <- seed, merged as LightningCLI does."""
+    config = _merge(_yaml(str(DEFAULTS)), _yaml(str(EXPERIMENTS / f"{experiment}.yaml")))
+    for k, v in overrides:
+        config = _set_dotted(config, k, v)
+    return {**config, "seed_everything": seed}
 
 
 @dataclass(frozen=True)
 class RunSpec:
     """One ``lrnn fit`` run: ``experiment`` + ``overrides`` (dotted key -> value) + ``seed``.
 
-    ``claims``: the claims whose tables use it (the first is its W&B group); ``core``: the core's short name (a W&B
-    tag, the legend); ``factors``: the run's coordinates in its claim's table (fraction, lag, k, ...);
-    ``evaluate``: also run ``lrnn evaluate`` (lengths ``eval_lengths``); ``tokens``: training tokens (estimate)."""
+    ``claims``: the claims whose tables use it (its W&B tags ``claim:<c>``); ``core``: the core's short name (a W&B
+    tag and config key, the legend); ``factors``: the run's coordinates in its claims' tables (matching, fraction,
+    lag, k, lr, ...); ``evaluate``: also run ``lrnn evaluate`` (lengths ``eval_lengths``); ``tokens``: training
+    tokens (estimate); ``waiting``: why it cannot run yet (its core's lr tuning is not finished), else ''."""
 
     claims: tuple[str, ...]
     core: str
@@ -123,17 +189,14 @@ class RunSpec:
     evaluate: bool = False
     tokens: int = 0
     cost: float = 1.0  # relative cost per token (tied 2x200 on PTB = 1), for the time estimate
+    val_tokens: int = 0  # validation tokens over the whole run (estimate)
+    waiting: str = ""
 
     @property
     def key(self) -> str:
-        """Cache key: hash of the resolved inputs (YAML text, defaults, overrides, seed)."""
-        payload = {
-            "experiment": (EXPERIMENTS / f"{self.experiment}.yaml").read_text(),
-            "defaults": DEFAULTS.read_text(),
-            "overrides": [[k, v] for k, v in sorted(self.overrides)],
-            "seed": self.seed,
-        }
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+        """Cache key: hash of the resolved config (defaults + YAML + overrides + seed), not of any file's text."""
+        config = resolved_config(self.experiment, self.overrides, self.seed)
+        return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
 
     @property
     def label(self) -> str:
@@ -151,8 +214,9 @@ class RunSpec:
         return self.name.rsplit("-s", 1)[0]
 
     def fit_args(self) -> list[str]:
-        """``lrnn fit`` arguments (without output, W&B and progress-bar flags)."""
-        args = ["fit", "--config", str(EXPERIMENTS / f"{self.experiment}.yaml"), "--seed_everything", str(self.seed)]
+        """``lrnn fit`` arguments (without output, W&B and progress-bar flags); paths relative to the repository."""
+        config = (EXPERIMENTS / f"{self.experiment}.yaml").relative_to(ROOT)
+        args = ["fit", "--config", str(config), "--seed_everything", str(self.seed)]
         for k, v in self.overrides:
             args += [f"--{k}", _cli_value(v)]
         return args
@@ -172,14 +236,32 @@ def _cli_value(v: Any) -> str:
 
 
 # ---- cores ------------------------------------------------------------------------------------------------------
-# PTB, tied_ptb_dropout's recipe (the contest): core short name -> experiment YAML (+ core init_args overrides)
-PTB_DROPOUT = {
-    "tied": ("tied_ptb_dropout", {}),
-    "share5": ("untied_ptb_dropout", {"share_every": 5}),
-    "soft_tied": ("soft_tied_ptb_rank8", {}),
-    "mixture": ("mixture_ptb", {}),
-    "time_varying": ("time_varying_ptb_dropout", {}),
-    "untied": ("untied_ptb_dropout", {}),
+@dataclass(frozen=True)
+class Core:
+    """A core of the PTB contest: its ``model.core`` class and init_args beyond (input_size, hidden_size,
+    num_layers, dropout); ``reg``: the init_arg of its regularization strength and the values tuning tries (with
+    every lr); ``cost``: training cost per token relative to tied 2x200 (one thread, for the estimates)."""
+
+    class_path: str
+    init_args: tuple[tuple[str, Any], ...] = ()
+    reg: tuple[str, tuple[float, ...]] | None = None
+    cost: float = 1.0
+
+    def spec(self, width: int, reg: float | None = None) -> dict[str, Any]:
+        args = {"input_size": PTB_WIDTH, "hidden_size": width, "num_layers": 2, **dict(self.init_args)}
+        args["dropout"] = 0.3  # between the two layers (the recipe's dropout on the other connections is 0.3 too)
+        if self.reg is not None and reg is not None:
+            args[self.reg[0]] = reg
+        return {"class_path": self.class_path, "init_args": args}
+
+
+CORES: dict[str, Core] = {
+    "tied": Core("lrnn.TiedLSTM"),
+    "share5": Core("lrnn.UntiedLSTM", (("max_len", 20), ("share_every", 5)), cost=1.1),
+    "soft_tied": Core("lrnn.SoftTiedLSTM", (("max_len", 20), ("rank", 8)), reg=("penalty", (1e-4, 1e-3)), cost=1.9),
+    "mixture": Core("lrnn.MixtureLSTM", (("max_len", 20), ("num_sets", 4)), cost=1.4),
+    "time_varying": Core("lrnn.TimeVaryingLSTM", (("num_bases", 4), ("period", 20.0), ("basis", "fourier")), cost=1.5),
+    "untied": Core("lrnn.UntiedLSTM", (("max_len", 20),), cost=1.4),
 }
 CORE_ORDER = ("tied", "tied_wide", "share5", "soft_tied", "mixture", "time_varying", "untied", "untied_narrow")
 POSITION_PERIOD = 10  # position_rule: P symbols behind a marker -> max_len P + 1
@@ -202,13 +284,14 @@ def position_rule_core(core: str, hidden: int = 64) -> dict[str, Any]:
     return {"class_path": class_path, "init_args": {**base, **extra}}
 
 
-def core_parameters(spec: dict[str, Any], vocab: int) -> int:
-    """Total parameters of ``RNNLM(vocab, core)`` for a ``model.core`` spec (built on the meta device: no memory)."""
-    return _core_parameters(json.dumps(spec, sort_keys=True), vocab)
+def core_parameters(spec: dict[str, Any], vocab: int, output_size: int | None = None) -> int:
+    """Total parameters of ``RNNLM(vocab, core, output_size=...)`` for a ``model.core`` spec (built on the meta
+    device: no memory)."""
+    return _core_parameters(json.dumps(spec, sort_keys=True), vocab, output_size)
 
 
 @functools.lru_cache(maxsize=4096)
-def _core_parameters(spec_json: str, vocab: int) -> int:
+def _core_parameters(spec_json: str, vocab: int, output_size: int | None) -> int:
     import importlib
 
     import torch
@@ -219,7 +302,7 @@ def _core_parameters(spec_json: str, vocab: int) -> int:
     module, name = spec["class_path"].rsplit(".", 1)
     with torch.device("meta"):
         core = getattr(importlib.import_module(module), name)(**spec["init_args"])
-        return RNNLM(vocab, core).num_parameters()["total"]
+        return RNNLM(vocab, core, output_size=output_size).num_parameters()["total"]
 
 
 def matched_width(
@@ -229,11 +312,13 @@ def matched_width(
     keys: tuple[str, ...] = ("input_size", "hidden_size"),
     lo: int = 4,
     hi: int = 2048,
+    output_size: int | None = None,
 ) -> int:
     """The width H (set in ``keys``) whose total parameter count is closest to ``target``."""
 
     def total(h: int) -> int:
-        return core_parameters({**spec, "init_args": {**spec["init_args"], **dict.fromkeys(keys, h)}}, vocab)
+        spec_h = {**spec, "init_args": {**spec["init_args"], **dict.fromkeys(keys, h)}}
+        return core_parameters(spec_h, vocab, output_size)
 
     while hi - lo > 1:  # parameter counts grow with H
         mid = (lo + hi) // 2
@@ -273,34 +358,64 @@ def tiny_corpus(folder: Path | None = None, lines: int = 2000, vocab: int = 300)
     return folder
 
 
-def _ptb_overrides(b: Budget, fraction: float = 1.0) -> list[tuple[str, Any]]:
+def _ptb_common(b: Budget) -> list[tuple[str, Any]]:
     o: list[tuple[str, Any]] = []
     if b.tiny_corpus:
-        o.append(("data.init_args.dataset", str(tiny_corpus())))
-    if b.ptb_steps is not None:
-        o += [("trainer.max_steps", b.ptb_steps), ("trainer.max_epochs", -1)]
-    if b.ptb_val_every is not None:
-        o += [("trainer.val_check_interval", b.ptb_val_every), ("trainer.check_val_every_n_epoch", None)]
-    if fraction != 1.0:
-        o.append(("trainer.limit_train_batches", fraction))
+        o.append(("data.init_args.dataset", str(tiny_corpus().relative_to(ROOT))))
     if b.ptb_limit_val is not None:
         o.append(("trainer.limit_val_batches", b.ptb_limit_val))
     if b.ptb_limit_test is not None:
         o.append(("trainer.limit_test_batches", b.ptb_limit_test))
     if b.ptb_test_batch is not None:
         o.append(("data.init_args.test_batch_size", b.ptb_test_batch))
-    if b.ptb_constant_lr:
-        o.append(("model.lr_decay", 1.0))
     return o
 
 
-def _ptb_tokens(b: Budget, experiment: str, fraction: float = 1.0) -> int:
-    if b.ptb_steps is not None:
-        return b.ptb_steps * 400
-    import yaml
+def early_stopping(patience: int) -> dict[str, Any]:
+    return {
+        "class_path": "lightning.pytorch.callbacks.EarlyStopping",
+        "init_args": {"monitor": "val/loss", "mode": "min", "patience": patience},
+    }
 
-    epochs = yaml.safe_load((EXPERIMENTS / f"{experiment}.yaml").read_text())["trainer"]["max_epochs"]
-    return int(PTB_TRAIN_TOKENS * fraction * epochs)
+
+def _ptb_overrides(b: Budget, lr: float, fraction: float = 1.0) -> list[tuple[str, Any]]:
+    """The converged schedule. A fraction f < 1 of the training stream keeps the same schedule *in updates*:
+    epochs / f, decay after ``ptb_decay_after`` / f epochs, decay**f per epoch, validation every ~half a full
+    epoch's updates; early stopping decides when it ends."""
+    o = _ptb_common(b) + [("model.optimizer.init_args.lr", lr)]
+    if fraction == 1.0:
+        o += [
+            ("trainer.max_epochs", b.ptb_epochs),
+            ("model.lr_decay", b.ptb_decay),
+            ("model.lr_decay_after", b.ptb_decay_after),
+            ("trainer.val_check_interval", b.ptb_val_interval),
+        ]
+        if b.ptb_limit_train is not None:
+            o.append(("trainer.limit_train_batches", b.ptb_limit_train))
+    else:
+        limit = fraction if b.ptb_limit_train is None else max(1, round(b.ptb_limit_train * fraction))
+        o += [
+            ("trainer.limit_train_batches", limit),
+            ("trainer.max_epochs", math.ceil(b.ptb_epochs / fraction)),
+            ("model.lr_decay", round(b.ptb_decay**fraction, 6)),
+            ("model.lr_decay_after", round(b.ptb_decay_after / fraction)),
+            ("trainer.check_val_every_n_epoch", max(1, round(b.ptb_val_interval / fraction))),
+        ]
+    return [*o, ("trainer.callbacks", [early_stopping(b.ptb_patience)])]
+
+
+def _tune_overrides(b: Budget, lr: float) -> list[tuple[str, Any]]:
+    """Tuning: ``tune_epochs`` at a constant lr, validated every half epoch, no test."""
+    o = _ptb_common(b) + [
+        ("model.optimizer.init_args.lr", lr),
+        ("trainer.max_epochs", b.tune_epochs),
+        ("model.lr_decay", 1.0),
+        ("trainer.val_check_interval", b.ptb_val_interval),
+        ("test_after_fit", False),
+    ]
+    if b.ptb_limit_train is not None:
+        o.append(("trainer.limit_train_batches", b.ptb_limit_train))
+    return o
 
 
 def _synth_overrides(b: Budget, tokens: int) -> list[tuple[str, Any]]:
@@ -316,74 +431,130 @@ COST = {"tied": 1.0, "untied": 1.7, "share5": 1.1, "soft_tied": 1.6, "mixture": 
 RULE_COST, RECALL_COST = 0.2, 0.12  # 1x64 synthetic runs per token (measured 10.5k / 22.5k tokens/s, tied 1x64)
 
 
+# ---- PTB: tuning, the contest at equal width and at equal parameters, C4 ---------------------------------------
+def contest_width(core: str, matching: str) -> int:
+    """The core's hidden width: 200 at equal width; at equal parameters the width whose total parameter count
+    (embedding and softmax at 200, core, projection to 200) is closest to tied 2x200's."""
+    if matching == "width" or core == "tied":
+        return PTB_WIDTH
+    target = core_parameters(CORES["tied"].spec(PTB_WIDTH), PTB_VOCAB)
+    return matched_width(CORES[core].spec(PTB_WIDTH), PTB_VOCAB, target, keys=("hidden_size",), output_size=PTB_WIDTH)
+
+
+def _core_overrides(core: str, matching: str, reg: float | None) -> list[tuple[str, Any]]:
+    width = contest_width(core, matching)
+    o: list[tuple[str, Any]] = [("model.core", CORES[core].spec(width, reg))]
+    if width != PTB_WIDTH:
+        o.append(("model.output_size", PTB_WIDTH))
+    return o
+
+
+def _cost(core: str, width: int) -> float:
+    """Training cost per token relative to tied 2x200: the softmax part (~0.4) stays, the core part scales ~H^2."""
+    return 0.4 + (CORES[core].cost - 0.4) * (width / PTB_WIDTH) ** 2
+
+
+def tuning_runs(b: Budget, core: str, matching: str) -> list[RunSpec]:
+    """The short-budget grid of one core: every lr x every regularization strength (if it has one)."""
+    regs = CORES[core].reg[1] if CORES[core].reg else (None,)
+    width = contest_width(core, matching)
+    out = []
+    for lr, reg in itertools.product(b.tune_lrs, regs):
+        factors = (("matching", matching), ("lr", lr)) + ((("reg", reg),) if reg is not None else ())
+        out.append(
+            RunSpec(
+                claims=("tune",), core=core, experiment=RECIPE, seed=b.tune_seed, factors=factors,
+                overrides=(*_core_overrides(core, matching, reg), *_tune_overrides(b, lr)),
+                tokens=int(PTB_TRAIN_TOKENS * b.tune_epochs * _train_fraction(b)),
+                val_tokens=int(PTB_VALID_TOKENS * b.tune_epochs / b.ptb_val_interval), cost=_cost(core, width),
+            )
+        )  # fmt: skip
+    return out
+
+
+def _train_fraction(b: Budget) -> float:
+    return 1.0 if b.ptb_limit_train is None else min(1.0, b.ptb_limit_train * 400 / PTB_TRAIN_TOKENS)
+
+
+def tuned(tuning: list[RunSpec], runs_dir: Path) -> tuple[float, float | None] | None:
+    """(lr, reg) of the tuning run with the lowest best validation loss (diverged: +inf); ``None`` until all of
+    them have finished."""
+    from lrnn.paper.runner import finished_version
+
+    scores = []
+    for spec in tuning:
+        version = finished_version(runs_dir, spec)
+        if version is None:
+            return None
+        results = json.loads((version / "results.json").read_text())
+        loss = results.get("best_val_loss") if results.get("status") == "completed" else None
+        scores.append((math.inf if loss is None else float(loss), spec.factor("lr"), spec.factor("reg")))
+    best = min(scores, key=lambda s: s[0])
+    return best[1], best[2]
+
+
+def ptb_runs(b: Budget, runs_dir: Path) -> list[RunSpec]:
+    """PTB, in the order that answers the seed first: per matching (equal width, then equal parameters) the tuning
+    runs and then the contest runs (equal width: + C2, C9, C10 from tied and untied; equal parameters: + C3's text
+    half, C7, C8); then C4's smaller data fractions (tied and untied at equal width, their tuned lr)."""
+    contest: list[RunSpec] = []
+    fractions: list[RunSpec] = []
+    both = "tied" in b.width_cores and "tied" in b.params_cores and "width" in b.matchings and "params" in b.matchings
+    for matching in b.matchings:
+        cores = b.width_cores if matching == "width" else b.params_cores
+        tuning = {core: tuning_runs(b, core, matching) for core in cores}
+        contest += [r for core in cores for r in tuning[core]]
+        for core in cores:
+            width = contest_width(core, matching)
+            choice = tuned(tuning[core], runs_dir)
+            lr, reg = choice if choice is not None else (b.tune_lrs[0], None)
+            claims = ["contest"]
+            if matching == "width" and core in ("tied", "untied"):
+                claims += ["C4", "C2", "C9", "C10"]
+            if matching == "params" or (core == "tied" and both):
+                claims += ["C3", "C8"] + (["C7"] if core in ("tied", "untied") else [])
+            factors = [("matching", "both" if core == "tied" and both else matching), ("width", width), ("lr", lr)]
+            factors += [("reg", reg)] if reg is not None else []
+            for fraction in b.fractions if matching == "width" and core in ("tied", "untied") else (1.0,):
+                for seed in b.seeds:
+                    spec = RunSpec(
+                        claims=tuple(claims) if fraction == 1.0 else ("C4",), core=core, experiment=RECIPE,
+                        overrides=(*_core_overrides(core, matching, reg), *_ptb_overrides(b, lr, fraction)),
+                        seed=seed,
+                        factors=tuple(factors) + ((("fraction", fraction),) if fraction != 1.0 else ()),
+                        evaluate=fraction == 1.0,
+                        tokens=int(PTB_TRAIN_TOKENS * b.ptb_epochs * _train_fraction(b)),
+                        val_tokens=int(PTB_VALID_TOKENS * b.ptb_epochs / b.ptb_val_interval),
+                        cost=_cost(core, width),
+                        waiting="" if choice is not None else f"tuning of {core} at equal {matching}",
+                    )  # fmt: skip
+                    (contest if fraction == 1.0 else fractions).append(spec)
+    out = contest + fractions
+    if b.wide_ptb:  # C7 on PTB at the untied model's size: tied_ptb_wide (17M parameters) vs untied 2x200
+        for core, experiment in (("tied_wide", "tied_ptb_wide"), ("untied", "untied_ptb_dropout")):
+            for seed in b.seeds:
+                out.append(
+                    RunSpec(
+                        claims=("C7",), core=core, experiment=experiment,
+                        overrides=tuple(_ptb_overrides(b, 1.0)), seed=seed, factors=(("size", "untied"),),
+                        tokens=PTB_TRAIN_TOKENS * b.ptb_epochs, cost=4.0,
+                    )
+                )  # fmt: skip
+    return out
+
+
 # ---- the grid ---------------------------------------------------------------------------------------------------
-def build_grid(profile: str) -> list[RunSpec]:
-    """Every run of a profile, deduplicated by cache key (a run several claims use is listed once, claims merged)."""
+def build_grid(profile: str, runs_dir: Path | str | None = None) -> list[RunSpec]:
+    """Every run of a profile in the order to run them, deduplicated by cache key (a run several claims use is
+    listed once, claims merged). Contest runs whose core's tuning is not finished in ``runs_dir`` (default
+    ``runs/paper-<profile>``) are listed with ``waiting`` set."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     b = PROFILES[profile]
     runs: list[RunSpec] = []
     add = runs.append
 
-    # C4 (+ C2, C9, C10 at fraction 1): Zaremba-small without dropout, tied vs untied, PTB fractions
-    for fraction in b.fractions:
-        for core, experiment in (("tied", "tied_ptb"), ("untied", "untied_ptb")):
-            for seed in b.seeds:
-                full = fraction == 1.0
-                add(
-                    RunSpec(
-                        claims=("C4", "C2", "C9", "C10") if full else ("C4",),
-                        core=core,
-                        experiment=experiment,
-                        overrides=tuple(_ptb_overrides(b, fraction)),
-                        seed=seed,
-                        factors=(("fraction", fraction),),
-                        evaluate=full,
-                        tokens=_ptb_tokens(b, experiment, fraction),
-                        cost=COST[core],
-                    )
-                )
-
-    # contest (+ C3's text half, C7 at equal parameters, C8): every core at the tied model's parameter count
-    target = core_parameters(_yaml_core("tied_ptb_dropout"), PTB_VOCAB)
-    for core in b.contest_cores:
-        experiment, extra = PTB_DROPOUT[core]
-        spec = _yaml_core(experiment)
-        spec = {**spec, "init_args": {**spec["init_args"], **extra}}
-        width = spec["init_args"]["hidden_size"] if core == "tied" else matched_width(spec, PTB_VOCAB, target)
-        spec["init_args"].update(input_size=width, hidden_size=width)
-        claims = ("contest", "C3", "C7", "C8") if core in ("tied", "untied") else ("contest", "C3", "C8")
-        for seed in b.seeds:
-            add(
-                RunSpec(
-                    claims=claims,
-                    core=core,
-                    experiment=experiment,
-                    overrides=(("model.core", spec), *_ptb_overrides(b)),
-                    seed=seed,
-                    factors=(("width", width),),
-                    evaluate=True,
-                    tokens=_ptb_tokens(b, experiment),
-                    cost=COST[core] * (width / 200) ** 2 + 0.3,
-                )
-            )
-
-    # C7 on PTB at the untied model's size: tied_ptb_wide (17M parameters) vs untied 2x200 (full profile only)
-    if b.wide_ptb:
-        for core, experiment in (("tied_wide", "tied_ptb_wide"), ("untied", "untied_ptb_dropout")):
-            for seed in b.seeds:
-                add(
-                    RunSpec(
-                        claims=("C7",),
-                        core=core,
-                        experiment=experiment,
-                        overrides=tuple(_ptb_overrides(b)),
-                        seed=seed,
-                        factors=(("size", "untied"),),
-                        tokens=_ptb_tokens(b, experiment),
-                        cost=4.0,
-                    )
-                )
+    runs += ptb_runs(b, Path(runs_dir) if runs_dir else ROOT / "runs" / f"paper-{profile}")
 
     # C3 (position-dependent rules) and C7 (a wider tied LSTM at the untied one's parameter count)
     untied_params = core_parameters(position_rule_core("untied"), 9)
@@ -452,12 +623,13 @@ def dedupe(runs: Iterable[RunSpec]) -> list[RunSpec]:
     return list(out.values())
 
 
-def estimate_minutes(run: RunSpec, tied_tokens_per_s: float = 2000.0, startup_s: float = 20.0) -> float:
-    """Rough minutes for one run on one CPU thread (tied 2x200 PTB: ``tied_tokens_per_s``), evaluation included."""
-    seconds = startup_s + run.tokens * run.cost / tied_tokens_per_s
-    if any(k == "trainer.val_check_interval" for k, _ in run.overrides):  # PTB validation passes (73k tokens each)
-        steps = dict(run.overrides).get("trainer.max_steps") or 0
-        seconds += steps // dict(run.overrides)["trainer.val_check_interval"] * 25_000 * run.cost / tied_tokens_per_s
+TIED_TOKENS_PER_S = 3500.0  # tied 2x200 PTB training, one thread of this 2-core CPU with the other core busy
+
+
+def estimate_minutes(run: RunSpec, tied_tokens_per_s: float = TIED_TOKENS_PER_S, startup_s: float = 20.0) -> float:
+    """Rough minutes for one run on one CPU thread, validation and evaluation included (evaluation runs ~3x faster
+    per token than training). An upper bound for runs that stop early."""
+    seconds = startup_s + (run.tokens + run.val_tokens / 3) * run.cost / tied_tokens_per_s
     if run.evaluate:  # lrnn evaluate, 5 lengths x carried/reset on PTB val (measured: untied 2x200 ~210 s, loaded CPU)
         seconds += 60.0 + 80.0 * run.cost
     return seconds / 60.0

@@ -79,14 +79,15 @@ def render(
             "nothing about the claims.",
             "",
         ]
-    elif budget.name == "cpu":
+    else:
         lines += [
-            f"> **cpu profile**: budgets cut to fit a 2-core CPU in hours. PTB runs train for {budget.ptb_steps} "
-            f"updates of 20×20 tokens ({budget.ptb_steps * 400 / 1e6:.2f}M tokens, "
-            f"~{budget.ptb_steps * 400 / 929589:.2f} epochs of PTB) at a constant lr, validating every "
-            f"{budget.ptb_val_every} updates, test batch "
-            f"{budget.ptb_test_batch}; synthetic tasks {budget.synth_epochs} epochs. Verdicts are about *these* "
-            "budgets (early training); `PROFILE=full` runs the published schedules.",
+            f"> **{budget.name} profile**: every PTB run trains {budget.ptb_epochs} epochs (lr constant for "
+            f"{budget.ptb_decay_after}, then x{budget.ptb_decay} per epoch; validation every "
+            f"{budget.ptb_val_interval:g} epoch; early stopping after {budget.ptb_patience} validations without a "
+            f"new best; the best checkpoint is tested with batch {budget.ptb_test_batch or 1}). Each core's lr "
+            f"(from {', '.join(map(str, budget.tune_lrs))}) and regularization strength are tuned first on "
+            f"{budget.tune_epochs} epoch at a constant lr. A PTB verdict needs every run converged (early stopping "
+            "ended it, or its last epoch improved the best validation perplexity by < 1%).",
             "",
         ]
     lines += [

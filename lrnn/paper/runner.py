@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lrnn.paper.grid import RunSpec
+from lrnn.loggers import portable
+from lrnn.paper.grid import ROOT, RunSpec
 
 FINISHED = ("completed", "diverged")
 STOP_WAIT_S = 600.0  # how long a stopping run may take to save its checkpoint before it is killed
@@ -142,8 +143,16 @@ def resumable_version(runs: Path, spec: RunSpec) -> Path | None:
 
 def resume_command(version: Path, wandb: str, python: str = sys.executable) -> list[str]:
     """``lrnn fit --resume <version>``: the run's own config.yaml, same folder and W&B run (issue #8)."""
-    return [python, "-m", "lrnn", "fit", "--resume", str(version), "--wandb", wandb,
+    return [python, "-m", "lrnn", "fit", "--resume", _arg_path(version), "--wandb", wandb,
             "--trainer.enable_progress_bar", "false"]  # fmt: skip
+
+
+def _arg_path(path: Path) -> str:
+    """A path as the runs' command lines name it: relative to the repository (their working directory) if inside."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 def needs_evaluation(spec: RunSpec, version: Path) -> bool:
@@ -161,13 +170,15 @@ def fit_command(spec: RunSpec, runs: Path, profile: str, wandb: str, python: str
         "--name",
         spec.experiment_name,
         "--out_dir",
-        str(runs / spec.key),
+        _arg_path(runs / spec.key),
         "--wandb",
         wandb,
         "--wandb_group",
         spec.claims[0],
         "--wandb_tags",
         json.dumps(tags),
+        "--wandb_config",
+        json.dumps({"paper/core": spec.core, "paper/profile": profile, **{f"paper/{k}": v for k, v in spec.factors}}),
         "--trainer.enable_progress_bar",
         "false",
     ]
@@ -176,17 +187,48 @@ def fit_command(spec: RunSpec, runs: Path, profile: str, wandb: str, python: str
 def evaluate_command(
     version: Path, lengths: Sequence[int], splits: Sequence[str], device: str = "cpu", python: str = sys.executable
 ) -> list[str]:
-    args = [python, "-m", "lrnn", "evaluate", str(version), "--lengths", *map(str, lengths), "--splits", *splits]
+    args = [python, "-m", "lrnn", "evaluate", _arg_path(version), "--lengths", *map(str, lengths), "--splits", *splits]
     return [*args, "--device", device, "--no-plots"]
 
 
 def machine() -> dict[str, Any]:
+    """What ran it (no hostname: records are committed)."""
     return {
-        "host": platform.node(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
     }
+
+
+QUIET_MARGIN = 0.5  # a fit is timed "quiet" when the load never exceeded its own threads + this
+
+
+class LoadSampler:
+    """Samples the 1-minute load average every ``every_s`` while a fit runs (``max``: the highest), so that the
+    records say whether its wall time was measured alone on the machine (C10 uses only such timings)."""
+
+    def __init__(self, every_s: float = 20.0) -> None:
+        self.every_s, self.max = every_s, None
+        self._stop = threading.Event()
+
+    def _sample(self) -> None:
+        while True:
+            try:
+                load = os.getloadavg()[0]
+            except OSError:
+                return
+            self.max = load if self.max is None else max(self.max, load)
+            if self._stop.wait(self.every_s):
+                return
+
+    def __enter__(self) -> LoadSampler:
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 class DevicePool:
@@ -248,15 +290,18 @@ def execute(
                 cmd = fit_command(spec, runs, profile, wandb)
                 say(f"start  {spec.name} [{spec.key}]")
             t0 = time.time()
-            rc = _run_logged(cmd, env, runs / spec.key / "fit.log")
+            with LoadSampler() as load:
+                rc = _run_logged(cmd, env, runs / spec.key / "fit.log")
             wall = round(time.time() - t0, 1)
             new = [p for p in versions(root) if p.name not in before]
             version = paused if paused is not None else new[-1] if new else None
             if version is not None:
                 record = {
-                    "command": cmd,
+                    "command": ["python", *cmd[1:]],
                     "returncode": rc,
                     "wall_s": wall,
+                    "load_max": load.max,  # the machine's 1-minute load average, highest seen during the fit
+                    "quiet": load.max is not None and load.max <= threads + QUIET_MARGIN,
                     "threads": threads,
                     "gpu": gpu,
                     "machine": machine(),
@@ -264,7 +309,7 @@ def execute(
                     "claims": list(spec.claims),
                     "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 }
-                (version / "paper.json").write_text(json.dumps(record, indent=2) + "\n")
+                (version / "paper.json").write_text(json.dumps(portable(record, (ROOT,)), indent=2) + "\n")
             status = read_status(version) if version is not None else "failed"
             if rc != 0 and status == "completed":
                 status = "failed"  # a results.json without a clean exit: do not trust it
@@ -339,5 +384,131 @@ def run_grid(
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         _CHILDREN.stopping.clear()  # the next grid in this process starts afresh
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def claim(runs: Path, spec: RunSpec) -> bool:
+    """Take ``<runs>/<key>/.lane.lock`` for this process (atomic create), so that several ``make paper`` processes
+    (lanes) never run the same spec; a lock left by a process that is gone is taken over."""
+    lock = runs / spec.key / ".lane.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+                os.kill(pid, 0)
+                return False  # a live lane has it
+            except (ValueError, ProcessLookupError, FileNotFoundError):
+                lock.unlink(missing_ok=True)  # its process is gone: take it over
+                continue
+            except PermissionError:
+                return False  # alive, another user's
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return True
+    return False
+
+
+def release(runs: Path, spec: RunSpec) -> None:
+    (runs / spec.key / ".lane.lock").unlink(missing_ok=True)
+
+
+def runnable(spec: RunSpec, runs: Path) -> bool:
+    """Not waiting for tuning, and not finished (or finished but its evaluation is missing)."""
+    if spec.waiting:
+        return False
+    version = finished_version(runs, spec)
+    return version is None or needs_evaluation(spec, version)
+
+
+def run_lanes(
+    build: Callable[[], Sequence[RunSpec]],
+    runs: Path,
+    *,
+    profile: str,
+    jobs: int,
+    threads: int,
+    gpus: Sequence[str] = (),
+    wandb: str = "off",
+    eval_lengths: Sequence[int] = (),
+    eval_splits: Sequence[str] = ("val",),
+    say: Callable[[str], None] = print,
+    poll_s: float = 60.0,
+) -> list[RunState]:
+    """Lanes: ``jobs`` workers (one GPU each where ``gpus``), each taking the first runnable spec of ``build()``
+    (rebuilt before every pick, so that runs waiting for their core's tuning join once it has finished), claimed
+    with a lock file so that other ``make paper`` processes on the same runs folder take other specs. A worker
+    with nothing runnable waits while other lanes may still unblock something, then stops."""
+    runs.mkdir(parents=True, exist_ok=True)
+    devices = DevicePool(gpus)
+    jobs = max(1, len(gpus)) if gpus else max(1, jobs)
+    lock = threading.Lock()
+    states: list[RunState] = []
+    active = [0]
+    failed: set[str] = set()  # keys that failed in this process: not retried until the next make paper
+
+    def locked_say(msg: str) -> None:
+        with lock:
+            say(msg)
+
+    def others_running(specs: Sequence[RunSpec]) -> bool:
+        return active[0] > 0 or any((runs / s.key / ".lane.lock").is_file() for s in specs)
+
+    def lane() -> None:
+        while not _CHILDREN.stopping.is_set():
+            with lock:
+                specs = list(build())
+                spec = next((s for s in specs if s.key not in failed and runnable(s, runs) and claim(runs, s)), None)
+                if spec is None:
+                    waiting = any(s.waiting for s in specs)
+                    if not (waiting and others_running(specs)):
+                        return
+                else:
+                    active[0] += 1
+            if spec is None:
+                _CHILDREN.stopping.wait(poll_s)
+                continue
+            try:
+                state = execute(
+                    spec, runs, profile=profile, wandb=wandb, threads=threads, devices=devices,
+                    eval_lengths=eval_lengths, eval_splits=eval_splits, say=locked_say,
+                )  # fmt: skip
+            except Exception as e:  # noqa: BLE001 - one broken run must not stop the lane
+                locked_say(f"failed {spec.name}: {type(e).__name__}: {e}")
+                state = RunState(spec, None, "failed")
+            finally:
+                release(runs, spec)
+                with lock:
+                    active[0] -= 1
+            with lock:
+                states.append(state)
+                if state.version is None or needs_evaluation(spec, state.version):
+                    failed.add(spec.key)  # failed, or its evaluation did: not retried until the next make paper
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise GridInterrupted(signum, 0)
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if in_main else None
+    workers = [threading.Thread(target=lane, daemon=True) for _ in range(jobs)]
+    try:
+        for w in workers:
+            w.start()
+        for w in workers:
+            while w.is_alive():
+                w.join(0.5)
+        return states
+    except (KeyboardInterrupt, GridInterrupted) as e:
+        signum = e.signum if isinstance(e, GridInterrupted) else signal.SIGINT
+        locked_say(f"{signal.Signals(signum).name}: stopping the runs in flight (each saves a checkpoint first) ...")
+        stopped = _CHILDREN.stop()
+        for w in workers:
+            w.join()
+        raise GridInterrupted(signum, stopped) from None
+    finally:
+        _CHILDREN.stopping.clear()
         if in_main:
             signal.signal(signal.SIGTERM, previous)

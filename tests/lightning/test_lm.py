@@ -87,7 +87,7 @@ def test_zaremba_objective_scales_gradient_by_window_length() -> None:
 def test_tie_embeddings_shares_the_softmax_weights() -> None:
     model = RNNLM(30, TiedLSTM(16, 16), tie_embeddings=True)
     assert model.decoder.weight is model.embedding.weight
-    with pytest.raises(ValueError, match="input_size == core.hidden_size"):
+    with pytest.raises(ValueError, match="tie_embeddings needs core.input_size"):
         RNNLM(30, TiedLSTM(8, 16), tie_embeddings=True)
 
 

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
+from pathlib import Path
 
 import pytest
+import yaml
 
 from lrnn.paper.grid import (
     CLAIMS,
+    CORES,
     PROFILES,
     PTB_VOCAB,
+    _merge,
+    _ptb_overrides,
     build_grid,
+    contest_width,
     core_parameters,
     estimate_minutes,
     position_rule_core,
+    tuning_runs,
 )
 from lrnn.paper.sweep import sweep_config
 
@@ -30,16 +38,16 @@ def test_every_trained_claim_has_runs_and_enough_seeds(profile: str) -> None:
     assert TRAINED_CLAIMS <= covered
     seeds = collections.defaultdict(set)
     for r in grid:
-        for claim in r.claims:
+        for claim in set(r.claims) - {"tune"}:  # tuning: one seed per setting, by design
             seeds[(claim, r.core, r.factors)].add(r.seed)
     assert all(len(s) >= budget.min_seeds for s in seeds.values())
     if profile != "smoke":
         assert budget.min_seeds >= 3
 
 
-def test_cpu_profile_fits_four_hours_on_two_cores() -> None:
-    grid = build_grid("cpu")
-    assert sum(estimate_minutes(r) for r in grid) / 2 <= 4 * 60
+def test_converged_profile_fits_forty_core_hours() -> None:
+    grid = build_grid("converged")
+    assert sum(estimate_minutes(r) for r in grid) / 60 <= 40
 
 
 def test_key_depends_on_config_not_on_claims() -> None:
@@ -51,24 +59,66 @@ def test_key_depends_on_config_not_on_claims() -> None:
 
 
 def test_fit_args_are_lightningcli_dotted_keys() -> None:
-    run = next(r for r in build_grid("cpu") if "C6" in r.claims and r.core == "untied")
+    run = next(r for r in build_grid("converged") if "C6" in r.claims and r.core == "untied")
     args = run.fit_args()
-    assert args[:2] == ["fit", "--config"] and args[2].endswith("experiments/recall_tied_k10.yaml")
+    assert args[:3] == ["fit", "--config", "experiments/recall_tied_k10.yaml"]  # relative: records name no machine
     assert "--model.k1" in args and "--data.init_args.lag" in args
     core = args[args.index("--model.core") + 1]
     assert '"lrnn.UntiedLSTM"' in core and f'"max_len": {dict(run.factors)["k2"]}' in core
 
 
-def test_contest_cores_have_the_tied_models_parameter_count() -> None:
-    contest = [r for r in build_grid("cpu") if r.claims[0] == "contest" and r.seed == 0]
-    assert {r.core for r in contest} == set(PROFILES["cpu"].contest_cores)
-    counts = {r.core: core_parameters(dict(r.overrides)["model.core"], PTB_VOCAB) for r in contest}
-    for core, n in counts.items():
-        assert abs(n - counts["tied"]) / counts["tied"] < 0.03, (core, n, counts["tied"])
+def test_contest_at_equal_parameters_matches_tied_2x200_at_a_fixed_softmax_width() -> None:
+    budget = PROFILES["converged"]
+    tied = core_parameters(CORES["tied"].spec(200), PTB_VOCAB)
+    for core in budget.params_cores:
+        overrides = dict(tuning_runs(budget, core, "params")[0].overrides)
+        width = overrides["model.core"]["init_args"]["hidden_size"]
+        assert overrides["model.core"]["init_args"]["input_size"] == 200  # the embedding stays 200 wide
+        assert overrides.get("model.output_size", 200) == 200  # so does the softmax (a projection where H != 200)
+        n = core_parameters(overrides["model.core"], PTB_VOCAB, overrides.get("model.output_size"))
+        assert abs(n - tied) / tied < 0.03, (core, width, n, tied)
+    assert contest_width("untied", "params") < contest_width("share5", "params") < 200
+    assert all(contest_width(core, "width") == 200 for core in budget.width_cores)
+
+
+def _finish(runs: Path, spec, best_val_loss: float | None, status: str = "completed") -> None:
+    version = runs / spec.key / spec.experiment_name / "version_0"
+    version.mkdir(parents=True)
+    results = {"status": status, **({"best_val_loss": best_val_loss} if best_val_loss is not None else {})}
+    (version / "results.json").write_text(json.dumps(results))
+
+
+def test_contest_runs_wait_for_their_cores_tuning_then_take_its_best_setting(tmp_path: Path) -> None:
+    def contest(core: str) -> list:
+        return [r for r in build_grid("converged", tmp_path) if r.claims[0] == "contest" and r.core == core]
+
+    assert all(r.waiting for r in contest("untied"))
+    tuning = tuning_runs(PROFILES["converged"], "untied", "width")
+    losses = {0.5: 5.1, 1.0: 4.9, 2.0: None}  # lr 2 diverged: never chosen
+    for spec in tuning[:-1]:
+        _finish(tmp_path, spec, losses[spec.factor("lr")])
+    assert all(r.waiting for r in contest("untied") if r.factor("matching") == "width")  # one still missing
+    _finish(tmp_path, tuning[-1], None, status="diverged")
+    ready = [r for r in contest("untied") if r.factor("matching") == "width"]
+    assert ready and not any(r.waiting for r in ready)
+    assert {r.factor("lr") for r in ready} == {1.0}
+    assert all(dict(r.overrides)["model.optimizer.init_args.lr"] == 1.0 for r in ready)
+    assert all(r.waiting for r in contest("untied") if r.factor("matching") == "params")
+
+
+def test_c4_fractions_keep_the_schedule_in_updates() -> None:
+    budget = PROFILES["converged"]
+    by_fraction = {f: dict(_ptb_overrides(budget, 1.0, f)) for f in budget.fractions}
+    for f, o in by_fraction.items():
+        epochs = o["trainer.max_epochs"] * f
+        assert abs(epochs - budget.ptb_epochs) <= f, (f, epochs)
+        assert abs(o["model.lr_decay"] ** (1 / f) - budget.ptb_decay) < 1e-4
+        assert abs(o["model.lr_decay_after"] * f - budget.ptb_decay_after) <= f
+        assert o["trainer.callbacks"][0]["class_path"].endswith("EarlyStopping")
 
 
 def test_wide_tied_matches_untied_on_the_position_rule() -> None:
-    wide = next(r for r in build_grid("cpu") if r.core == "tied_wide")
+    wide = next(r for r in build_grid("converged") if r.core == "tied_wide")
     n_wide = core_parameters(dict(wide.overrides)["model.core"], 9)
     n_untied = core_parameters(position_rule_core("untied"), 9)
     assert abs(n_wide - n_untied) / n_untied < 0.03
@@ -82,12 +132,38 @@ def test_sweep_is_a_grid_over_the_run_keys() -> None:
     assert "lrnn.paper" in config["command"] and "exec" in config["command"]
 
 
-def test_committed_cpu_records_belong_to_the_cpu_grid() -> None:
-    """The records in runs/paper-cpu/ (committed, what paper/ is rendered from) are runs of today's cpu grid: an
-    edit to an experiment YAML or defaults.yaml that changes their keys must come with a rerun of `make paper`."""
+def test_key_is_the_resolved_config_not_the_yaml_text(tmp_path: Path, monkeypatch) -> None:
+    import lrnn.paper.grid as grid
+
+    run = next(r for r in build_grid("converged") if r.claims[0] == "tune")
+    key = run.key
+    config = yaml.safe_load((grid.EXPERIMENTS / f"{run.experiment}.yaml").read_text())
+    monkeypatch.setattr(grid, "EXPERIMENTS", tmp_path)
+    grid._yaml.cache_clear()
+    (tmp_path / f"{run.experiment}.yaml").write_text(
+        "# reordered, reformatted\n" + yaml.safe_dump(config, sort_keys=True)
+    )
+    assert dataclasses.replace(run).key == run.key  # same settings, other text: the same run
+    config["model"]["dropout"] = 0.5
+    (tmp_path / f"{run.experiment}.yaml").write_text(yaml.safe_dump(config))
+    grid._yaml.cache_clear()
+    assert run.key != key  # another setting: another run
+    grid._yaml.cache_clear()
+
+
+def test_merge_follows_lightningcli_class_path_semantics() -> None:
+    base = {"core": {"class_path": "A", "init_args": {"x": 1, "y": 2}}, "lr": 1}
+    assert _merge(base, {"core": {"class_path": "A", "init_args": {"y": 3}}})["core"]["init_args"] == {"x": 1, "y": 3}
+    assert _merge(base, {"core": {"class_path": "B", "init_args": {"y": 3}}})["core"]["init_args"] == {"y": 3}
+    assert _merge(base, {"lr": 2}) == {**base, "lr": 2}
+
+
+def test_committed_records_belong_to_the_converged_grid() -> None:
+    """The records in runs/paper-converged/ (committed, what paper/ is rendered from) are runs of today's converged
+    grid: an edit that changes a finished run's resolved config must come with a rerun of `make paper`."""
     from lrnn.paper.grid import ROOT
 
-    committed = ROOT / "runs" / "paper-cpu"
-    keys = {r.key for r in build_grid("cpu")}
-    stale = sorted(p.name for p in committed.glob("*/") if p.is_dir() and p.name not in keys and p.name != "wandb")
-    assert not stale, f"runs/paper-cpu/ has records of runs no longer in the cpu grid: {stale[:5]}; rerun make paper"
+    committed = ROOT / "runs" / "paper-converged"
+    keys = {r.key for r in build_grid("converged")}
+    stale = sorted(p.name for p in committed.glob("*/") if p.is_dir() and p.name not in keys)
+    assert not stale, f"runs/paper-converged/ has records of runs no longer in the grid: {stale[:5]}; rerun make paper"

@@ -3,7 +3,10 @@ kept), a failed one is reported; W&B group and tags reach the logger."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -53,7 +56,7 @@ def test_finished_run_is_reused(spec, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(runner, "_run_logged", fake_fit(["completed"], calls))
     first = _execute(spec, tmp_path)
     assert first.status == "completed" and not first.reused and len(calls) == 1
-    assert json.loads((first.version / "paper.json").read_text())["command"] == calls[0]
+    assert json.loads((first.version / "paper.json").read_text())["command"] == ["python", *calls[0][1:]]
     second = _execute(spec, tmp_path)
     assert second.reused and second.version == first.version and len(calls) == 1
 
@@ -192,3 +195,46 @@ def test_sigterm_stops_the_grid_after_the_runs_in_flight_saved(tmp_path, monkeyp
     assert json.loads((first / "paper.json").read_text())["returncode"] == 128 + signal.SIGTERM
     assert not spec_root(tmp_path, specs[1]).exists()  # nothing new started
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_a_fit_is_quiet_only_if_the_load_stayed_at_its_own_threads(spec, tmp_path, monkeypatch) -> None:
+    loads = iter([1.1, 3.9, 1.0] + [1.0] * 100)
+    monkeypatch.setattr(runner.os, "getloadavg", lambda: (next(loads), 0.0, 0.0))
+    monkeypatch.setattr(runner, "LoadSampler", functools.partial(runner.LoadSampler, every_s=0.01))
+
+    def slow_fit(cmd, env, log):
+        time.sleep(0.2)  # several samples
+        return fake_fit(["completed"], [])(cmd, env, log)
+
+    monkeypatch.setattr(runner, "_run_logged", slow_fit)
+    record = json.loads((_execute(spec, tmp_path).version / "paper.json").read_text())
+    assert record["load_max"] == 3.9 and record["quiet"] is False  # another job ran beside it for a while
+    loads = iter([1.2] * 1000)
+    record = json.loads((_execute(dataclasses.replace(spec, seed=99), tmp_path).version / "paper.json").read_text())
+    assert record["load_max"] == 1.2 and record["quiet"] is True
+
+
+def test_a_lane_claims_a_run_once_and_takes_over_a_dead_lanes_lock(spec, tmp_path) -> None:
+    assert runner.claim(tmp_path, spec)
+    assert not runner.claim(tmp_path, spec)  # held by a live process (this one): another lane skips it
+    runner.release(tmp_path, spec)
+    (tmp_path / spec.key / ".lane.lock").write_text("999999999")  # a pid that does not exist
+    assert runner.claim(tmp_path, spec)
+    runner.release(tmp_path, spec)
+
+
+def test_lanes_run_tuning_first_and_then_the_runs_that_waited_for_it(tmp_path, monkeypatch) -> None:
+    first, waiting = dataclasses.replace(_c6(), seed=50), dataclasses.replace(_c6(), seed=51)
+    calls: list[list[str]] = []
+    monkeypatch.setattr(runner, "_run_logged", fake_fit(["completed"] * 2, calls))
+
+    def build():
+        done = finished_version(tmp_path, first) is not None
+        return [first, dataclasses.replace(waiting, waiting="" if done else "tuning")]
+
+    states = runner.run_lanes(build, tmp_path, profile="smoke", jobs=2, threads=1, say=lambda m: None, poll_s=0.05)
+    assert [s.spec.seed for s in states] == [50, 51] and all(s.status == "completed" for s in states)
+
+
+def _c6() -> RunSpec:
+    return next(r for r in build_grid("smoke") if "C6" in r.claims)
