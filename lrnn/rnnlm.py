@@ -117,7 +117,8 @@ class RNNLM(nn.Module):
         vocab_size: V.
         core: any module with the ``nn.LSTM`` calling convention ``output, (h_n, c_n) = core(x, state, offset=...)``
             and attributes ``input_size``, ``hidden_size`` (and optionally ``batch_first``). The embedding has
-            ``core.input_size`` dims, the decoder reads ``core.hidden_size`` dims.
+            ``core.input_size`` dims, the decoder reads ``core.hidden_size`` dims. A core with ``reads_tokens = True``
+            is also passed the token ids, ``core(x, state, offset=..., tokens=...)`` (see ``run_core``).
         dropout: dropout on the non-recurrent connections (the embedding output and the core output; dropout
             between stacked layers is the core's own ``dropout``), as in Zaremba et al. 2014.
         tie_embeddings: share the embedding matrix with the decoder (softmax) weights (Press & Wolf 2017). Not the
@@ -178,11 +179,19 @@ class RNNLM(nn.Module):
             x = EmbeddingLookup.apply(tokens, self.embedding.weight, self.loss_buffers)  # = self.embedding(tokens)
         else:
             x = self.embedding(tokens)
-        x = self.drop(x)
-        out, state = self.core(x, state, offset=offset)
+        out, state = self.run_core(self.drop(x), tokens, state, offset)
         if self.projection is not None:
             out = self.projection(out)
         return self.drop(out), state
+
+    def run_core(
+        self, x: torch.Tensor, tokens: torch.Tensor, state: State | None, offset: int = 0
+    ) -> tuple[torch.Tensor, State]:
+        """The core over x (the embedded tokens, in the core's layout); a core whose weights depend on the tokens
+        (class attribute ``reads_tokens``, e.g. LexicalLSTM) also gets ``tokens`` (in the same layout)."""
+        if getattr(self.core, "reads_tokens", False):
+            return self.core(x, state, offset=offset, tokens=tokens)
+        return self.core(x, state, offset=offset)
 
     def nll(
         self, tokens: torch.Tensor, targets: torch.Tensor, state: State | None = None, offset: int = 0

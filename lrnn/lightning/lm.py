@@ -324,8 +324,8 @@ class LanguageModel(L.LightningModule):
         """TBPTT advance_fn: embedding and core only (no decoder) over steps that are not scored."""
         model, tokens = self.model, chunk[0]
         batch_first = getattr(model.core, "batch_first", False)
-        x = model.drop(model.embedding(tokens if batch_first else tokens.t()))
-        return model.core(x, state, offset=offset)[1]
+        tokens = tokens if batch_first else tokens.t()
+        return model.run_core(model.drop(model.embedding(tokens)), tokens, state, offset)[1]
 
     def _normalizer(self, scored: tuple[torch.Tensor, ...]) -> torch.Tensor | int:
         """The update's objective = summed NLL / this (see ``loss_reduction``)."""
