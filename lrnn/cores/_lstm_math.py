@@ -610,6 +610,13 @@ class StepWeightLSTMBase(nn.Module):
         )
         return core.to(device=ref.device, dtype=ref.dtype)
 
+    def _copy_base_from(self, lstm: nn.LSTM) -> None:
+        """Copy `lstm`'s weights into the parameters named like nn.LSTM's (the base set); `delta_*` ones stay."""
+        with torch.no_grad():
+            for name, p in self.named_parameters():
+                if not name.startswith("delta_"):
+                    p.copy_(getattr(lstm, name))
+
     def _repr_flags(self) -> str:
         """The non-default nn.LSTM flags for extra_repr."""
         s = "" if self.bias else ", bias=False"

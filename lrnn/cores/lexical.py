@@ -241,10 +241,7 @@ class LexicalLSTM(StepWeightLSTMBase):
         """A LexicalLSTM whose base set is a copy of `lstm`'s weights and whose deltas are zero (so both compute the
         same function). Copies num_layers, bias, batch_first and dropout; lstm's dtype and device."""
         core = cls._like_lstm(lstm, num_sets=num_sets, rank=rank, penalty=penalty, set_tokens=set_tokens)
-        with torch.no_grad():
-            for name, p in core.named_parameters():
-                if not name.startswith("delta_"):
-                    p.copy_(getattr(lstm, name))
+        core._copy_base_from(lstm)
         return core
 
     def extra_repr(self) -> str:

@@ -168,10 +168,7 @@ class SoftTiedLSTM(PositionSets, StepWeightLSTMBase):
         core = cls._like_lstm(
             lstm, max_len=max_len, share_every=share_every, rank=rank, penalty=penalty, extrapolation=extrapolation
         )
-        with torch.no_grad():
-            for name, p in core.named_parameters():
-                if not name.startswith("delta_"):
-                    p.copy_(getattr(lstm, name))
+        core._copy_base_from(lstm)
         return core
 
     def extra_repr(self) -> str:

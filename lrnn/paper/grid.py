@@ -97,13 +97,14 @@ class Budget:
     tiny_corpus: bool = False  # "PTB" runs read a small generated corpus instead (smoke: fast, no mirror needed)
 
 
-CONTEST = ("tied", "share5", "soft_tied", "mixture", "time_varying", "untied")
+CONTEST = ("tied", "share5", "soft_tied", "mixture", "time_varying", "untied", "lexical")
+WIDTH_CONTEST = ("tied", "untied", "lexical", "soft_tied")
 PROFILES: dict[str, Budget] = {
     "converged": Budget(
         name="converged", seeds=(0, 1, 2), ptb_epochs=6, ptb_decay=0.5, ptb_decay_after=2, ptb_val_interval=0.5,
         ptb_patience=3, ptb_limit_train=None, ptb_limit_val=None, ptb_limit_test=None, ptb_test_batch=20,
         tune_lrs=(0.5, 1.0, 2.0), tune_epochs=1, tune_seed=0, matchings=("width", "params"),
-        width_cores=("tied", "untied", "soft_tied"), params_cores=CONTEST,
+        width_cores=WIDTH_CONTEST, params_cores=CONTEST,
         fractions=(0.1, 0.3, 1.0), synth_tokens=200_000, rule_tokens=110_000,
         synth_epochs=5, synth_eval_tokens=22_000, lags=(5, 10), truncations=(5, 10, 20), k1_k2=((5, 20),),
         eval_lengths=(10, 20, 40, 80, 160), eval_splits=("val",), measure_ts=(10, 20, 40, 80, 160),
@@ -123,7 +124,7 @@ PROFILES: dict[str, Budget] = {
         name="full", seeds=(0, 1, 2, 3, 4), ptb_epochs=6, ptb_decay=0.5, ptb_decay_after=2, ptb_val_interval=0.5,
         ptb_patience=3, ptb_limit_train=None, ptb_limit_val=None, ptb_limit_test=None, ptb_test_batch=None,
         tune_lrs=(0.5, 1.0, 2.0), tune_epochs=1, tune_seed=0, matchings=("width", "params"),
-        width_cores=("tied", "untied", "soft_tied"), params_cores=CONTEST,
+        width_cores=WIDTH_CONTEST, params_cores=CONTEST,
         fractions=(0.1, 0.3, 1.0), synth_tokens=200_000,
         rule_tokens=110_000, synth_epochs=10, synth_eval_tokens=40_000, lags=(2, 5, 10, 20),
         truncations=(5, 10, 20, 40),
@@ -262,6 +263,8 @@ CORES: dict[str, Core] = {
     "mixture": Core("lrnn.MixtureLSTM", (("max_len", 20), ("num_sets", 4)), cost=1.4),
     "time_varying": Core("lrnn.TimeVaryingLSTM", (("num_bases", 4), ("period", 20.0), ("basis", "fourier")), cost=1.5),
     "untied": Core("lrnn.UntiedLSTM", (("max_len", 20),), cost=1.4),
+    # untied by content: the 127 most frequent tokens own a rank-8 delta on W_hh (experiments/lexical_ptb.yaml)
+    "lexical": Core("lrnn.LexicalLSTM", (("num_sets", 128), ("rank", 8)), reg=("penalty", (1e-4, 1e-3)), cost=1.5),
 }
 CORE_ORDER = ("tied", "tied_wide", "share5", "soft_tied", "mixture", "time_varying", "untied", "untied_narrow")
 POSITION_PERIOD = 10  # position_rule: P symbols behind a marker -> max_len P + 1

@@ -12,8 +12,8 @@ Stopping: Ctrl-C or SIGTERM to ``make paper`` starts no new run and sends SIGTER
 ``last.ckpt`` after their current batch and exit; the runner waits for them (``subprocess.run`` would kill them
 after 0.25 s, before their checkpoint is written) and then raises `GridInterrupted`.
 
-Parallelism: ``jobs`` runs at a time. On CPU each gets ``threads`` torch threads; with GPUs each run gets one device
-(``CUDA_VISIBLE_DEVICES``), handed out from a pool so two runs never share a device.
+Parallelism (``run_lanes``): ``jobs`` lanes, one run each at a time. On CPU each run gets ``threads`` torch threads;
+with GPUs each run gets one device (``CUDA_VISIBLE_DEVICES``), from a pool so two runs never share a device.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -326,66 +325,6 @@ def execute(
         return RunState(spec, version, read_status(version), reused=reused, wall_s=wall)
     finally:
         devices.release(gpu)
-
-
-def run_grid(
-    specs: Sequence[RunSpec],
-    runs: Path,
-    *,
-    profile: str,
-    jobs: int,
-    threads: int,
-    gpus: Sequence[str] = (),
-    wandb: str = "off",
-    eval_lengths: Sequence[int] = (),
-    eval_splits: Sequence[str] = ("val",),
-    say: Callable[[str], None] = print,
-) -> list[RunState]:
-    """Run every spec (``jobs`` at a time, one GPU each where ``gpus``), finished ones reused. Order is kept."""
-    runs.mkdir(parents=True, exist_ok=True)
-    devices = DevicePool(gpus)
-    jobs = max(1, len(gpus)) if gpus else max(1, jobs)
-    lock = threading.Lock()
-
-    def locked_say(msg: str) -> None:
-        with lock:
-            say(msg)
-
-    def one(spec: RunSpec) -> RunState:
-        try:
-            return execute(
-                spec,
-                runs,
-                profile=profile,
-                wandb=wandb,
-                threads=threads,
-                devices=devices,
-                eval_lengths=eval_lengths,
-                eval_splits=eval_splits,
-                say=locked_say,
-            )
-        except Exception as e:  # noqa: BLE001 - one broken run must not stop the grid
-            locked_say(f"failed {spec.name}: {type(e).__name__}: {e}")
-            return RunState(spec, None, "failed")
-
-    def on_sigterm(signum: int, frame: Any) -> None:
-        raise GridInterrupted(signum, 0)
-
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, on_sigterm) if in_main else None
-    pool = ThreadPoolExecutor(max_workers=jobs)
-    try:
-        return list(pool.map(one, specs))
-    except (KeyboardInterrupt, GridInterrupted) as e:
-        signum = e.signum if isinstance(e, GridInterrupted) else signal.SIGINT
-        locked_say(f"{signal.Signals(signum).name}: stopping the runs in flight (each saves a checkpoint first) ...")
-        stopped = _CHILDREN.stop()
-        raise GridInterrupted(signum, stopped) from None
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        _CHILDREN.stopping.clear()  # the next grid in this process starts afresh
-        if in_main:
-            signal.signal(signal.SIGTERM, previous)
 
 
 def claim(runs: Path, spec: RunSpec) -> bool:

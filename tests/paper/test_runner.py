@@ -13,7 +13,7 @@ import pytest
 
 from lrnn.paper import runner
 from lrnn.paper.grid import RunSpec, build_grid
-from lrnn.paper.runner import DevicePool, execute, finished_version, run_grid, spec_root
+from lrnn.paper.runner import DevicePool, execute, finished_version, run_lanes, spec_root
 
 
 @pytest.fixture
@@ -101,7 +101,7 @@ def test_gpus_get_one_run_each(tmp_path, monkeypatch) -> None:
         return 1
 
     monkeypatch.setattr(runner, "_run_logged", run)
-    run_grid(grid, tmp_path, profile="smoke", jobs=8, threads=1, gpus=["0", "1"], say=lambda m: None)
+    run_lanes(lambda: grid, tmp_path, profile="smoke", jobs=8, threads=1, gpus=["0", "1"], say=lambda m: None)
     assert sorted(set(seen)) == ["0", "1"] and len(seen) == 4
 
 
@@ -187,7 +187,7 @@ def test_sigterm_stops_the_grid_after_the_runs_in_flight_saved(tmp_path, monkeyp
     threading.Thread(target=kill_when_started, daemon=True).start()
     t0 = time.monotonic()
     with pytest.raises(runner.GridInterrupted) as info:
-        run_grid(specs, tmp_path, profile="smoke", jobs=1, threads=1, say=lambda m: None)
+        run_lanes(lambda: specs, tmp_path, profile="smoke", jobs=1, threads=1, say=lambda m: None)
     assert info.value.signum == signal.SIGTERM and info.value.stopped == 1
     assert time.monotonic() - t0 < 30  # stopped, not waited out
     first = spec_root(tmp_path, specs[0]) / "version_0"
