@@ -74,7 +74,8 @@ def test_layout_names_every_folder() -> None:
     layout = text.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
     tree = FENCE.search(layout)
     assert tree, "the Layout section has its tree in a code block"
-    named = {line.split()[0].rstrip("/") for line in tree.group(0).splitlines()[1:-1] if line.strip()}
+    lines = tree.group(0).splitlines()[1:-1]
+    named = {line.split()[0].rstrip("/") for line in lines if line.strip() and not line[0].isspace()}  # not wrapped
     tracked = _tracked_folders()
     folders = {f for f in tracked if "/" not in f and not f.startswith(".")}
     folders |= {f for f in tracked if f.startswith("lrnn/") and (ROOT / f / "__init__.py").is_file()}
