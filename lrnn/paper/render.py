@@ -42,7 +42,7 @@ def verdict_table(verdicts: list[Verdict], prefix: str = "") -> str:
                 "claim": anchor,
                 "statement": CLAIMS[v.claim],
                 "verdict": f"**{v.verdict}**",
-                "effect (mean ± std over seeds)": v.effect,
+                "effect (mean [95% interval] over seeds)": v.effect,
                 "evidence": evidence,
             }
         )
@@ -93,8 +93,9 @@ def render(
     lines += [
         "## Verdicts",
         "",
-        f"A difference counts when both sides have ≥ {budget.min_seeds} seeds and the means differ by more than "
-        "twice the standard error of the difference; each claim's rule is stated in its section. "
+        f"A difference counts when both sides have ≥ {budget.min_seeds} seeds and the two-sided 95% Welch interval "
+        "of the difference of the means excludes 0 (Welch's t, Welch–Satterthwaite degrees of freedom); "
+        "perplexities are compared on the log scale. Each claim's rule is stated in its section. "
         "`inconclusive`: too few seeds or missing runs.",
         "",
         verdict_table(verdicts),

@@ -11,8 +11,11 @@ from lrnn.paper import verdicts as V
 from lrnn.paper.verdicts import Stat, clearly_greater, stat
 
 
-def test_clearly_greater_needs_seeds_and_two_standard_errors() -> None:
+def test_clearly_greater_is_welch_at_95_percent() -> None:
     assert clearly_greater(Stat(2.0, 0.1, 3), Stat(1.0, 0.1, 3)) is True
+    # t = 0.2 / 0.0816 = 2.45 at 4 df: beyond 2 standard errors (a z-test says yes), below t(0.975, 4) = 2.78
+    assert clearly_greater(Stat(1.2, 0.1, 3), Stat(1.0, 0.1, 3)) is False
+    assert clearly_greater(Stat(1.25, 0.1, 3), Stat(1.0, 0.1, 3)) is True  # t = 3.06
     assert clearly_greater(Stat(1.05, 0.1, 3), Stat(1.0, 0.1, 3)) is False
     assert clearly_greater(Stat(2.0, 0.1, 2), Stat(1.0, 0.1, 3)) is None
     assert clearly_greater(Stat(2.0, 0.1, 2), Stat(1.0, 0.1, 2), min_seeds=2) is True
