@@ -131,6 +131,10 @@ def render_all(args, grid: list[RunSpec], budget: Budget, runs: Path, provenance
                 "effect": v.effect,
                 "rule": " ".join(v.rule.split()),
                 "figure": v.figure,
+                "size": v.size,
+                "interval": v.interval,
+                "n": v.n,
+                "converged": "" if v.converged is None else "yes" if v.converged else "no",
             }
             for v in verdicts
         ]
