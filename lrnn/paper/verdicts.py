@@ -550,7 +550,8 @@ def contest_table(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     runs = runs.assign(matching=runs["matching"].fillna("params")) if "matching" in runs else runs.assign(
         matching="params")  # fmt: skip
-    for matching, m in runs.groupby("matching", sort=False):
+    order = {k: i for i, k in enumerate(MATCHINGS)}  # equal width first: the seed's literal question
+    for matching, m in sorted(runs.groupby("matching", sort=False), key=lambda km: order.get(km[0], len(order))):
         tied = m.loc[m["core"] == "tied", "test_ppl"].astype(float)
         block = []
         for core, g in m.groupby("core", sort=False):

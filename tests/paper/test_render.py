@@ -90,6 +90,16 @@ def test_render_writes_readme_figures_and_csvs(rendered: Path) -> None:
     assert json.loads((rendered / "results/provenance.json").read_text())["profile"] == "smoke"
 
 
+def test_readme_opens_with_the_verdict_table_and_has_no_nan(rendered: Path) -> None:
+    readme = (rendered / "README.md").read_text()
+    head = readme.split("## How these numbers were made")[0]
+    assert "| claim | statement | verdict | effect size | 95% interval | n | converged | evidence |" in head
+    assert "![learning curves](figures/learning_curves.png)" in head
+    assert " nan " not in readme.lower() and "| nan" not in readme.lower()
+    verdicts = pd.read_csv(rendered / "results/verdicts.csv").set_index("claim")
+    assert verdicts.loc["contest", "converged"] in ("yes", "no")  # a PTB claim says whether it converged
+
+
 def test_report_offline_builds_and_tells_how_to_publish(rendered: Path, capsys) -> None:
     assert report_mod.main(rendered, "smoke", mode="offline") == 0
     out = capsys.readouterr().out
