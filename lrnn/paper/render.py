@@ -23,6 +23,21 @@ def _cell(v: Any) -> str:
     return str(v).replace("|", "\\|")
 
 
+def _p_value(p: float) -> str:
+    return "n/a" if p != p else "< 0.0001" if p < 1e-4 else f"{p:.4f}"
+
+
+def _readable(table: pd.DataFrame) -> pd.DataFrame:
+    """4 decimals; p-values (columns ``p``, ``p_*``) below 0.0001 as "< 0.0001" rather than 0."""
+    if table.empty:
+        return table
+    table = table.round(4)
+    for c in table.columns:
+        if c == "p" or str(c).startswith("p_"):
+            table[c] = table[c].map(_p_value)
+    return table
+
+
 def markdown_table(df: pd.DataFrame, max_rows: int = 60) -> str:
     """A GitHub markdown table of ``df`` (first ``max_rows`` rows)."""
     if df is None or df.empty:
@@ -153,7 +168,7 @@ def render(
         ]
         if v.figure:
             lines += [f"![{v.claim}](figures/{v.figure})", ""]
-        lines += [markdown_table(v.table.round(4) if not v.table.empty else v.table), ""]
+        lines += [markdown_table(_readable(v.table)), ""]
         example = _example_command(runs, v.claim)
         lines += [f"Figure and table: `{cmd}` (rendered by `python -m lrnn.paper render --profile {budget.name}`)."]
         if example:
