@@ -26,6 +26,7 @@ from lrnn.paper.verdicts import (  # noqa: E402
     MATCHINGS,
     all_converged,
     contest_table,
+    expand_both,
     finished,
     time_to_target,
 )
@@ -174,7 +175,7 @@ def _epochs(curves: pd.DataFrame) -> pd.Series:
 def _curve_panels(t: Tables) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
     """(title, runs, validation curves) of every PTB group: the contest per matching, then Zaremba small (C10)."""
     panels = []
-    runs, curves = for_claim(t["runs"], "contest"), for_claim(t["curves"], "contest")
+    runs, curves = expand_both(for_claim(t["runs"], "contest")), expand_both(for_claim(t["curves"], "contest"))
     if not curves.empty and "val/ppl" in curves:
         matching = curves["matching"].fillna("params") if "matching" in curves else pd.Series("params", curves.index)
         run_matching = runs["matching"].fillna("params") if "matching" in runs else pd.Series("params", runs.index)
@@ -372,7 +373,7 @@ def time_to_target_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
 def contest_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
     """Per matching: each core's test perplexity (geometric mean over seeds, 95% interval) on a log axis, tied's
     interval as a band, the ratio to tied and the Holm-adjusted outcome written beside each core."""
-    runs = finished(for_claim(t["runs"], "contest"), "test_ppl")
+    runs = expand_both(finished(for_claim(t["runs"], "contest"), "test_ppl"))
     table = contest_table(runs) if not runs.empty else pd.DataFrame()
     rule = for_claim(t["runs"], "C3")
     rule = rule[rule["task"] == "rule"] if "task" in rule else rule.iloc[:0]

@@ -534,6 +534,16 @@ MATCHINGS = {"width": "equal width", "params": "equal parameters"}
 ALPHA = 0.05
 
 
+def expand_both(df: pd.DataFrame) -> pd.DataFrame:
+    """Tied 2x200 serves both matchings (``matching == "both"`` in runs.csv / curves.csv): its rows appear once
+    under each."""
+    if df.empty or "matching" not in df or not (df["matching"] == "both").any():
+        return df
+    both = df["matching"] == "both"
+    parts = [df[~both], df[both].assign(matching="width"), df[both].assign(matching="params")]
+    return pd.concat(parts, ignore_index=True)
+
+
 def _result(core: str, ratio: float, p_holm: float) -> str:
     if core == "tied":
         return "reference"
@@ -586,7 +596,7 @@ def contest(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
     inconclusive with fewer than ``min_seeds`` finished seeds for a core. (The intervals are per comparison; the
     decision uses the Holm-adjusted p.)"""
     rule = contest.__doc__ or ""
-    runs = finished(for_claim(t["runs"], "contest"), "test_ppl")
+    runs = expand_both(finished(for_claim(t["runs"], "contest"), "test_ppl"))
     if runs.empty or "tied" not in set(runs["core"]):
         return Verdict("contest", "inconclusive", "no finished contest runs with tied", rule, "contest.png", n="0")
     table = contest_table(runs)

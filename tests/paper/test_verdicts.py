@@ -167,6 +167,17 @@ def test_contest_per_matching_and_not_converged() -> None:
     assert v.converged is False
 
 
+def test_contest_tied_serves_both_matchings() -> None:
+    """runs.csv marks tied 2x200 with matching "both": it is the reference of each matching."""
+    rows = [r for r in _contest_rows({"untied": 0.8}, matching="width") if r["core"] != "tied"]
+    rows += [r for r in _contest_rows({"untied": 1.5}, matching="params") if r["core"] != "tied"]
+    rows += [{**r, "matching": "both"} for r in _contest_rows({}, matching="both")]
+    v = V.contest(_runs(rows), 3)
+    assert v.verdict.startswith("equal width: untied beats tied by 19.9%")
+    assert v.verdict.endswith("equal parameters: nothing beats tied")
+    assert list(v.table["matching"]).count("equal width") == 2
+
+
 def test_contest_needs_seeds() -> None:
     assert "inconclusive" in V.contest(_runs(_contest_rows({"untied": 0.5}, seeds=2)), 3).verdict
 
