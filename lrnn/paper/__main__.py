@@ -131,6 +131,10 @@ def render_all(args, grid: list[RunSpec], budget: Budget, runs: Path, provenance
                 "effect": v.effect,
                 "rule": " ".join(v.rule.split()),
                 "figure": v.figure,
+                "size": v.size,
+                "interval": v.interval,
+                "n": v.n,
+                "converged": "" if v.converged is None else "yes" if v.converged else "no",
             }
             for v in verdicts
         ]
@@ -138,7 +142,7 @@ def render_all(args, grid: list[RunSpec], budget: Budget, runs: Path, provenance
     for v in verdicts:
         if not v.table.empty:
             v.table.to_csv(out / "results" / f"{v.claim}.csv", index=False)
-    make_figures(tables, measure, out / "figures")
+    make_figures(tables, measure, out / "figures", budget.name)
     runs_df = tables["runs"]
     provenance["run_wall_s"] = float(runs_df["wall_s"].fillna(0).sum()) if "wall_s" in runs_df else 0.0
     provenance["seeds"] = sorted({r.seed for r in grid})

@@ -1,8 +1,12 @@
 """The report's figures (matplotlib, Agg): one function per figure, each ``(tables, measure, out_dir) -> file name``.
-Lines and bars are means over seeds; shaded bands and error bars are one standard deviation."""
+
+Means over seeds with their t-based 95% intervals (perplexities: geometric means, intervals on the log scale);
+comparisons as points with intervals on a log axis, never bars from zero; chance lines on the synthetic tasks; every
+title states the budget (profile, updates/epochs, seeds) read from the runs themselves."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,11 +19,22 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from lrnn.paper.collect import for_claim  # noqa: E402
-from lrnn.paper.grid import CORE_ORDER  # noqa: E402
-from lrnn.paper.verdicts import time_to_target  # noqa: E402
+from lrnn.paper.grid import CORE_ORDER, PTB_TRAIN_TOKENS  # noqa: E402
+from lrnn.paper.stats import stat, t_ppf  # noqa: E402
+from lrnn.paper.verdicts import (  # noqa: E402
+    CHANCE,
+    MATCHINGS,
+    all_converged,
+    contest_table,
+    expand_both,
+    finished,
+    time_to_target,
+)
 
 Tables = dict[str, pd.DataFrame]
 COLORS = dict(zip(CORE_ORDER, plt.get_cmap("tab10").colors, strict=False))
+MARKERS = dict(zip(CORE_ORDER, "osD^v<>P", strict=False))  # lines that coincide stay visible
+PROFILE = {"name": ""}  # the profile of the current make_figures call (titles state it)
 
 
 def _order(cores) -> list[str]:
@@ -31,12 +46,40 @@ def _empty(ax, what: str = "no data") -> None:
     ax.text(0.5, 0.5, what, ha="center", va="center", transform=ax.transAxes, color="grey")
 
 
+def human(v: float, _pos=None) -> str:
+    """Tick label: 500, 2k, 20k, 1.5M (not 2e+06)."""
+    if v == 0:
+        return "0"
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= scale:
+            return f"{v / scale:g}{suffix}"
+    return f"{v:g}"
+
+
+def _plain_log(axis) -> None:
+    """A log axis labelled 1-2-5 in plain numbers, unlabelled minor ticks."""
+    lo, hi = axis.get_view_interval()
+    decades = math.log10(max(hi, 1e-300) / max(lo, 1e-300)) if lo > 0 else 3
+    if decades > 1.5:
+        subs = (1.0, 2.0, 5.0)
+    elif decades > 0.7:
+        subs = (1.0, 1.5, 2.0, 3.0, 5.0, 7.0)
+    else:
+        subs = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0)
+    locator = matplotlib.ticker.LogLocator(base=10, subs=subs)
+    if sum(lo <= v <= hi for v in locator.tick_values(lo, hi)) < 3:  # a narrow range: evenly spaced round numbers
+        locator = matplotlib.ticker.MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10])
+    axis.set_major_locator(locator)
+    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(human))
+    axis.set_minor_locator(matplotlib.ticker.LogLocator(base=10, subs="auto"))
+    axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
 def _save(fig, out: Path, name: str) -> str:
-    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
-    for ax in fig.axes:  # log y axes: 150, 200 rather than 1.5x10^2
-        if ax.get_yscale() == "log":
-            ax.yaxis.set_major_formatter(plain)
-            ax.yaxis.set_minor_formatter(plain)
+    for ax in fig.axes:  # log axes: 150, 200, 2k rather than 1.5x10^2
+        for axis, scale in ((ax.yaxis, ax.get_yscale()), (ax.xaxis, ax.get_xscale())):
+            if scale == "log" and not isinstance(axis.get_major_locator(), matplotlib.ticker.FixedLocator):
+                _plain_log(axis)
     fig.tight_layout()
     fig.savefig(out / name, dpi=110)
     plt.close(fig)
@@ -47,47 +90,126 @@ def _plain_log_x(ax, values) -> None:
     """Log x axis labelled with the values themselves (not powers)."""
     ticks = sorted({float(v) for v in values})
     ax.set_xscale("log")
-    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.set_xticks(ticks, [human(t) for t in ticks])
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
 
 
-def _mean_line(ax, df: pd.DataFrame, x: str, y: str, label_by: str = "core") -> None:
+def budget(runs: pd.DataFrame, curves: pd.DataFrame | None = None, ptb: bool = False) -> str:
+    """ "profile cpu, ≤ 1,200 updates (0.52 epochs), 3 seeds": the budget of ``runs`` (a figure's runs), from the
+    runs themselves (updates: ``steps``; epochs of PTB: training tokens of the curves / PTB's training tokens)."""
+    parts = [f"profile {PROFILE['name']}"] if PROFILE["name"] else []
+    if runs is not None and not runs.empty:
+        done = finished(runs, "steps") if "steps" in runs else runs.iloc[:0]
+        if len(done):
+            lo, hi = int(done["steps"].min()), int(done["steps"].max())
+            text = f"{hi:,} updates" if lo == hi else f"{lo:,}–{hi:,} updates"
+            if curves is not None and not curves.empty and "tokens" in curves:
+                full = curves[curves["fraction"].fillna(1.0) == 1.0] if "fraction" in curves else curves
+                if len(full):
+                    text += f" (≤ {full['tokens'].max() / PTB_TRAIN_TOKENS:.2g} epochs)"
+            parts.append(text)
+        seeds = runs.groupby("core")["seed"].nunique() if "seed" in runs else pd.Series(dtype=int)
+        if len(seeds):
+            lo, hi = int(seeds.min()), int(seeds.max())
+            parts.append(f"{lo} seeds" if lo == hi else f"{lo}–{hi} seeds")
+        if ptb:
+            parts.append("converged" if all_converged(finished(runs, "best_val_ppl")) else "NOT converged")
+    return ", ".join(parts)
+
+
+def _title(ax, text: str, runs: pd.DataFrame | None = None, curves: pd.DataFrame | None = None, ptb: bool = False,
+           **kw) -> None:  # fmt: skip
+    b = budget(runs, curves, ptb) if runs is not None else (f"profile {PROFILE['name']}" if PROFILE["name"] else "")
+    ax.set_title(text + (f"\n{b}" if b else ""), fontsize=kw.pop("fontsize", 10), **kw)
+
+
+def _mean_band(x: np.ndarray, ys: list[np.ndarray], log: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and t-based 95% band over seeds at each x (geometric when ``log``); NaN band where n < 2."""
+    mean, lo, hi = [], [], []
+    for v in ys:
+        v = np.log(v) if log else v
+        s = stat(v)
+        h = t_ppf(0.975, s.n - 1) * s.std / math.sqrt(s.n) if s.n >= 2 else math.nan
+        f = np.exp if log else (lambda z: z)
+        mean.append(f(s.mean)), lo.append(f(s.mean - h)), hi.append(f(s.mean + h))
+    return np.asarray(mean), np.asarray(lo), np.asarray(hi)
+
+
+def _mean_line(ax, df: pd.DataFrame, x: str, y: str, label_by: str = "core", log: bool = False) -> None:
+    """Per core: mean over seeds at each x with its 95% band."""
     for core in _order(df[label_by]):
-        g = df[df[label_by] == core].groupby(x)[y].agg(["mean", "std"]).reset_index().sort_values(x)
-        ax.plot(g[x], g["mean"], marker="o", ms=3, label=core, color=COLORS.get(core))
-        ax.fill_between(
-            g[x], g["mean"] - g["std"].fillna(0), g["mean"] + g["std"].fillna(0), alpha=0.2, color=COLORS.get(core)
-        )
+        g = df[df[label_by] == core].dropna(subset=[y])
+        xs = np.sort(g[x].unique())
+        mean, lo, hi = _mean_band(xs, [g.loc[g[x] == v, y].to_numpy(float) for v in xs], log)
+        ax.plot(xs, mean, marker="o", ms=3, label=core, color=COLORS.get(core))
+        ax.fill_between(xs, lo, hi, alpha=0.2, color=COLORS.get(core), lw=0)
 
 
-def _bars(ax, df: pd.DataFrame, y: str, ylabel: str) -> None:
+def _points(ax, df: pd.DataFrame, y: str, ylabel: str, log: bool = False, chance: float | None = None) -> None:
+    """One point per core: the mean (geometric when ``log``) with its 95% interval, and the seeds as dots."""
     if df.empty or y not in df or df[y].dropna().empty:
         return _empty(ax)
     cores = _order(df["core"])
-    g = df.groupby("core")[y].agg(["mean", "std"]).reindex(cores)
-    ax.bar(range(len(cores)), g["mean"], yerr=g["std"].fillna(0), color=[COLORS.get(c) for c in cores], capsize=3)
-    for i, c in enumerate(cores):  # the seeds themselves
-        v = df[df["core"] == c][y].dropna()
-        ax.scatter(np.full(len(v), i), v, color="k", s=8, zorder=3)
+    for i, c in enumerate(cores):
+        v = df.loc[df["core"] == c, y].dropna().to_numpy(float)
+        mean, lo, hi = _mean_band(np.zeros(1), [v], log)
+        err = np.array([[mean[0] - lo[0]], [hi[0] - mean[0]]]) if np.isfinite(lo[0]) else None
+        ax.errorbar([i], mean, yerr=err, fmt="o", ms=7, capsize=4, color=COLORS.get(c), zorder=3)
+        ax.scatter(np.full(len(v), i) + 0.12, v, color="k", s=8, zorder=4, alpha=0.6)
+    if chance is not None:
+        ax.axhline(chance, color="grey", ls=":", lw=1.2)
+        ax.text(len(cores) - 0.5, chance, f" chance {chance:.3g}", va="bottom", ha="right", color="grey", fontsize=8)
     ax.set_xticks(range(len(cores)), cores, rotation=30, ha="right")
+    ax.set_xlim(-0.6, len(cores) - 0.4)
+    if log:
+        ax.set_yscale("log")
     ax.set_ylabel(ylabel)
 
 
+def _epochs(curves: pd.DataFrame) -> pd.Series:
+    """Epochs of PTB's training stream (of its fraction for C4) at each curve row."""
+    fraction = curves["fraction"].fillna(1.0).astype(float) if "fraction" in curves else 1.0
+    return curves["tokens"] / (PTB_TRAIN_TOKENS * fraction)
+
+
+def _curve_panels(t: Tables) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
+    """(title, runs, validation curves) of every PTB group: the contest per matching, then Zaremba small (C10)."""
+    panels = []
+    runs, curves = expand_both(for_claim(t["runs"], "contest")), expand_both(for_claim(t["curves"], "contest"))
+    if not curves.empty and "val/ppl" in curves:
+        matching = curves["matching"].fillna("params") if "matching" in curves else pd.Series("params", curves.index)
+        run_matching = runs["matching"].fillna("params") if "matching" in runs else pd.Series("params", runs.index)
+        for key in [k for k in MATCHINGS if k in set(matching)] + sorted(set(matching) - set(MATCHINGS)):
+            panels.append((f"contest, {MATCHINGS.get(key, key)}, dropout", runs[run_matching == key],
+                           curves[matching == key]))  # fmt: skip
+    c10 = for_claim(t["curves"], "C10")
+    if not c10.empty and "val/ppl" in c10:
+        panels.append(("Zaremba small, no dropout (C2, C9, C10)", for_claim(t["runs"], "C10"), c10))
+    return panels
+
+
 def learning_curves(t: Tables, m: pd.DataFrame, out: Path) -> str:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, claim, title in (
-        (axes[0], "C10", "Zaremba small, no dropout, all data"),
-        (axes[1], "contest", "equal parameters, dropout (contest)"),
-    ):
-        c = for_claim(t["curves"], claim)
-        c = c.dropna(subset=["val/ppl"]) if "val/ppl" in c else c.iloc[:0]
-        if c.empty:
-            _empty(ax)
-        else:
-            _mean_line(ax, c, "tokens", "val/ppl")
-            ax.set_yscale("log")
-            ax.legend(fontsize=8)
-        ax.set(title=title, xlabel="training tokens", ylabel="validation perplexity")
+    """Validation perplexity per epoch of every PTB core: geometric mean over seeds with its 95% band; a ring at
+    each core's best (the checkpoint kept). Flat ends = converged."""
+    panels = _curve_panels(t)
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(6.2 * max(len(panels), 1), 4.6), squeeze=False)
+    if not panels:
+        _empty(axes[0][0])
+    for ax, (title, runs, curves) in zip(axes[0], panels, strict=False):
+        val = curves.dropna(subset=["val/ppl"])
+        val = val.assign(epoch=_epochs(val).round(3))
+        _mean_line(ax, val, "epoch", "val/ppl", log=True)
+        for line in ax.get_lines():  # the best point of each mean curve
+            x, y = line.get_data()
+            i = int(np.nanargmin(y))
+            ax.plot(x[i], y[i], "o", ms=9, mfc="none", color=line.get_color())
+        lo, hi = val["val/ppl"].quantile(0.0), val["val/ppl"].quantile(0.98)
+        ax.set_yscale("log")
+        ax.set_ylim(lo * 0.95, hi * 1.05)
+        ax.set(xlabel="epochs of PTB training data", ylabel="validation perplexity")
+        _title(ax, title, runs, curves, ptb=True)
+        ax.legend(fontsize=8, title="core (ring: best)", title_fontsize=8, loc="best", framealpha=0.8)
+        ax.grid(alpha=0.3, which="both")
     return _save(fig, out, "learning_curves.png")
 
 
@@ -112,7 +234,8 @@ def length_generalization(t: Tables, m: pd.DataFrame, out: Path) -> str:
             _mean_line(ax, stream, "length", "ppl")
             ax.set_ylabel("val ppl")
         _plain_log_x(ax, stream["length"])
-        ax.set(title=title, xlabel="evaluation window length (state carried)")
+        ax.set(xlabel="evaluation window length (state carried)")
+        _title(ax, title, for_claim(t["runs"], claim), ptb=True)
         ax.legend(fontsize=8)
     return _save(fig, out, "length.png")
 
@@ -121,41 +244,44 @@ def _lines_vs_t(ax, m: pd.DataFrame, y: str) -> None:
     """One line per core of measurement column ``y`` against T."""
     for core in _order(m["core"]):
         g = m[m["core"] == core].sort_values("T")
-        ax.plot(g["T"], g[y], marker="o", label=core, color=COLORS.get(core))
+        ax.plot(g["T"], g[y], marker=MARKERS.get(core, "o"), mfc="none", ms=8, label=core, color=COLORS.get(core))
 
 
 def params_vs_t(t: Tables, m: pd.DataFrame, out: Path) -> str:
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(6.5, 4.3))
     if m.empty:
         _empty(ax)
     else:
         _lines_vs_t(ax, m, "core_params")
-        ax.set(
-            xscale="log",
-            yscale="log",
-            xlabel="window length T (weight sets = T)",
-            ylabel="core parameters",
-            title=f"C1/C5: parameters vs T (2 layers, H={int(m['hidden'].iloc[0])})",
-        )
+        ax.set(yscale="log", xlabel="window length T (untied: one weight set per step)", ylabel="core parameters")
+        _plain_log_x(ax, m["T"])
+        _title(ax, f"C1/C5: recurrent-core parameters vs T (2 layers, H={int(m['hidden'].iloc[0])})")
         ax.legend(fontsize=8)
+        ax.grid(alpha=0.3, which="major")
     return _save(fig, out, "params_vs_T.png")
 
 
 def cost_vs_t(t: Tables, m: pd.DataFrame, out: Path) -> str:
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
     for ax, y, label in (
         (axes[0], "weight_mb", "weights (MB)"),
-        (axes[1], "saved_mb", "activations saved (MB)"),
+        (axes[1], "saved_mb", "activations saved for backward (MB)"),
         (axes[2], "tokens_per_s", "fwd+bwd tokens/s"),
     ):
         if m.empty:
             _empty(ax)
             continue
         _lines_vs_t(ax, m, y)
-        ax.set(yscale="log", xlabel="T", ylabel=label)
+        ax.set(yscale="log", xlabel="window length T", ylabel=label)
         _plain_log_x(ax, m["T"])
+        ax.grid(alpha=0.3, which="major")
     axes[0].legend(fontsize=7)
-    fig.suptitle("C5: cost vs window length (batch 20, one thread)")
+    threads = int(m["threads"].iloc[0]) if not m.empty and "threads" in m else 1
+    repeats = f", median of {int(m['repeats'].iloc[0])}" if "repeats" in m else ""
+    fig.suptitle(
+        f"C5: cost vs window length (H={int(m['hidden'].iloc[0]) if not m.empty else '?'}, batch 20, {threads} "
+        f"thread{'s' if threads > 1 else ''}{repeats}); profile {PROFILE['name'] or '?'}"
+    )
     return _save(fig, out, "cost_vs_T.png")
 
 
@@ -178,93 +304,136 @@ def recall_heatmap(t: Tables, m: pd.DataFrame, out: Path) -> str:
                 ax.text(
                     j,
                     i,
-                    f"{p.values[i, j]:.2f}" + ("*" if beyond else ""),
+                    ("n/a" if np.isnan(p.values[i, j]) else f"{p.values[i, j]:.2f}") + ("*" if beyond else ""),
                     ha="center",
                     va="center",
-                    color="w" if p.values[i, j] < 0.6 else "k",
+                    color="grey" if np.isnan(p.values[i, j]) else "w" if p.values[i, j] < 0.6 else "k",
                     fontsize=9,
                 )
         ax.set_xticks(range(len(p.columns)), p.columns)
         ax.set_yticks(range(len(p.index)), [int(d) for d in p.index])
-        ax.set(xlabel="truncation k1/k2", ylabel="lag D", title=f"C6 {core}: test accuracy (* D >= k2)")
-        fig.colorbar(im, ax=ax)
+        ax.set(xlabel="truncation k1/k2", ylabel="lag D")
+        _title(ax, f"C6 {core}: test accuracy (* D >= k2)", g)
+        fig.colorbar(im, ax=ax, label=f"test accuracy (chance {CHANCE:.3f})")
     return _save(fig, out, "recall_heatmap.png")
 
 
 def data_fraction(t: Tables, m: pd.DataFrame, out: Path) -> str:
-    runs = for_claim(t["runs"], "C4")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    if runs.empty or "fraction" not in runs or runs["best_val_ppl"].dropna().empty:
+    runs = finished(for_claim(t["runs"], "C4"), "best_val_ppl")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.3))
+    if runs.empty or "fraction" not in runs:
         _empty(axes[0]), _empty(axes[1])
+        return _save(fig, out, "data_fraction.png")
+    _mean_line(axes[0], runs, "fraction", "best_val_ppl", log=True)
+    axes[0].set(yscale="log", ylabel="best validation perplexity")
+    _plain_log_x(axes[0], runs["fraction"])
+    _title(axes[0], "C4: validation perplexity vs training data", runs, ptb=True)
+    axes[0].legend(fontsize=8)
+    train = pd.to_numeric(runs["train_eval_ppl"], errors="coerce") if "train_eval_ppl" in runs else None
+    if train is None or train.dropna().empty:
+        _empty(axes[1], "no eval-mode train perplexity in these runs")
     else:
-        _mean_line(axes[0], runs, "fraction", "best_val_ppl")
-        axes[0].set(
-            xscale="log",
-            yscale="log",
-            xlabel="fraction of PTB training data",
-            ylabel="best val ppl",
-            title="C4: validation perplexity vs data",
-        )
-        gap = runs.assign(gap=runs["val_ppl_last"] / runs["train_ppl_last"])
-        _mean_line(axes[1], gap, "fraction", "gap")
-        axes[1].set(
-            xscale="log",
-            xlabel="fraction of PTB training data",
-            ylabel="last val ppl / last train ppl",
-            title="C4: generalization gap",
-        )
-        axes[0].legend(fontsize=8)
+        _mean_line(axes[1], runs.assign(gap=runs["best_val_ppl"] / train), "fraction", "gap", log=True)
+        axes[1].axhline(1.0, color="grey", ls=":", lw=1)
+        axes[1].set(yscale="log", ylabel="best val ppl / eval-mode train ppl")
+        _plain_log_x(axes[1], runs["fraction"])
+        axes[1].legend(fontsize=8)
+    _title(axes[1], "C4: generalization gap at the best checkpoint", runs, ptb=True)
+    for ax in axes:
+        ax.set_xlabel("fraction of PTB training data")
+        ax.grid(alpha=0.3, which="major")
     return _save(fig, out, "data_fraction.png")
 
 
 def time_to_target_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
-    curves = for_claim(t["curves"], "C10")
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    curves, runs = for_claim(t["curves"], "C10"), for_claim(t["runs"], "C10")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     if curves.empty or "val/ppl" not in curves or curves["val/ppl"].dropna().empty:
-        _empty(ax)
-    else:
-        target, _ = time_to_target(curves)
-        val = curves.dropna(subset=["val/ppl"])
+        _empty(axes[0]), _empty(axes[1])
+        return _save(fig, out, "time_to_target.png")
+    target, _ = time_to_target(curves)
+    val = curves.dropna(subset=["val/ppl"]).assign(epoch=lambda d: _epochs(d))
+    quiet = "quiet" in runs and runs["quiet"].map(lambda x: str(x).lower() in ("true", "1", "1.0")).all()
+    for ax, x, label in ((axes[0], "wall_s", "wall seconds of training"), (axes[1], "epoch", "epochs of PTB")):
         for _, g in val.groupby("name"):
-            ax.plot(
-                g["wall_s"],
-                g["val/ppl"],
-                marker="o",
-                ms=3,
-                color=COLORS.get(g["core"].iloc[0]),
-                alpha=0.8,
-                label=g["core"].iloc[0],
-            )
+            core = g["core"].iloc[0]
+            ax.plot(g[x], g["val/ppl"], marker="o", ms=3, color=COLORS.get(core), alpha=0.8, label=core)
         handles, labels = ax.get_legend_handles_labels()
         uniq = dict(zip(labels, handles, strict=True))
         ax.axhline(target, color="grey", ls="--", lw=1)
+        ax.text(ax.get_xlim()[1], target, f"target {target:.0f} ", ha="right", va="bottom", color="grey", fontsize=8)
         ax.legend(uniq.values(), uniq.keys(), fontsize=8)
-        ax.set(yscale="log", xlabel="wall seconds (fit)", ylabel="val ppl", title=f"C10: time to val ppl {target:.0f}")
+        ax.set(yscale="log", xlabel=label, ylabel="validation perplexity")
+        ax.grid(alpha=0.3, which="major")
+    _title(axes[0], "C10: time to the target" + ("" if quiet else " (NOT a quiet machine)"), runs, curves, ptb=True)
+    _title(axes[1], "C10: data to the target (one line per run)", runs, curves, ptb=True)
     return _save(fig, out, "time_to_target.png")
 
 
 def contest_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
-    runs = t["runs"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    text = for_claim(runs, "contest")
-    _bars(axes[0], text, "best_val_ppl", "best val ppl")
-    axes[0].set_title("contest / C3 text: PTB, equal parameters, dropout")
-    rule = for_claim(runs, "C3")
+    """Per matching: each core's test perplexity (geometric mean over seeds, 95% interval) on a log axis, tied's
+    interval as a band, the ratio to tied and the Holm-adjusted outcome written beside each core."""
+    runs = expand_both(finished(for_claim(t["runs"], "contest"), "test_ppl"))
+    table = contest_table(runs) if not runs.empty else pd.DataFrame()
+    rule = for_claim(t["runs"], "C3")
     rule = rule[rule["task"] == "rule"] if "task" in rule else rule.iloc[:0]
-    _bars(axes[1], rule, "test_acc", "test accuracy")
-    axes[1].axhline(1 / 8, color="grey", ls=":", lw=1)
-    axes[1].set_title("C3: position-dependent rules (chance 1/8)")
+    groups = list(table.groupby("matching", sort=False)) if not table.empty else []
+    n = max(len(groups), 1) + (not rule.empty)
+    rows = max((len(g) for _, g in groups), default=5)
+    fig, axes = plt.subplots(1, n, figsize=(5.8 * n, 0.75 * max(rows, 5) + 1.6), squeeze=False)
+    axes = list(axes[0])
+    keys = runs["matching"].fillna("params") if "matching" in runs else pd.Series("params", index=runs.index)
+    run_matching = keys.map(lambda k: MATCHINGS.get(k, k))
+    if not groups:
+        _empty(axes[0])
+    for ax, (matching, g) in zip(axes, groups, strict=False):
+        g = g.iloc[::-1].reset_index(drop=True)  # best at the top
+        mruns = runs[run_matching == matching]
+        tied = g[g["core"] == "tied"]
+        if len(tied) and np.isfinite(tied["test_lo95"].iloc[0]):
+            ax.axvspan(tied["test_lo95"].iloc[0], tied["test_hi95"].iloc[0], color=COLORS["tied"], alpha=0.15,
+                       label="tied's 95% interval")  # fmt: skip
+        for i, r in g.iterrows():
+            err = [[r["test_ppl"] - r["test_lo95"]], [r["test_hi95"] - r["test_ppl"]]]
+            ax.errorbar([r["test_ppl"]], [i], xerr=err if np.isfinite(r["test_lo95"]) else None, fmt="o", ms=7,
+                        capsize=4, color=COLORS.get(r["core"]))  # fmt: skip
+            seeds = mruns[mruns["core"] == r["core"]]
+            ax.scatter(seeds["test_ppl"], np.full(len(seeds), i) - 0.18, color="k", s=7, alpha=0.6)
+        labels = []
+        for r in g.itertuples():
+            label = r.core + (f" (lr {r.lr})" if r.lr != "n/a" else "")
+            if r.core != "tied":
+                label += f"\n×{r.ratio_vs_tied:.3f} [{r.ratio_lo95:.3f}, {r.ratio_hi95:.3f}]\n{r.result}"
+            labels.append(label + ("" if r.converged == "yes" else " (not converged)"))
+        ax.set_yticks(range(len(g)), labels, fontsize=8)
+        ax.set_xscale("log")
+        lo, hi = np.nanmin(g["test_lo95"].fillna(g["test_ppl"])), np.nanmax(g["test_hi95"].fillna(g["test_ppl"]))
+        ax.set_xlim(lo / 1.04, hi * 1.04)
+        ax.set_ylim(-0.6, len(g) - 0.4)
+        ax.set_xlabel(
+            "test perplexity, lower is better (geometric mean, 95% interval; dots: seeds)\n"
+            "labels: ratio to tied [95% interval], Holm-adjusted outcome"
+        )
+        ax.legend(fontsize=8, loc="lower right")
+        ax.grid(alpha=0.3, which="both", axis="x")
+        _title(ax, f"contest, {matching}: each core vs tied", mruns, ptb=True)
+    if not rule.empty:
+        _points(axes[-1], rule, "test_acc", "test accuracy", chance=CHANCE)
+        axes[-1].set_ylim(0, 1.05)
+        _title(axes[-1], "C3: position-dependent rules", rule)
+    fig.tight_layout()
     return _save(fig, out, "contest.png")
 
 
 def capacity_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
     runs = for_claim(t["runs"], "C7")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.3))
     task = runs["task"] if "task" in runs else pd.Series("", index=runs.index)
-    _bars(axes[0], runs[task == "rule"], "test_acc", "test accuracy")
-    axes[0].set_title("C7: position rule, tied widened to untied's parameters")
-    _bars(axes[1], runs[task != "rule"], "best_val_ppl", "best val ppl")
-    axes[1].set_title("C7: PTB at equal parameters")
+    _points(axes[0], runs[task == "rule"], "test_acc", "test accuracy", chance=CHANCE)
+    axes[0].set_ylim(0, 1.05)
+    _title(axes[0], "C7: position rule, tied widened to untied's parameters", runs[task == "rule"])
+    _points(axes[1], finished(runs[task != "rule"], "best_val_ppl"), "best_val_ppl", "best val ppl", log=True)
+    _title(axes[1], "C7: PTB at equal parameters", runs[task != "rule"], ptb=True)
     return _save(fig, out, "capacity.png")
 
 
@@ -280,12 +449,12 @@ def state_reset_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
                 g = sr[(sr["core"] == core) & (sr["state"] == state)].groupby("length")["ppl"].mean()
                 ax.plot(g.index, g.values, ls=ls, marker="o", ms=3, color=COLORS.get(core), label=f"{core} {state}")
         ax.set(
-            xscale="log",
             yscale="log",
             xlabel="window length",
             ylabel="val ppl",
-            title="C9: state carried across windows vs reset",
         )
+        _plain_log_x(ax, sr["length"])
+        _title(ax, "C9: state carried across windows vs reset", for_claim(t["runs"], "C9"), ptb=True)
         ax.legend(fontsize=8)
     return _save(fig, out, "state_reset.png")
 
@@ -304,6 +473,8 @@ FIGURES: list[Callable[[Tables, pd.DataFrame, Path], str]] = [
 ]
 
 
-def make_figures(tables: Tables, measure: pd.DataFrame, out: Path) -> list[str]:
+def make_figures(tables: Tables, measure: pd.DataFrame, out: Path, profile: str = "") -> list[str]:
+    """Every figure of ``FIGURES`` into ``out``; ``profile`` goes into the titles."""
     out.mkdir(parents=True, exist_ok=True)
+    PROFILE["name"] = profile
     return [f(tables, measure, out) for f in FIGURES]

@@ -1,7 +1,8 @@
 """``make report``: a W&B Report of the paper runs (``wandb_workspaces.reports.v2``).
 
-One section per claim: the verdict and effect, line plots of the claim's runs (W&B group = the claim) grouped by
-core class, and a run comparer; the verdict table as markdown on top. Online (API key and server) it is saved and
+One section per claim: the verdict and effect, the paper's figure, and panels of the claim's runs (selected by the
+tag ``claim:<C>``, grouped by the config key ``paper/core``) showing the claim's own quantity where it is a logged
+metric, with a run comparer; the verdict table as markdown on top. Online (API key and server) it is saved and
 its URL printed. Offline it is built all the same (so a broken spec fails here, not later), its spec is written to
 ``OUT/results/wandb_report.json``, and the command prints how to publish: ``wandb sync`` the offline runs, log in,
 run ``make report`` again. Exit status 0 either way; non-zero only when ``OUT`` has no rendered results.
@@ -18,57 +19,131 @@ from pathlib import Path
 import pandas as pd
 
 from lrnn.loggers import resolve_wandb_mode
-from lrnn.paper.grid import CLAIMS
+from lrnn.paper.grid import CLAIMS, ROOT
 
-CORE_KEY = "config.model.core.class_path"  # the full LightningCLI config is logged under "config"
+# Every paper run logs its core's short name (tied, untied, share5, ...) into its W&B config under this key, and
+# carries the tags claim:<C>, core:<name>, profile:<p> (lrnn/paper/runner.py).
+CORE_KEY = "paper/core"
+FACTOR_KEY = "paper/{}"  # the run's factors (fraction, matching, D, k1, k2, ...) under the same prefix
+
+# The claim's own quantity where it is a logged metric: ("bar", summary metric) = mean ± stderr per core;
+# ("line", history metric, x) = mean ± stderr curve per core; ("scatter", factor, summary metric).
+CLAIM_PANELS: dict[str, list[tuple[str, ...]]] = {
+    "C1": [],  # measured without training: the figure
+    "C2": [("line", "val/ppl", "epoch")],  # ppl by window length is an evaluation, not a logged metric
+    "C3": [("bar", "test/ppl"), ("bar", "test/acc")],
+    "C4": [("scatter", "fraction", "test/ppl"), ("line", "val/ppl", "epoch")],
+    "C5": [],
+    "C6": [("bar", "test/acc"), ("scatter", "k2", "test/acc")],
+    "C7": [("bar", "test/acc"), ("bar", "test/ppl")],
+    "C8": [("line", "val/ppl", "epoch")],
+    "C9": [("line", "val/ppl", "epoch")],  # reset vs carried is an evaluation, not a logged metric
+    "C10": [("line", "val/ppl", "_runtime"), ("line", "val/ppl", "epoch")],
+    "contest": [("bar", "test/ppl"), ("line", "val/ppl", "epoch")],
+}
+NOT_LOGGED = {
+    "C1": "parameter counts (measured without training)",
+    "C2": "perplexity by evaluation window length (`lrnn evaluate`)",
+    "C5": "parameters, memory and tokens/s vs T (measured without training)",
+    "C8": "perplexity by evaluation window length (`lrnn evaluate`)",
+    "C9": "perplexity with the state reset vs carried (`lrnn evaluate`)",
+}
+X_TITLES = {"epoch": "epoch", "_runtime": "wall seconds", "trainer/global_step": "update"}
 
 
 def verdict_markdown(verdicts: pd.DataFrame) -> str:
-    lines = ["| claim | verdict | effect |", "|---|---|---|"]
+    cols = [c for c in ("size", "interval", "n", "converged") if c in verdicts]
+    lines = ["| claim | verdict | " + " | ".join(c.replace("size", "effect size") for c in cols) + " |",
+             "|---|---|" + "---|" * len(cols)]  # fmt: skip
     for v in verdicts.itertuples(index=False):
-        lines.append(f"| {v.claim}: {CLAIMS.get(v.claim, '')} | **{v.verdict}** | {str(v.effect).replace('|', '/')} |")
+        cells = [str(getattr(v, c) or "n/a").replace("|", "/") for c in cols]
+        lines.append(f"| {v.claim}: {CLAIMS.get(v.claim, '')} | **{v.verdict}** | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def build_report(verdicts: pd.DataFrame, entity: str, project: str, profile: str):
-    """The ``wr.Report`` object (not saved)."""
+def figures_url(out: str = "paper") -> str | None:
+    """Where the committed figures can be fetched: ``LRNN_FIGURES_URL`` (a folder URL), else the raw files of the
+    repository's GitHub remote at its default branch (``OUT/figures``); ``None`` when neither is known."""
+    if os.environ.get("LRNN_FIGURES_URL"):
+        return os.environ["LRNN_FIGURES_URL"].rstrip("/") + "/"
+    import re
+    import subprocess
+
+    try:
+        remote = subprocess.run(["git", "remote", "get-url", "origin"], capture_output=True, text=True, timeout=10,
+                                cwd=ROOT).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = re.match(r"(?:https://|git@)github\.com[/:]([^/]+)/(.+?)(?:\.git)?$", remote)
+    return f"https://github.com/{m.group(1)}/{m.group(2)}/raw/HEAD/{out}/figures/" if m else None
+
+
+def _panel(spec: tuple[str, ...], claim: str):
     import wandb_workspaces.reports.v2 as wr
 
+    group = {"groupby": wr.Config(CORE_KEY), "groupby_aggfunc": "mean", "groupby_rangefunc": "stderr"}
+    if spec[0] == "bar":
+        return wr.BarPlot(title=f"{claim}: {spec[1]} per core (mean ± s.e.)", metrics=[wr.SummaryMetric(spec[1])],
+                          orientation="v", **group)  # fmt: skip
+    if spec[0] == "line":
+        _, y, x = spec
+        return wr.LinePlot(title=f"{claim}: {y} vs {X_TITLES.get(x, x)} per core (mean ± s.e.)", x=x, y=[y],
+                           title_x=X_TITLES.get(x, x), log_y=y.endswith("ppl"), **group)  # fmt: skip
+    _, factor, y = spec
+    return wr.ScatterPlot(title=f"{claim}: {y} vs {factor}", x=wr.Config(FACTOR_KEY.format(factor)),
+                          y=wr.SummaryMetric(y), log_y=y.endswith("ppl"))  # fmt: skip
+
+
+def runset(entity: str, project: str, claim: str, profile: str):
+    """The runs of ``claim`` in ``profile``: filtered by the tags every paper run carries (a run serves several
+    claims; its W&B group is only the first)."""
+    import wandb_workspaces.reports.v2 as wr
+
+    return wr.Runset(entity=entity, project=project, name=f"{claim} ({profile})",
+                     filters=f"Tags in ['claim:{claim}'] and Tags in ['profile:{profile}']")  # fmt: skip
+
+
+def build_report(verdicts: pd.DataFrame, entity: str, project: str, profile: str, figures: str | None = None):
+    """The ``wr.Report`` object (not saved). ``figures``: URL of the folder of the paper's PNGs (default
+    ``figures_url()``); they are embedded as images, or named as files of the repository when no URL is known."""
+    import wandb_workspaces.reports.v2 as wr
+
+    figures = figures if figures is not None else figures_url()
     blocks = [
-        wr.MarkdownBlock(text=f"Profile `{profile}`. Made by `make report` from `make paper PROFILE={profile}`."),
+        wr.MarkdownBlock(
+            text=f"Profile `{profile}`. Made by `make report` from `make paper PROFILE={profile}`. "
+            "Runs are selected by their tags (`claim:<C>`, `profile:<p>`), lines and bars grouped by "
+            f"the config key `{CORE_KEY}` (the core's short name)."
+        ),  # fmt: skip
         wr.H1(text="Verdicts"),
         wr.MarkdownBlock(text=verdict_markdown(verdicts)),
     ]
+    if figures:
+        blocks.append(wr.Image(url=f"{figures}learning_curves.png", caption="Learning curves of the PTB runs"))
     for v in verdicts.itertuples(index=False):
-        synthetic = v.claim in ("C6",)
-        y = ["val/acc"] if synthetic else ["val/ppl"]
-        runset = wr.Runset(entity=entity, project=project, name=v.claim, filters=f"Group = '{v.claim}'")
         blocks += [
             wr.H2(text=f"{v.claim}: {CLAIMS.get(v.claim, '')}"),
-            wr.MarkdownBlock(text=f"**{v.verdict}**: {v.effect}\n\nRule: {v.rule}"),
-            wr.PanelGrid(
-                runsets=[runset],
-                panels=[
-                    wr.LinePlot(
-                        title=f"{v.claim}: {y[0]}",
-                        x="trainer/global_step",
-                        y=y,
-                        groupby=wr.Config(CORE_KEY),
-                        groupby_aggfunc="mean",
-                        groupby_rangefunc="stddev",
-                    ),
-                    wr.LinePlot(
-                        title=f"{v.claim}: train/loss",
-                        x="trainer/global_step",
-                        y=["train/loss"],
-                        groupby=wr.Config(CORE_KEY),
-                        groupby_aggfunc="mean",
-                        groupby_rangefunc="stddev",
-                    ),
-                    wr.RunComparer(diff_only="split"),
-                ],
-            ),
+            wr.MarkdownBlock(
+                text=f"**{v.verdict}**: {v.effect}\n\nRule: {v.rule}"
+                + (
+                    f"\n\nIts quantity, {NOT_LOGGED[v.claim]}, is not a logged metric: see the figure."
+                    if v.claim in NOT_LOGGED
+                    else ""
+                )
+            ),  # fmt: skip
         ]
+        if v.figure:
+            blocks.append(
+                wr.Image(url=f"{figures}{v.figure}", caption=f"{v.claim}: {v.figure}")
+                if figures
+                else wr.MarkdownBlock(
+                    text=f"Figure: `paper/figures/{v.figure}` in the repository (set `LRNN_FIGURES_URL` to embed it)."
+                )  # fmt: skip
+            )
+        panels = [_panel(p, v.claim) for p in CLAIM_PANELS.get(v.claim, [])]
+        if panels:
+            blocks.append(wr.PanelGrid(runsets=[runset(entity, project, v.claim, profile)],
+                                       panels=[*panels, wr.RunComparer(diff_only="split")]))  # fmt: skip
     return wr.Report(
         entity=entity,
         project=project,

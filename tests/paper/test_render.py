@@ -90,7 +90,18 @@ def test_render_writes_readme_figures_and_csvs(rendered: Path) -> None:
     assert json.loads((rendered / "results/provenance.json").read_text())["profile"] == "smoke"
 
 
-def test_report_offline_builds_and_tells_how_to_publish(rendered: Path, capsys) -> None:
+def test_readme_opens_with_the_verdict_table_and_has_no_nan(rendered: Path) -> None:
+    readme = (rendered / "README.md").read_text()
+    head = readme.split("## How these numbers were made")[0]
+    assert "| claim | statement | verdict | effect size | 95% interval | n | converged | evidence |" in head
+    assert "![learning curves](figures/learning_curves.png)" in head
+    assert " nan " not in readme.lower() and "| nan" not in readme.lower()
+    verdicts = pd.read_csv(rendered / "results/verdicts.csv").set_index("claim")
+    assert verdicts.loc["contest", "converged"] in ("yes", "no")  # a PTB claim says whether it converged
+
+
+def test_report_offline_builds_and_tells_how_to_publish(rendered: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("LRNN_FIGURES_URL", "https://example.org/paper/figures")
     assert report_mod.main(rendered, "smoke", mode="offline") == 0
     out = capsys.readouterr().out
     assert "not published" in out and "wandb sync" in out
@@ -98,8 +109,26 @@ def test_report_offline_builds_and_tells_how_to_publish(rendered: Path, capsys) 
     text = json.dumps(spec)
     for claim in CLAIMS:
         assert f"{claim}: " in text
-    assert text.count('"viewType": "Run Comparer"') == len(CLAIMS)
-    assert text.count('"viewType": "Run History Line Plot"') == 2 * len(CLAIMS)
+    with_runs = [c for c in CLAIMS if report_mod.CLAIM_PANELS[c]]
+    assert text.count('"viewType": "Run Comparer"') == len(with_runs)
+    assert "Group =" not in text and '"name": "group"' not in text  # by tags, not by the first W&B group
+    for claim in with_runs:  # each runset: the claim's tag and the profile's
+        assert f'"value": ["claim:{claim}"]' in text
+    assert text.count('"value": ["profile:smoke"]') == len(with_runs)
+    assert '"groupBy": "paper/core.value"' in text and "class_path" not in text
+    assert '"metrics": ["summary_metrics.test/ppl"]' in text  # the contest's own quantity
+    assert '"yAxis": "summary:test/ppl"' in text and "paper/fraction" in text  # C4: test ppl vs data fraction
+    assert '"url": "https://example.org/paper/figures/contest.png"' in text
+    assert '"url": "https://example.org/paper/figures/learning_curves.png"' in text
+
+
+def test_report_names_the_figures_when_no_url_is_known(rendered: Path, monkeypatch) -> None:
+    monkeypatch.delenv("LRNN_FIGURES_URL", raising=False)
+    verdicts = pd.read_csv(rendered / "results/verdicts.csv").fillna("")
+    with report_mod._no_server():
+        report = report_mod.build_report(verdicts, "me", "lrnn", "smoke", figures="")
+        text = report._to_model().model_dump_json(by_alias=True)
+    assert "paper/figures/contest.png" in text and '"type":"image"' not in text.replace(" ", "")
 
 
 def test_report_without_results_fails_clearly(tmp_path: Path, capsys) -> None:

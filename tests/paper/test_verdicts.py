@@ -11,8 +11,11 @@ from lrnn.paper import verdicts as V
 from lrnn.paper.verdicts import Stat, clearly_greater, stat
 
 
-def test_clearly_greater_needs_seeds_and_two_standard_errors() -> None:
+def test_clearly_greater_is_welch_at_95_percent() -> None:
     assert clearly_greater(Stat(2.0, 0.1, 3), Stat(1.0, 0.1, 3)) is True
+    # t = 0.2 / 0.0816 = 2.45 at 4 df: beyond 2 standard errors (a z-test says yes), below t(0.975, 4) = 2.78
+    assert clearly_greater(Stat(1.2, 0.1, 3), Stat(1.0, 0.1, 3)) is False
+    assert clearly_greater(Stat(1.25, 0.1, 3), Stat(1.0, 0.1, 3)) is True  # t = 3.06
     assert clearly_greater(Stat(1.05, 0.1, 3), Stat(1.0, 0.1, 3)) is False
     assert clearly_greater(Stat(2.0, 0.1, 2), Stat(1.0, 0.1, 3)) is None
     assert clearly_greater(Stat(2.0, 0.1, 2), Stat(1.0, 0.1, 2), min_seeds=2) is True
@@ -31,36 +34,6 @@ def _pair(claim: str, col: str, tied: list[float], untied: list[float], **extra)
             rows.append({"name": f"{claim}-{core}-s{seed}", "claims": claim, "core": core, "seed": seed, col: v,
                          **extra})  # fmt: skip
     return rows
-
-
-@pytest.mark.parametrize(
-    ("untied", "verdict"),
-    [([150.0, 152.0, 151.0], "supported"), ([100.0, 101.0, 99.0], "refuted"), ([120.0, 121.0], "inconclusive")],
-)
-def test_contest(untied: list[float], verdict: str) -> None:
-    t = _runs(_pair("contest", "best_val_ppl", [120.0, 121.0, 119.0], untied))
-    assert V.contest(t, 3).verdict == verdict
-
-
-def _c4_rows(gap_untied: float, penalty_small: float) -> list[dict]:
-    rows = []
-    for fraction in (0.1, 1.0):
-        for core in ("tied", "untied"):
-            for seed in range(3):
-                train = 100.0
-                gap = gap_untied if core == "untied" and fraction == 0.1 else 1.1
-                best = 120.0 * (penalty_small if core == "untied" and fraction == 0.1 else 1.0) + seed
-                rows.append({"name": f"C4-{core}-{fraction}-{seed}", "claims": "C4", "core": core, "seed": seed,
-                             "fraction": fraction, "train_ppl_last": train, "val_ppl_last": train * gap + seed,
-                             "best_val_ppl": best})  # fmt: skip
-    return rows
-
-
-@pytest.mark.parametrize(
-    ("gap", "penalty", "verdict"), [(2.0, 1.5, "supported"), (1.1, 1.0, "refuted"), (2.0, 1.0, "mixed")]
-)
-def test_c4_gap_and_data(gap: float, penalty: float, verdict: str) -> None:
-    assert V.c4(_runs(_c4_rows(gap, penalty)), 3).verdict == verdict
 
 
 def _c6_rows(beyond_acc: float, control_acc: float) -> list[dict]:
@@ -128,36 +101,6 @@ def test_c8_smooth_weights(tv: float, verdict: str) -> None:
     assert V.c8(t, 3).verdict == verdict
 
 
-def _curves(tied_speed: float, untied_speed: float) -> dict[str, pd.DataFrame]:
-    rows = []
-    for core, speed in (("tied", tied_speed), ("untied", untied_speed)):
-        for seed in range(3):
-            for step in (100, 200, 300):
-                rows.append({"name": f"C10-{core}-{seed}", "claims": "C10", "core": core, "seed": seed,
-                             "step": step, "val/ppl": 1000.0 / step, "tokens": step * 400,
-                             "wall_s": step / speed * (1 + 0.01 * seed)})  # fmt: skip
-    t = _runs([])
-    t["curves"] = pd.DataFrame(rows)
-    return t
-
-
-@pytest.mark.parametrize(("tied", "untied", "verdict"), [(2.0, 1.0, "supported"), (1.0, 2.0, "refuted")])
-def test_c10_time_to_target(tied: float, untied: float, verdict: str) -> None:
-    v = V.c10(_curves(tied, untied), 3)
-    assert v.verdict == verdict
-
-
-def test_c10_target_is_reached_by_every_seed() -> None:
-    """One slow-learning seed (best val ppl above its core's mean best) still counts: the target is its best."""
-    t = _curves(2.0, 1.0)
-    c = t["curves"]
-    c.loc[c["name"] == "C10-untied-2", "val/ppl"] *= 1.2
-    target, df = V.time_to_target(c)
-    assert target == pytest.approx(1.2 * 1000.0 / 300)
-    assert df["wall_s"].notna().all()
-    assert V.c10(t, 3).verdict == "supported"
-
-
 def test_c1_and_c5_from_measurements() -> None:
     rows = []
     for t in (10, 20, 40, 80):
@@ -172,3 +115,162 @@ def test_c1_and_c5_from_measurements() -> None:
     assert V.c1(flat).verdict == "refuted"
     fast = m.assign(tokens_per_s=1000.0)
     assert V.c5(fast).verdict == "mixed"
+    assert V.c1(m).size == "untied/tied core parameters at T=20: ×20.0"
+
+
+# ---- contest, C4, C10: each with the verdict and its opposite on a counter-example ------------------------------
+def _contest_rows(factors: dict[str, float], matching: str = "params", seeds: int = 3, converged: bool = True,
+                  noise: tuple[float, ...] = (0.01, -0.02, 0.015)) -> list[dict]:  # fmt: skip
+    """Contest runs: tied at test ppl ~100 (3 seeds, a little spread), each other core at ``factor`` x tied's."""
+    rows = []
+    for core, f in {"tied": 1.0, **factors}.items():
+        for seed in range(seeds):
+            ppl = (100.0, 103.0, 97.0, 101.0)[seed] * f * (1 + noise[seed % len(noise)] * (core != "tied"))
+            rows.append({"name": f"contest-{matching}-{core}-s{seed}", "claims": "contest C3", "core": core,
+                         "seed": seed, "matching": matching, "width": 200, "params": 4.6e6, "lr": 1.0,
+                         "test_ppl": ppl, "best_val_ppl": ppl * 1.05, "converged": converged})  # fmt: skip
+    return rows
+
+
+def test_contest_says_who_beats_tied_and_by_how_much() -> None:
+    v = V.contest(_runs(_contest_rows({"soft_tied": 0.9, "untied": 1.8})), 3)
+    # 0.9 x tied's times the geometric mean of the noise (1.0015): 9.9% better
+    assert v.verdict == "equal parameters: soft_tied beats tied by 9.9% [4.0%, 15.3%]"
+    assert v.converged is True and "3 seeds per core" in v.n and "[" in v.interval
+    row = v.table.set_index("core").loc["soft_tied"]
+    assert row["ratio_lo95"] < row["ratio_vs_tied"] < row["ratio_hi95"] < 1
+    assert v.table.set_index("core").loc["untied", "result"] == "worse than tied"
+
+
+def test_contest_counter_example_nothing_beats_tied() -> None:
+    v = V.contest(_runs(_contest_rows({"soft_tied": 1.02, "untied": 1.8})), 3)
+    assert v.verdict == "equal parameters: nothing beats tied"
+
+
+def test_contest_holm_correction_across_the_comparisons() -> None:
+    """Alone, 0.93x tied at p = 0.037 beats tied; with two more comparisons Holm makes it 0.11: nothing beats tied."""
+    alone = V.contest(_runs(_contest_rows({"soft_tied": 0.93})), 3)
+    assert "soft_tied beats tied" in alone.verdict
+    family = V.contest(_runs(_contest_rows({"soft_tied": 0.93, "share5": 1.0, "mixture": 1.01})), 3)
+    assert family.verdict == "equal parameters: nothing beats tied"
+    row = family.table.set_index("core").loc["soft_tied"]
+    assert row["p"] < 0.05 < row["p_holm"]
+
+
+def test_contest_per_matching_and_not_converged() -> None:
+    rows = _contest_rows({"untied": 0.8}, matching="width") + _contest_rows({"untied": 1.5}, matching="params")
+    v = V.contest(_runs(rows), 3)
+    assert v.verdict == "equal width: untied beats tied by 19.9% [14.7%, 24.7%]; equal parameters: nothing beats tied"
+    rows[0]["converged"] = False
+    v = V.contest(_runs(rows), 3)
+    assert v.verdict == "equal width: not converged; equal parameters: nothing beats tied"
+    assert v.converged is False
+
+
+def test_contest_tied_serves_both_matchings() -> None:
+    """runs.csv marks tied 2x200 with matching "both": it is the reference of each matching."""
+    rows = [r for r in _contest_rows({"untied": 0.8}, matching="width") if r["core"] != "tied"]
+    rows += [r for r in _contest_rows({"untied": 1.5}, matching="params") if r["core"] != "tied"]
+    rows += [{**r, "matching": "both"} for r in _contest_rows({}, matching="both")]
+    v = V.contest(_runs(rows), 3)
+    assert v.verdict.startswith("equal width: untied beats tied by 19.9%")
+    assert v.verdict.endswith("equal parameters: nothing beats tied")
+    assert list(v.table["matching"]).count("equal width") == 2
+
+
+def test_contest_needs_seeds() -> None:
+    assert "inconclusive" in V.contest(_runs(_contest_rows({"untied": 0.5}, seeds=2)), 3).verdict
+
+
+def _c4_rows(gap_untied: float, penalty_small: float, converged: bool = True) -> list[dict]:
+    """tied: val/train ppl 1.1 everywhere; untied at 10% data: val/train ``gap_untied`` and val ppl
+    ``penalty_small`` x tied's (1.0 x with all data)."""
+    rows = []
+    for fraction in (0.1, 1.0):
+        for core in ("tied", "untied"):
+            for seed in range(3):
+                small_untied = core == "untied" and fraction == 0.1
+                best = 120.0 * (penalty_small if small_untied else 1.0) + seed
+                train = best / ((gap_untied if small_untied else 1.1) + 0.01 * seed)
+                rows.append({"name": f"C4-{core}-{fraction}-{seed}", "claims": "C4", "core": core, "seed": seed,
+                             "fraction": fraction, "train_eval_ppl": train, "best_val_ppl": best,
+                             "converged": converged})  # fmt: skip
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("gap", "penalty", "verdict"), [(2.0, 1.5, "supported"), (1.1, 1.0, "refuted"), (2.0, 1.0, "mixed")]
+)
+def test_c4_gap_and_data(gap: float, penalty: float, verdict: str) -> None:
+    v = V.c4(_runs(_c4_rows(gap, penalty)), 3)
+    assert v.verdict == verdict and v.converged is True
+    assert v.size.startswith("(a) gap untied/tied at 10%: ×") and "n/a" not in v.interval
+
+
+def test_c4_counter_example_untied_overfits_less() -> None:
+    """Untied's gap below tied's and no data penalty: the opposite of the claim."""
+    assert V.c4(_runs(_c4_rows(1.02, 0.9)), 3).verdict == "refuted"
+
+
+def test_c4_no_verdict_before_convergence() -> None:
+    rows = _c4_rows(2.0, 1.5)
+    rows[-1]["converged"] = False
+    v = V.c4(_runs(rows), 3)
+    assert v.verdict == "not converged" and v.converged is False
+    assert "×" in v.size  # the effect is still reported
+
+
+def _curves(tied_speed: float, untied_speed: float, quiet: bool = True, converged: bool = True):
+    rows, runs = [], []
+    for core, speed in (("tied", tied_speed), ("untied", untied_speed)):
+        for seed in range(3):
+            name = f"C10-{core}-{seed}"
+            runs.append({"name": name, "claims": "C10", "core": core, "seed": seed, "best_val_ppl": 1000.0 / 300,
+                         "quiet": quiet, "converged": converged})  # fmt: skip
+            for step in (100, 200, 300):
+                rows.append({"name": name, "claims": "C10", "core": core, "seed": seed,
+                             "step": step, "val/ppl": 1000.0 / step, "tokens": step * 400,
+                             "wall_s": step / speed * (1 + 0.01 * seed)})  # fmt: skip
+    t = _runs(runs)
+    t["curves"] = pd.DataFrame(rows)
+    return t
+
+
+@pytest.mark.parametrize(("tied", "untied", "verdict"), [(2.0, 1.0, "supported"), (1.0, 2.0, "refuted")])
+def test_c10_time_to_target(tied: float, untied: float, verdict: str) -> None:
+    v = V.c10(_curves(tied, untied), 3)
+    assert v.verdict == verdict
+    assert v.size.startswith("seconds untied/tied ×") and v.n == "3+3 quiet runs"
+
+
+def test_c10_same_speed_is_no_clear_difference() -> None:
+    assert V.c10(_curves(1.0, 1.0), 3).verdict == "mixed"
+
+
+def test_c10_only_from_a_quiet_machine() -> None:
+    v = V.c10(_curves(2.0, 1.0, quiet=False), 3)
+    assert v.verdict == "inconclusive: timing not measured on a quiet machine"
+    assert v.size.startswith("tokens untied/tied ×")
+    assert V.c10(_curves(2.0, 1.0, converged=False), 3).verdict == "not converged"
+
+
+def test_c10_target_is_reached_by_every_seed() -> None:
+    """One slow-learning seed (best val ppl above its core's mean best) still counts: the target is its best."""
+    t = _curves(2.0, 1.0)
+    c = t["curves"]
+    c.loc[c["name"] == "C10-untied-2", "val/ppl"] *= 1.2
+    target, df = V.time_to_target(c)
+    assert target == pytest.approx(1.2 * 1000.0 / 300)
+    assert df["wall_s"].notna().all()
+    assert V.c10(t, 3).verdict == "supported"
+
+
+def test_time_to_target_interpolates_in_log_ppl() -> None:
+    c = pd.DataFrame({"name": "r", "core": "tied", "seed": 0, "step": [1, 2], "val/ppl": [400.0, 100.0],
+                      "wall_s": [10.0, 20.0], "tokens": [1000.0, 2000.0]})  # fmt: skip
+    _, df = V.time_to_target(c, target=200.0)  # halfway in log ppl
+    assert df["wall_s"].iloc[0] == pytest.approx(15.0) and df["tokens"].iloc[0] == pytest.approx(1500.0)
+    _, df = V.time_to_target(c, target=500.0)  # already below at the first validation
+    assert df["wall_s"].iloc[0] == 10.0
+    _, df = V.time_to_target(c, target=50.0)  # never reached
+    assert math.isnan(df["wall_s"].iloc[0])

@@ -1,0 +1,75 @@
+"""Figures on made-up tables: readable log ticks, the budget in titles, the contest as points on a log axis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+
+from lrnn.paper import figures as F
+
+
+def test_human_tick_labels() -> None:
+    assert [F.human(v) for v in (0, 250, 2000, 15000, 2.5e6, 1e8)] == ["0", "250", "2k", "15k", "2.5M", "100M"]
+
+
+def test_log_axes_get_plain_labels(tmp_path: Path) -> None:
+    fig, ax = plt.subplots()
+    ax.plot([5e5, 1e8], [240, 800])
+    ax.set(xscale="log", yscale="log")
+    F._save(fig, tmp_path, "x.png")
+    fig.canvas.draw()
+    ys = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    xs = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert "300" in ys and "500" in ys and not any("e+" in v or "^" in v for v in xs + ys)
+    assert "1M" in xs and "10M" in xs
+
+
+def test_budget_in_title_reads_the_runs() -> None:
+    runs = pd.DataFrame({"core": ["tied"] * 3 + ["untied"] * 3, "seed": [0, 1, 2] * 2, "steps": [100, 120, 90] * 2,
+                         "best_val_ppl": 100.0, "converged": [True] * 5 + [False]})  # fmt: skip
+    F.PROFILE["name"] = "converged"
+    try:
+        assert F.budget(runs, ptb=True) == "profile converged, 90–120 updates, 3 seeds, NOT converged"
+        assert F.budget(runs.assign(converged=True), ptb=True).endswith("3 seeds, converged")
+    finally:
+        F.PROFILE["name"] = ""
+
+
+def _contest() -> dict[str, pd.DataFrame]:
+    rows = []
+    for matching, factors in (("width", {"tied": 1.0, "untied": 0.8}), ("params", {"tied": 1.0, "untied": 1.5})):
+        for core, f in factors.items():
+            for seed in range(3):
+                ppl = (100.0, 103.0, 97.0)[seed] * f
+                rows.append({"name": f"{matching}-{core}-{seed}", "claims": "contest", "core": core, "seed": seed,
+                             "matching": matching, "test_ppl": ppl, "best_val_ppl": ppl, "converged": True,
+                             "steps": 1000, "lr": 1.0})  # fmt: skip
+    empty = pd.DataFrame()
+    return {"runs": pd.DataFrame(rows), "curves": empty, "length": empty, "state_reset": empty, "position": empty}
+
+
+def test_contest_figure_points_on_a_log_axis_per_matching(tmp_path: Path, monkeypatch) -> None:
+    made = {}
+    real = F._save
+
+    def keep(fig, out, name):
+        made["axes"] = [(ax.get_xscale(), ax.get_title(), len(ax.patches)) for ax in fig.axes]
+        return real(fig, out, name)
+
+    monkeypatch.setattr(F, "_save", keep)
+    assert F.contest_fig(_contest(), pd.DataFrame(), tmp_path) == "contest.png"
+    assert (tmp_path / "contest.png").stat().st_size > 1000
+    (s1, t1, _), (s2, t2, _) = made["axes"]
+    assert (s1, s2) == ("log", "log")  # points with intervals on a log axis
+    assert t1.startswith("contest, equal width") and t2.startswith("contest, equal parameters")
+    assert "3 seeds, converged" in t1
+
+
+@pytest.mark.parametrize("name", ["learning_curves", "data_fraction", "time_to_target_fig", "capacity_fig"])
+def test_figures_survive_empty_tables(tmp_path: Path, name: str) -> None:
+    empty = pd.DataFrame()
+    t = {"runs": empty, "curves": empty, "length": empty, "state_reset": empty, "position": empty}
+    assert getattr(F, name)(t, empty, tmp_path).endswith(".png")
