@@ -21,7 +21,6 @@ plots=True, device=None) -> {"length": rows, "position": rows, "state_reset": ro
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import importlib
@@ -36,6 +35,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from lrnn.argerrors import ArgumentParser
 from lrnn.data.batching import IGNORE_INDEX
 from lrnn.loggers import portable
 from lrnn.rnnlm import RNNLM
@@ -381,7 +381,7 @@ def _cell(v: Any) -> Any:
 
 # ---- command line ----------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="lrnn evaluate",
         description="Length generalization, per-position loss and state reset of a run's checkpoint (CSV + PNG).",
     )

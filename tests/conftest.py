@@ -22,6 +22,19 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     monkeypatch.setenv("WANDB_SILENT", "true")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _paper_corpus_in_temp(tmp_path_factory: pytest.TempPathFactory):
+    """The smoke grid's generated corpus is written by whoever builds that grid (grid.tiny_corpus, by default into
+    the checkout's runs/): in tests, into the session's temp folder, so `make test` leaves nothing in runs/."""
+    from lrnn.paper import grid
+
+    original = grid.tiny_corpus
+    folder = tmp_path_factory.getbasetemp() / "paper-tiny-corpus"
+    grid.tiny_corpus = lambda path=None, **kwargs: original(path or folder, **kwargs)
+    yield
+    grid.tiny_corpus = original
+
+
 @pytest.fixture
 def one_thread():
     """Tiny models: one thread is faster than two on a shared CPU."""
