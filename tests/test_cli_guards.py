@@ -144,3 +144,24 @@ def test_tests_leave_nothing_in_the_checkout_runs_folder() -> None:
 
     datasets = {v for r in build_grid("smoke") for k, v in r.overrides if k == "data.init_args.dataset"}
     assert datasets and not any(Path(str(d)).resolve().is_relative_to(REPO) for d in datasets)
+
+
+def test_readme_try_it_command_is_short_and_parses(capsys) -> None:
+    """The "Run an experiment" section has a fast "Try it" command: limited train, validation and test batches (a
+    test over PTB's 82k tokens one stream at a time would take minutes), and every option in it exists."""
+    import re
+    import shlex
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Run an experiment") :]
+    block = section[section.index("**Try it**") :].split("```")[1]  # the fenced command after the heading
+    words = shlex.split(block.replace("\\\n", " ").removeprefix("bash"))
+    name = next(w.split("=", 1)[1] for w in words if w.startswith("NAME="))
+    args = shlex.split(next(w.split("=", 1)[1] for w in words if w.startswith("ARGS=")))
+    assert name in launch.available()
+    given = dict(zip(args[::2], args[1::2], strict=True))
+    assert int(given["--trainer.limit_train_batches"]) <= 200 and int(given["--trainer.limit_test_batches"]) <= 200
+    assert re.fullmatch(r"\d+", given["--trainer.limit_val_batches"]) and given["--trainer.max_epochs"] == "1"
+    with pytest.raises(SystemExit) as info:
+        main(launch.build_argv(name, extra=args) + ["--print_config"])
+    assert info.value.code == 0
