@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -23,16 +24,15 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _paper_corpus_in_temp(tmp_path_factory: pytest.TempPathFactory):
-    """The smoke grid's generated corpus is written by whoever builds that grid (grid.tiny_corpus, by default into
-    the checkout's runs/): in tests, into the session's temp folder, so `make test` leaves nothing in runs/."""
-    from lrnn.paper import grid
-
-    original = grid.tiny_corpus
-    folder = tmp_path_factory.getbasetemp() / "paper-tiny-corpus"
-    grid.tiny_corpus = lambda path=None, **kwargs: original(path or folder, **kwargs)
+def _no_smoke_corpus_left_in_runs():
+    """Tests that build the smoke grid make its generated corpus (grid.tiny_corpus, in runs/paper-tiny-corpus: the
+    grid names it relative to the checkout); a session that made it removes it at the end, so `make test` leaves
+    nothing in runs/."""
+    folder = REPO / "runs" / "paper-tiny-corpus"
+    existed = folder.exists()
     yield
-    grid.tiny_corpus = original
+    if not existed:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
