@@ -18,6 +18,8 @@ PROFILE ?= converged
 OUT ?= paper
 JOBS ?=
 RESUME ?=
+# make exits 2 whenever a recipe fails: say first which status lrnn itself exited with (README: exit statuses)
+STATUS = || { rc=$$?; echo "make: lrnn exited with status $$rc (0 done, 1 failed, 2 bad argument, 3 diverged, 130/143 interrupted); make's own exit status is 2" >&2; exit $$rc; }
 
 .PHONY: help install test lint format experiment experiments evaluate bench bench-gpu recall-grid paper paper-plan report clean
 
@@ -45,13 +47,13 @@ format: $(STAMP)  ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff format lrnn tests benchmarks scripts
 
 experiment: $(STAMP)  ## run one experiment: NAME=tied_ptb [GPUS=N] [THREADS=N] [WANDB=off|offline|online] [ARGS="--trainer.max_epochs 1"] [RESUME=runs/tied_ptb/version_0]
-	$(PY) -m lrnn.launch "$(NAME)" --gpus "$(GPUS)" --threads "$(THREADS)" --wandb "$(WANDB)" --resume "$(RESUME)" -- $(ARGS)
+	@$(PY) -m lrnn.launch "$(NAME)" --gpus "$(GPUS)" --threads "$(THREADS)" --wandb "$(WANDB)" --resume "$(RESUME)" -- $(ARGS) $(STATUS)
 
 experiments: $(STAMP)  ## list the available experiment names
 	@$(PY) -m lrnn.launch --list
 
 evaluate: $(STAMP)  ## length generalization, per-position loss, state reset of a run: RUN=runs/<name>/version_<k> [ARGS="--out DIR"]
-	$(PY) -m lrnn evaluate "$(RUN)" $(ARGS)
+	@$(PY) -m lrnn evaluate "$(RUN)" $(ARGS) $(STATUS)
 
 bench: $(STAMP)  ## benchmarks (~15 min, BENCH_THREADS=1): training vs plain loops, cores vs naive/nn.LSTM, TBPTT memory
 	$(PY) benchmarks/bench_lightning.py --threads $(BENCH_THREADS) --rounds 5

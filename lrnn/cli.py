@@ -24,6 +24,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import sys
 import time
@@ -37,13 +38,16 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
+from lrnn.argerrors import unknown_option
 from lrnn.lightning.interrupts import MidEpochCheckpoint, RunInterrupted
 from lrnn.lightning.lm import LanguageModel, TrainingDiverged
 from lrnn.loggers import git_commit, make_loggers, portable, quiet_known_noise, wandb_run_info
 from lrnn.progress import LMProgressBar
 
 DEFAULTS = Path(__file__).parent / "configs" / "defaults.yaml"
+EVALUATE_HELP = "Length generalization, per-position loss and state reset of a run (lrnn evaluate RUN --help)"
 
 
 class LogConfigCallback(SaveConfigCallback):
@@ -63,6 +67,20 @@ class LogConfigCallback(SaveConfigCallback):
             logger.log_hyperparams({"config": json.loads(config), "git_commit": git_commit()})
 
 
+class LRNNArgumentParser(LightningArgumentParser):
+    """Options by their full names only (see :mod:`lrnn.argerrors`); an unknown option is one line naming the
+    closest valid one, and exit status 2."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str, ex: Exception | None = None) -> Any:
+        if self.exit_on_error:
+            unknown_option(message, getattr(ex, "subcommand_parser", None) or self)
+        return super().error(message, ex)
+
+
 class LRNNCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
@@ -80,6 +98,12 @@ class LRNNCLI(LightningCLI):
             "--checkpoint_every_minutes", type=float, default=30.0, help="fit: mid-epoch last.ckpt interval (0: off)"
         )
 
+    def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
+        super()._add_subcommands(parser, **kwargs)
+        # `lrnn evaluate` has its own argparse (main() hands it over before this parser runs); list it in --help
+        evaluate = LRNNArgumentParser(description=EVALUATE_HELP)
+        parser._subcommands_action.add_subcommand("evaluate", evaluate, help=EVALUATE_HELP)
+
     def _run_config(self) -> Any:
         return self.config[self.subcommand] if self.subcommand else self.config
 
@@ -87,10 +111,22 @@ class LRNNCLI(LightningCLI):
         config = self._run_config()
         move_manual_optimization_args(config)
         self._resume: dict[str, Any] | None = None
+        if self.subcommand != "fit":  # evaluating a checkpoint in a new run folder: nothing of its folder is reused
+            warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
         if self.subcommand == "fit" and config.get("resume"):
-            self._resume = resume_target(config["resume"])
+            self._resume = resume_target(config["resume"], config.get("trainer"))
             config["ckpt_path"] = self._resume["checkpoint"]
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # ours
+
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        if self.subcommand == "fit" and isinstance(self.model, LanguageModel):
+            # build the optimizer once now: a bad setting (e.g. a negative lr) is an argument error, reported
+            # before any run folder exists, not a failed run
+            try:
+                self.model.configure_optimizers()
+            except ValueError as err:
+                raise ValueError(f"model.optimizer: {err}") from None
 
     def _experiment_name(self) -> str:
         config = self._run_config()
@@ -151,18 +187,35 @@ class LRNNCLI(LightningCLI):
             print(f"error: {err}", file=sys.stderr)
             self.exit_code = 3
         except (KeyboardInterrupt, SystemExit) as err:  # a second Ctrl-C, or Lightning's own SIGTERM exit
-            self._write_results("interrupted", error=f"{type(err).__name__} (no checkpoint of the current step)")
             self.exit_code = 128 + signal.SIGINT
+            if self._remove_if_nothing_to_resume():
+                return
+            self._write_results("interrupted", error=f"{type(err).__name__} (no checkpoint of the current step)")
         except Exception as err:
             self._write_results("failed", error=f"{type(err).__name__}: {err}")
             raise
 
+    def _remove_if_nothing_to_resume(self) -> bool:
+        """Interrupted before the first checkpoint of a new run (e.g. Ctrl-C during start-up): remove its folder,
+        which holds nothing to resume from, and say so. A resumed run's folder is always kept."""
+        log_dir = self.trainer.log_dir if getattr(self, "trainer", None) is not None else None
+        if getattr(self, "_resume", None) or not self.trainer.is_global_zero or log_dir is None:
+            return False
+        folder = Path(log_dir)
+        if not folder.is_dir() or any(folder.glob("checkpoints/*.ckpt")):
+            return False
+        shutil.rmtree(folder)
+        print(f"interrupted before the first checkpoint: removed {folder} (nothing to resume); start the run again")
+        return True
+
     def before_fit(self) -> None:
         self._t0 = time.time()
+        self._fit_seconds: float | None = None
         self._write_results("running")
 
     def after_fit(self) -> None:
         trainer = self.trainer
+        self._fit_seconds = time.time() - self._t0
         extra: dict[str, Any] = {"fit": fit_summary(trainer.callback_metrics)}
         ckpt = trainer.checkpoint_callback
         model = self.model
@@ -177,7 +230,9 @@ class LRNNCLI(LightningCLI):
             save_if_best(trainer, ckpt)
         if self._run_config()["test_after_fit"] and not trainer.fast_dev_run:
             ckpt_path = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
+            t0 = time.time()
             trainer.test(model, datamodule=self.datamodule, ckpt_path=ckpt_path, weights_only=False)  # our own file
+            extra["test_seconds"] = round(time.time() - t0, 1)
             extra["test"] = _scalars(trainer.callback_metrics, prefix="test/")
             extra["tested_checkpoint"] = ckpt_path or "the final weights (no validation checkpoint)"
         self._write_results("completed", extra=extra)
@@ -204,10 +259,14 @@ class LRNNCLI(LightningCLI):
         if resume:
             results["resumed_from"] = {"checkpoint": resume["checkpoint"], "step": resume["step"]}
         if status != "running":
-            results["epoch"] = trainer.current_epoch
+            # 0-based like Lightning's bar, the "epoch N:" lines and metrics.csv: the last epoch that trained
+            started = trainer.fit_loop.epoch_progress.current.started
+            results["epoch"] = started - 1 if started else None
+            results["epochs_completed"] = trainer.fit_loop.epoch_progress.current.completed
             results["global_step"] = trainer.global_step
             results["fit"] = fit_summary(trainer.callback_metrics)  # after_fit passes the pre-test values
-            results["fit_seconds"] = round(time.time() - self._t0, 1)
+            fit_seconds = getattr(self, "_fit_seconds", None)  # set when fit ended; the test pass is not fit time
+            results["fit_seconds"] = round(fit_seconds if fit_seconds is not None else time.time() - self._t0, 1)
         ckpt = trainer.checkpoint_callback
         if isinstance(ckpt, ModelCheckpoint) and ckpt.best_model_score is not None:
             results["best_val_loss"] = float(ckpt.best_model_score)
@@ -283,8 +342,12 @@ def previous_attempts(path: Path) -> list[dict[str, Any]]:
     return [*history, earlier]
 
 
-def resume_target(run_dir: str) -> dict[str, Any]:
-    """What ``--resume runs/<name>/version_<k>`` continues: folder parts, checkpoint, step, W&B run id."""
+def resume_target(run_dir: str, trainer: Any = None) -> dict[str, Any]:
+    """What ``--resume runs/<name>/version_<k>`` continues: folder parts, checkpoint, step, W&B run id.
+
+    A run that completed is refused (ValueError, before anything is touched) unless ``trainer`` (the resumed
+    command's trainer config) raises its budget: a larger ``max_epochs``, ``max_steps`` or ``max_time`` than the
+    run's last config."""
     folder = Path(run_dir).expanduser()
     match = re.fullmatch(r"version_(\d+)", folder.name)
     if not folder.is_dir() or match is None:
@@ -292,16 +355,22 @@ def resume_target(run_dir: str) -> dict[str, Any]:
     checkpoint = folder / "checkpoints" / "last.ckpt"
     if not checkpoint.exists():
         raise ValueError(f"--resume {run_dir}: no checkpoints/last.ckpt (the run stopped before its first checkpoint)")
-    import torch
-
-    step = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True).get("global_step")
-    wandb_id = None
+    record: dict[str, Any] = {}
     results = folder / "results.json"
     if results.exists():
         try:
-            wandb_id = (json.loads(results.read_text()).get("wandb") or {}).get("id")
+            record = json.loads(results.read_text())
         except ValueError:
             pass
+    if record.get("status") == "completed" and not _budget_raised(folder, trainer):
+        raise ValueError(
+            f"--resume {run_dir}: that run completed (results.json); nothing to resume and nothing was changed. "
+            "To train it further raise --trainer.max_epochs or --trainer.max_steps; else start a new run"
+        )
+    import torch
+
+    step = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True).get("global_step")
+    wandb_id = (record.get("wandb") or {}).get("id")
     return {
         "out_dir": str(folder.parent.parent),
         "name": folder.parent.name,
@@ -310,6 +379,24 @@ def resume_target(run_dir: str) -> dict[str, Any]:
         "step": step,
         "wandb_id": wandb_id,
     }
+
+
+def _budget_raised(folder: Path, trainer: Any) -> bool:
+    """Whether ``trainer`` allows more training than the run's last saved config (config.yaml, config.resumeN.yaml)."""
+    import yaml
+
+    configs = sorted(folder.glob("config*.yaml"), key=lambda p: int(re.sub(r"\D", "", p.stem) or 0))
+    if trainer is None or not configs:
+        return False
+    try:
+        saved = yaml.safe_load(configs[-1].read_text()).get("trainer") or {}
+    except (OSError, ValueError, AttributeError):
+        return False
+    for key in ("max_epochs", "max_steps", "max_time"):
+        old, new = saved.get(key), trainer.get(key)
+        if new != old and new not in (None, -1) and (old in (None, -1) or not isinstance(new, int) or new > old):
+            return True
+    return False
 
 
 def save_if_best(trainer: Trainer, ckpt: ModelCheckpoint) -> None:
@@ -377,10 +464,19 @@ def main(args: list[str] | None = None) -> int:
             save_config_callback=LogConfigCallback,
             save_config_kwargs={"overwrite": True},
             parser_kwargs={sub: default_files for sub in ("fit", "validate", "test", "predict")},
+            parser_class=LRNNArgumentParser,
             args=argv,
         )
-    except (KeyboardInterrupt, SystemExit):
+    except SystemExit:
         raise
+    except KeyboardInterrupt:  # Ctrl-C while parsing / building the model and data: no run folder yet
+        print("interrupted during start-up (no run folder was made)", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except MisconfigurationException as err:  # e.g. --trainer.accelerator gpu where there is none
+        if os.environ.get("LRNN_DEBUG"):
+            raise
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
     except Exception as err:
         cause = root_cause(err)
         if cause is None or os.environ.get("LRNN_DEBUG"):

@@ -1,6 +1,8 @@
 """``make evaluate RUN=runs/<name>/version_<k>`` / ``lrnn evaluate RUN``: what a trained run does off its training
 condition. Loads the run's checkpoint (any core; the vocabulary saved in it is checked against the data) and its
-``config.yaml`` (data settings), and writes CSV + PNG into ``<run>/evaluation/`` (or ``--out``):
+``config.yaml`` (data settings), and writes CSV + PNG into ``<run>/evaluation/`` (or ``--out``). An earlier
+evaluation is never overwritten: the default folder becomes ``evaluation_1``, ``evaluation_2``, ... and an ``--out``
+that holds one is refused, unless ``--overwrite``. The files:
 
 - ``length.csv`` / ``length.png``, length generalization. Stream runs: perplexity on windows of length T/2, T, 2T,
   4T, 8T (T = the training ``seq_len``), state carried from window to window as in training, positions restarting
@@ -14,14 +16,16 @@ condition. Loads the run's checkpoint (any core; the vocabulary saved in it is c
   runs; ``length`` empty): how much the carried state is worth.
 - ``meta.json``: the checkpoint, core, T, max_len, and the validation loss the run logged for this checkpoint next
   to the loss of the training condition (``checkpoint_val_loss``, ``val_loss``: stream at T, or all sentences).
+  The two agree unless the run validated on part of the split (``trainer.limit_val_batches``, kept in meta.json as
+  ``run_limit_val_batches``; the command says so).
 
 Python: ``lrnn.evaluate.evaluate_run(run_dir, ckpt="best", lengths=None, splits=("val", "test"), out_dir=None,
-plots=True, device=None) -> {"length": rows, "position": rows, "state_reset": rows}`` (the CSV rows).
+plots=True, device=None, overwrite=False) -> {"length": rows, "position": rows, "state_reset": rows}`` (the CSV
+rows).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import importlib
@@ -36,6 +40,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from lrnn.argerrors import ArgumentParser
 from lrnn.data.batching import IGNORE_INDEX
 from lrnn.loggers import portable
 from lrnn.rnnlm import RNNLM
@@ -114,6 +119,27 @@ def load_run(
         raise EvaluationError(f"checkpoint {path} does not match the model in config.yaml: {e}") from e
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     return model.to(device).eval(), dm, config, checkpoint, path
+
+
+OUTPUTS = ("meta.json", *(f"{name}.csv" for name in FIELDS))
+
+
+def output_folder(run_dir: str | Path, out_dir: str | Path | None = None, overwrite: bool = False) -> Path:
+    """Where an evaluation goes: ``out_dir`` (refused if it holds an earlier evaluation, unless ``overwrite``), else
+    ``<run>/evaluation``, or the first of ``evaluation_1``, ``evaluation_2``, ... that holds none."""
+    taken = lambda folder: any((folder / name).exists() for name in OUTPUTS)  # noqa: E731
+    if out_dir is not None:
+        out = Path(out_dir)
+        if taken(out) and not overwrite:
+            raise EvaluationError(
+                f"{out} holds an earlier evaluation: pass --overwrite to replace it, or another --out"
+            )
+        return out
+    out, k = Path(run_dir) / "evaluation", 0
+    while taken(out) and not overwrite:
+        k += 1
+        out = Path(run_dir) / f"evaluation_{k}"
+    return out
 
 
 # ---- scoring ----------------------------------------------------------------------------------------------------
@@ -247,15 +273,18 @@ def evaluate_run(
     plots: bool = True,
     device: str | torch.device | None = None,
     progress: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Rows]:
     """Evaluate a run folder's checkpoint (see the module docstring); writes the CSVs (+ PNGs) and returns the rows.
-    ``progress``: print a line to stderr before each pass over a split."""
+    ``progress``: print a line to stderr before each pass. ``overwrite``: replace an earlier evaluation in the output
+    folder (else the default folder moves on to ``evaluation_<k>`` and an ``out_dir`` holding one is refused)."""
     for s in splits:
         if s not in SPLIT_NAMES:
             raise EvaluationError(f"unknown split {s!r}; expected any of {list(SPLIT_NAMES)}")
     if lengths is not None and (not lengths or any(int(n) < 1 for n in lengths)):
         raise EvaluationError(f"window lengths must be positive integers, got {list(lengths)}")
     run_dir = Path(run_dir)
+    out = output_folder(run_dir, out_dir, overwrite)  # before the work: a refused folder costs nothing
     model, dm, config, checkpoint, ckpt_path = load_run(run_dir, ckpt, device)
     core = model.core
     max_len = getattr(core, "max_len", None)
@@ -266,6 +295,7 @@ def evaluate_run(
         "run_dir": str(run_dir), "checkpoint": str(ckpt_path), "core": type(core).__name__, "mode":
         "sentence" if sentence else "stream", "seq_len": None if sentence else seq_len, "max_len": max_len,
         "extrapolation": getattr(core, "extrapolation", None), "checkpoint_val_loss": _checkpoint_val_loss(checkpoint),
+        "run_limit_val_batches": (config.get("trainer") or {}).get("limit_val_batches"),
     }  # fmt: skip
     batch_sizes = {"val": dm.eval_batch_size, "test": dm.test_batch_size}
     say = (lambda msg: print(f"lrnn evaluate: {msg}", file=sys.stderr, flush=True)) if progress else (lambda msg: None)
@@ -278,8 +308,7 @@ def evaluate_run(
         meta["lengths"] = lengths
         for split in splits:
             say(f"{split}: {batch_sizes[split]} streams, windows of {lengths}, state carried and reset")
-            _stream_split(model, dm, split, batch_sizes[split], lengths, seq_len, max_len, rows, meta)
-    out = Path(out_dir) if out_dir is not None else run_dir / "evaluation"
+            _stream_split(model, dm, split, batch_sizes[split], lengths, seq_len, max_len, rows, meta, say)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -297,9 +326,10 @@ def evaluate_run(
     return rows
 
 
-def _stream_split(model, dm, split, batch_size, lengths, seq_len, max_len, rows, meta) -> None:
+def _stream_split(model, dm, split, batch_size, lengths, seq_len, max_len, rows, meta, say=lambda m: None) -> None:
     name = SPLIT_NAMES[split]
-    for length in lengths:
+    for i, length in enumerate(lengths, 1):
+        say(f"{split}: windows of {length} ({i} of {len(lengths)}), state carried, then reset")
         past = max_len is not None and length > max_len
         with _evaluation_extrapolation(model.core, past) as extrapolation, _seq_len(dm, length):
             carried = stream_pass(model, dm.split_data(name, batch_size), carry=True)
@@ -381,7 +411,7 @@ def _cell(v: Any) -> Any:
 
 # ---- command line ----------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="lrnn evaluate",
         description="Length generalization, per-position loss and state reset of a run's checkpoint (CSV + PNG).",
     )
@@ -389,7 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ckpt", default="best", help="best | last | a checkpoint path (default: best)")
     parser.add_argument("--lengths", type=int, nargs="+", help="stream window lengths (default: T/2 T 2T 4T 8T)")
     parser.add_argument("--splits", nargs="+", default=["val", "test"], help="val and/or test (default: both)")
-    parser.add_argument("--out", help="output folder (default: <run>/evaluation)")
+    parser.add_argument("--out", help="output folder (default: <run>/evaluation, or evaluation_<k> if that is taken)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation in the output folder")
     parser.add_argument("--device", help="cpu | cuda | ... (default: cuda if available)")
     parser.add_argument("--no-plots", action="store_true", help="CSVs only")
     args = parser.parse_args(argv)
@@ -397,14 +428,14 @@ def main(argv: list[str] | None = None) -> int:
         print("lrnn evaluate: error: no run given (make evaluate RUN=runs/<name>/version_<k>)", file=sys.stderr)
         return 2
     try:
+        out = output_folder(args.run, args.out, args.overwrite)
         rows = evaluate_run(
-            args.run, ckpt=args.ckpt, lengths=args.lengths, splits=args.splits, out_dir=args.out,
-            plots=not args.no_plots, device=args.device, progress=True,
+            args.run, ckpt=args.ckpt, lengths=args.lengths, splits=args.splits, out_dir=out,
+            plots=not args.no_plots, device=args.device, progress=True, overwrite=args.overwrite,
         )  # fmt: skip
     except (EvaluationError, ValueError, OSError) as e:  # bad run, checkpoint, data (e.g. corpus not found)
         print(f"lrnn evaluate: error: {e}", file=sys.stderr)
         return 2
-    out = Path(args.out) if args.out else Path(args.run) / "evaluation"
     for r in rows["length"]:
         where = f"{r['bin_lo']}-{r['length']}" if r["mode"] == "sentence" else r["length"]
         flag = " (past max_len)" if r["past_max_len"] else ""
@@ -416,6 +447,12 @@ def main(argv: list[str] | None = None) -> int:
             f"val ppl {where}: {math.exp(meta['val_loss']):.4f}; "
             f"logged by the run for this checkpoint: {math.exp(meta['checkpoint_val_loss']):.4f}"
         )
+        limit = meta.get("run_limit_val_batches")
+        if limit is not None and limit != 1.0:  # the run validated on part of the split; this evaluation on all of it
+            print(
+                f"  (the run logged it over part of the split, trainer.limit_val_batches {limit}; "
+                "this evaluation uses all of it)"
+            )
     print(f"wrote {out}/{{length,position,state_reset}}.csv" + ("" if args.no_plots else " and .png"))
     return 0
 

@@ -7,10 +7,11 @@ python -m lrnn.launch --list
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
+
+from lrnn.argerrors import ArgumentParser
 
 EXPERIMENTS = Path(os.environ.get("LRNN_EXPERIMENTS", Path(__file__).resolve().parent.parent / "experiments"))
 
@@ -61,7 +62,7 @@ def thread_count(threads: str) -> tuple[int, str]:
 def build_argv(name: str, gpus: str = "", wandb: str = "auto", extra: list[str] | None = None) -> list[str]:
     argv = ["fit", "--config", str(EXPERIMENTS / f"{name}.yaml"), "--name", name, "--wandb", wandb]
     if gpus:
-        n = int(gpus)
+        n = int(gpus) if gpus.strip().isdigit() else 0
         if n < 1:
             raise ValueError(f"GPUS must be a positive integer, got {gpus!r}")
         argv += ["--trainer.accelerator", "gpu", "--trainer.devices", str(n)]
@@ -71,7 +72,7 @@ def build_argv(name: str, gpus: str = "", wandb: str = "auto", extra: list[str] 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lrnn.launch", description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog="python -m lrnn.launch", description=__doc__.split("\n")[0])
     parser.add_argument("name", nargs="?", default="")
     parser.add_argument("--gpus", default="", help="number of GPUs (DDP when > 1); empty: CPU or auto")
     parser.add_argument("--wandb", default="auto", choices=["auto", "online", "offline", "off"])

@@ -36,6 +36,16 @@ class LMProgressBar(TQDMProgressBar):
         self._last_refresh = now
         return True
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        # a run resumed mid-epoch gets no on_train_epoch_start: set the bar's total and "Epoch N" here (a fresh
+        # epoch sets them again)
+        self.on_train_epoch_start(trainer)
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        total = self.train_progress_bar.total
+        if done > 0 and (total is None or done < total):
+            self.train_progress_bar.n = self.train_progress_bar.initial = done
+
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
         items = super().get_metrics(trainer, pl_module)
         loss = items.get("train/loss")
@@ -46,5 +56,6 @@ class LMProgressBar(TQDMProgressBar):
             # the module's training time so far: finished batches, plus the running one (validation excluded)
             elapsed = getattr(pl_module, "_train_seconds", 0.0) + time.perf_counter() - start
             if elapsed > 0:
-                items["tok/s"] = f"{float(tokens) * trainer.world_size / elapsed:.0f}"
+                done = float(tokens) - float(getattr(pl_module, "_tokens_base", 0))  # since a mid-epoch resume
+                items["tok/s"] = f"{done * trainer.world_size / elapsed:.0f}"
         return items

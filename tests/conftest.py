@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,18 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     monkeypatch.setenv("LRNN_CACHE", str(tmp_path_factory.getbasetemp() / "lrnn-cache"))
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_smoke_corpus_left_in_runs():
+    """Tests that build the smoke grid make its generated corpus (grid.tiny_corpus, in runs/paper-tiny-corpus: the
+    grid names it relative to the checkout); a session that made it removes it at the end, so `make test` leaves
+    nothing in runs/."""
+    folder = REPO / "runs" / "paper-tiny-corpus"
+    existed = folder.exists()
+    yield
+    if not existed:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

@@ -67,3 +67,10 @@ def timed_language_model(clock: FakeClock, train_s: float = 1.0, val_s: float = 
             super().validation_step(batch, batch_idx)
 
     return Timed
+
+
+class CtrlCAtStart(L.Callback):
+    """Raises KeyboardInterrupt as a Ctrl-C during start-up would (before the first training batch)."""
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        raise KeyboardInterrupt

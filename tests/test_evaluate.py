@@ -159,6 +159,41 @@ def test_cli_end_to_end_and_errors(stream_run: Path, tmp_path: Path) -> None:
     assert empty.returncode == 2 and "RUN=" in empty.stderr
 
 
+def test_an_earlier_evaluation_is_never_overwritten(stream_run: Path, tmp_path: Path, capsys) -> None:
+    import shutil
+
+    from lrnn.evaluate import main as evaluate_main
+
+    run_dir = Path(shutil.copytree(stream_run, tmp_path / "version_0"))
+    quick = ["--lengths", "6", "--splits", "val", "--device", "cpu", "--no-plots"]
+    assert evaluate_main([str(run_dir), "--lengths", "3", *quick[2:]]) == 0
+    first = {p.name: p.read_bytes() for p in (run_dir / "evaluation").iterdir()}
+    assert evaluate_main([str(run_dir), *quick]) == 0  # a second evaluation, other lengths: a new folder
+    assert {p.name: p.read_bytes() for p in (run_dir / "evaluation").iterdir()} == first  # byte for byte
+    assert json.loads((run_dir / "evaluation_1" / "meta.json").read_text())["lengths"] == [6]
+    assert f"wrote {run_dir / 'evaluation_1'}/" in capsys.readouterr().out
+    # an --out holding an evaluation: refused (exit 2, nothing written) unless --overwrite
+    assert evaluate_main([str(run_dir), *quick, "--out", str(run_dir / "evaluation")]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (run_dir / "evaluation").iterdir()} == first
+    assert evaluate_main([str(run_dir), *quick, "--out", str(run_dir / "evaluation"), "--overwrite"]) == 0
+    assert json.loads((run_dir / "evaluation" / "meta.json").read_text())["lengths"] == [6]
+
+
+def test_evaluate_says_when_the_run_validated_on_part_of_the_split(corpus: Path, tmp_path: Path, capsys) -> None:
+    from lrnn.evaluate import main as evaluate_main
+
+    config = tmp_path / "limited.yaml"
+    config.write_text(STREAM.format(corpus=corpus).replace("max_epochs: 2", "max_epochs: 1, limit_val_batches: 2"))
+    run_dir = fit(config, tmp_path / "runs")
+    capsys.readouterr()
+    assert evaluate_main([str(run_dir), "--lengths", "3", "6", "--splits", "val", "--device", "cpu", "--no-plots"]) == 0
+    captured = capsys.readouterr()
+    assert "logged it over part of the split, trainer.limit_val_batches 2" in captured.out
+    progress = [ln for ln in captured.err.splitlines() if ln.startswith("lrnn evaluate: val: windows of")]
+    assert len(progress) == 2  # a line per window length
+
+
 NEW_CONFIGS = [
     "tied_ptb_dropout", "untied_ptb_dropout", "time_varying_ptb_dropout", "soft_tied_ptb", "soft_tied_ptb_rank8",
     "mixture_ptb", "tied_ptb_wide", "untied_ptb_narrow", "tied_ptb_sentences_dropout", "untied_ptb_sentences",

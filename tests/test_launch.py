@@ -1,12 +1,17 @@
-"""`make experiment`'s thread default: one torch thread per physical core unless THREADS= says otherwise."""
+"""`make experiment`'s thread default (one torch thread per physical core unless THREADS= says otherwise) and the
+exit status it reports."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
 from lrnn import launch
+from tests.conftest import REPO
 
 
 def test_thread_default_is_one_per_physical_core() -> None:
@@ -31,3 +36,18 @@ def test_launcher_sets_and_reports_the_threads(monkeypatch: pytest.MonkeyPatch, 
     assert os.environ["OMP_NUM_THREADS"] == "1"
     assert "threads: 1 (THREADS)" in capsys.readouterr().out
     assert executed and executed[0][1:3] == ["-m", "lrnn"]
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
+@pytest.mark.parametrize("status", [3, 130])
+def test_make_experiment_reports_lrnns_own_exit_status(status: int, tmp_path: Path) -> None:
+    """make exits 2 whenever a recipe fails; the recipe says first which status lrnn exited with."""
+    fake = tmp_path / "python"
+    fake.write_text(f"#!/bin/sh\nexit {status}\n")
+    fake.chmod(0o755)
+    done = subprocess.run(
+        ["make", "-s", "-C", str(REPO), "experiment", "NAME=tied_ptb", "STAMP=", f"PY={fake}"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert f"make: lrnn exited with status {status} " in done.stderr

@@ -10,6 +10,11 @@ and torch version with torch.utils.cpp_extension (a C++ compiler is needed; ~15 
 torch's extension cache (``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``), then loaded in ~0.1 s.
 Where no compiler is found or the build fails, lrnn warns once and keeps to the Python loops and torch ops (same
 results, slower). ``LRNN_NATIVE=0`` turns the kernels off.
+
+The build's name hashes the sources, the flags and the build environment (torch's and Python's include folders,
+the sources' folder, the compiler): each checkout / venv gets a build folder of its own. torch's ninja build file
+holds those absolute paths, so two checkouts sharing one folder would rebuild it every time the other loaded it.
+Every build, a first one or a ninja rebuild, is announced on stderr.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import hashlib
 import os
 import platform
 import sys
+import sysconfig
+import time
 import warnings
 from pathlib import Path
 
@@ -44,19 +51,39 @@ def _openmp() -> bool:
     return sys.platform.startswith("linux") and torch.backends.openmp.is_available()
 
 
+def extension_name(flags: list[str]) -> str:
+    """``lrnn_kernels_<hash>`` of the sources, the flags, torch's version and the build environment: the absolute
+    paths that torch writes into the build's ninja file (torch's and Python's include folders, the sources) and the
+    compiler, so that another checkout or venv never shares (and rebuilds) this build."""
+    from torch.utils import cpp_extension
+
+    text = "".join(p.read_text() for p in [*SOURCES, *sorted(CSRC.glob("*.h"))])
+    environment = [
+        *cpp_extension.include_paths(), sysconfig.get_paths().get("include", ""), str(CSRC.resolve()),
+        os.environ.get("CXX", "c++"),
+    ]  # fmt: skip
+    key = "\n".join([text, " ".join(flags), torch.__version__, *environment])
+    return f"lrnn_kernels_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+
+
+def _library_mtime(name: str) -> float | None:
+    from torch.utils import cpp_extension
+
+    try:
+        return os.stat(os.path.join(cpp_extension._get_build_directory(name, False), f"{name}.so")).st_mtime_ns
+    except Exception:
+        return None
+
+
 def _build(openmp: bool) -> object:
     from torch.utils import cpp_extension
 
     flags = _cflags(openmp)
-    text = "".join(p.read_text() for p in [*SOURCES, *sorted(CSRC.glob("*.h"))])
-    digest = hashlib.sha1((text + " ".join(flags) + torch.__version__).encode()).hexdigest()[:10]
-    name = f"lrnn_kernels_{digest}"
-    try:  # say so when this call compiles (the first on a machine) rather than loads: it takes ~15 s
-        built = os.path.exists(os.path.join(cpp_extension._get_build_directory(name, False), f"{name}.so"))
-    except Exception:
-        built = False
-    if not built:
-        print("lrnn: compiling the CPU kernels for this machine (once, ~15 s) ...", file=sys.stderr, flush=True)
+    name = extension_name(flags)
+    before = _library_mtime(name)
+    if before is None:  # say so when this call compiles (the first in this environment) rather than loads: ~15 s
+        print("lrnn: compiling the CPU kernels for this environment (once, ~15 s) ...", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
     # torch.utils.cpp_extension runs `ninja` from PATH: put the venv's (pip's ninja package) on it for the build
     # only, so that it is found without an activated venv; the process's PATH is restored afterwards.
     path = os.environ.get("PATH", "")
@@ -71,6 +98,13 @@ def _build(openmp: bool) -> object:
         )
     finally:
         os.environ["PATH"] = path
+    if before is not None and _library_mtime(name) != before:  # ninja found something out of date and rebuilt
+        print(
+            f"lrnn: rebuilt the CPU kernels ({time.perf_counter() - t0:.0f} s; their sources or build folder "
+            f"changed): {cpp_extension._get_build_directory(name, False)}",
+            file=sys.stderr,
+            flush=True,
+        )
     return torch.ops.lrnn
 
 

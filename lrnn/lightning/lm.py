@@ -181,6 +181,7 @@ class LanguageModel(L.LightningModule):
         self._state: dict[str, State | None] = {}
         self._carry_eval_state = bptt != "full"
         self._tokens_seen: torch.Tensor | int = 0
+        self._tokens_base: torch.Tensor | int = 0  # tokens of this epoch trained before a resume (not timed here)
         self._step_nll: torch.Tensor | float = 0.0
         self._step_tokens: torch.Tensor | int = 0
         self._epoch_start = 0.0
@@ -353,6 +354,7 @@ class LanguageModel(L.LightningModule):
         if self.tbptt is not None:
             self.tbptt.reset()
         self._tokens_seen = 0
+        self._tokens_base = 0
         self._train_seconds = 0.0
         self._epoch_start = time.perf_counter()
         self._epoch_lr = self._lr()
@@ -395,7 +397,8 @@ class LanguageModel(L.LightningModule):
             self._check_pending_losses()
         elapsed = self._train_seconds
         loss = self._log_split("train")
-        tokens_per_s = float(self._tokens_seen) * self.trainer.world_size / max(elapsed, 1e-9)
+        # after a mid-epoch resume: the tokens trained since the resume over the time since the resume
+        tokens_per_s = float(self._tokens_seen - self._tokens_base) * self.trainer.world_size / max(elapsed, 1e-9)
         self.log("train/tokens_per_s", tokens_per_s, sync_dist=False)
         lr = self._epoch_lr if self._epoch_lr is not None else self._lr()  # the lr this epoch trained with
         self.log("train/lr", lr, sync_dist=False)
@@ -404,6 +407,7 @@ class LanguageModel(L.LightningModule):
             f"epoch {self.current_epoch}: train ppl {loss.exp():.2f}"
             + (f", val ppl {val:.2f}" if val is not None else "")
             + f", lr {lr:.4g}, {tokens_per_s:.0f} tokens/s, {elapsed:.0f} s"
+            + (" (since the resume)" if float(self._tokens_base) else "")
         )
         if self.tbptt is not None:  # manual optimization: Lightning leaves the epoch lr schedule to us
             self.tbptt.on_train_epoch_end(self)
@@ -470,8 +474,10 @@ class LanguageModel(L.LightningModule):
                     setattr(self.metrics[key], name, move(value))
         tokens = saved["tokens_seen"]
         self._tokens_seen = move(tokens) if isinstance(tokens, torch.Tensor) else tokens
+        self._tokens_base = float(tokens)  # tokens/s of this epoch counts from here, over time from here
+        self._train_seconds = 0.0
         self._epoch_lr = saved["epoch_lr"]
-        self._epoch_start = time.perf_counter() - saved["epoch_elapsed"]
+        self._epoch_start = time.perf_counter()
         self._pending_rng = saved["rng"]
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:

@@ -3,9 +3,11 @@
 One section per claim: the verdict and effect, the paper's figure, and panels of the claim's runs (selected by the
 tag ``claim:<C>``, grouped by the config key ``paper/core``) showing the claim's own quantity where it is a logged
 metric, with a run comparer; the verdict table as markdown on top. Online (API key and server) it is saved and
-its URL printed. Offline it is built all the same (so a broken spec fails here, not later), its spec is written to
-``OUT/results/wandb_report.json``, and the command prints how to publish: ``wandb sync`` the offline runs, log in,
-run ``make report`` again. Exit status 0 either way; non-zero only when ``OUT`` has no rendered results.
+its URL printed. Offline it is built all the same (so a broken spec fails here, not later), its spec is written
+beside the offline W&B runs (``RUNS/wandb/report-<profile>.json``, ignored by git: nothing new in the checkout, so
+later runs still record a clean ``git_commit``), and the command prints how to publish: ``wandb sync`` the offline
+runs it found there (or, where there are none, as in a fresh clone, how to make them), log in, ``make report``
+again. Exit status 0 either way; non-zero only when ``OUT`` has no rendered results.
 """
 
 from __future__ import annotations
@@ -169,16 +171,35 @@ def main(out: Path, profile: str, mode: str | None = None, runs: Path | None = N
         print(f"W&B report: {report.url}")
         return 0
     entity = os.environ.get("WANDB_ENTITY", "<your-entity>")
+    wandb_dir = _relative(runs or Path("runs") / f"paper-{profile}") / "wandb"  # where `lrnn fit` keeps them
     with _no_server():
         report = build_report(verdicts, entity, project, profile)
-        spec = out / "results" / "wandb_report.json"
+        spec = wandb_dir / f"report-{profile}.json"
+        spec.parent.mkdir(parents=True, exist_ok=True)
         spec.write_text(report._to_model().model_dump_json(by_alias=True, exclude_none=True, indent=1) + "\n")
+    offline = sorted(wandb_dir.glob("offline-run-*"))
+    if offline:
+        upload = f"`wandb sync {wandb_dir}/offline-run-*` to upload its {len(offline)} offline runs"
+    else:
+        upload = (
+            f"train the runs here with W&B on: there are no offline W&B runs in {wandb_dir} (a clone has none: the "
+            f"committed run records carry no W&B files); with WANDB=offline, `wandb sync {wandb_dir}/offline-run-*` "
+            "uploads them"
+        )
     print(
         f"W&B is {mode} (no API key or no server): the report was built ({len(report.blocks)} blocks, spec in "
-        f"{spec}) but not published. To publish: `wandb login`, then `wandb sync {runs or f'runs/paper-{profile}'}/*/"
-        f"wandb/offline-run-*` to upload the runs, then `make report PROFILE={profile} OUT={out}` again."
+        f"{spec}) but not published. To publish: `wandb login`, then {upload}, then "
+        f"`make report PROFILE={profile} OUT={out}` again."
     )
     return 0
+
+
+def _relative(path: Path) -> Path:
+    """``path`` relative to the working directory where it lies below it (a command to paste), else as given."""
+    try:
+        return Path(path).resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return Path(path)
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import subprocess
 import warnings
@@ -259,6 +260,34 @@ def test_the_kernels_compile_without_avx2(ops):
             [cxx, "-std=c++20", "-fsyntax-only", *flags, *includes, str(src)], capture_output=True, text=True
         )
         assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_each_build_environment_builds_once_and_every_build_is_announced(tmp_path, monkeypatch, capsys):
+    """Two checkouts / venvs (other include folders in torch's ninja file) get build folders of their own, and a
+    build is announced whether it is the first or a ninja rebuild of an existing library (a fake compiler here)."""
+    from torch.utils import cpp_extension
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    names, rebuild = [], {"now": False}
+
+    def fake_load(name, **kwargs):
+        names.append(name)
+        library = tmp_path / name / f"{name}.so"
+        if not library.exists() or rebuild["now"]:
+            library.parent.mkdir(parents=True, exist_ok=True)
+            library.write_bytes(b"built")
+            stamp = library.stat().st_mtime + 100 * len(names)
+            os.utime(library, (stamp, stamp))
+
+    monkeypatch.setattr(cpp_extension, "load", fake_load)
+    for venv in ("/clone-a/.venv", "/clone-b/.venv", "/clone-a/.venv", "/clone-b/.venv"):
+        monkeypatch.setattr(cpp_extension, "include_paths", lambda *a, v=venv, **k: [f"{v}/torch/include"])
+        _native._build(False)
+    assert len(set(names)) == 2 and names[:2] == names[2:]  # one build each, then loads
+    assert capsys.readouterr().err.count("compiling the CPU kernels") == 2
+    rebuild["now"] = True  # ninja finds the library out of date (e.g. a header changed in place)
+    _native._build(False)
+    assert "rebuilt the CPU kernels" in capsys.readouterr().err
 
 
 def test_float32_gates_saturate_without_nan(ops, monkeypatch):

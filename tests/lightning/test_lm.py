@@ -194,6 +194,54 @@ def test_tokens_per_s_counts_training_time_only(tiny_corpus: Path, monkeypatch: 
     assert trainer.callback_metrics["train/tokens_per_s"].item() == pytest.approx(4 * 4 * 5 / 4.0)
 
 
+def test_tokens_per_s_after_a_mid_epoch_resume_counts_from_the_resume(
+    tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped after 6 of 8 batches (a checkpoint, as on Ctrl-C), resumed: the epoch's tokens/s is the 2 batches'
+    tokens over their 2 s, and the bar shows the epoch and its 8 batches, not ``Training: 7/?``."""
+    import signal
+
+    from lrnn import progress
+    from lrnn.lightning import lm as lm_module
+    from lrnn.lightning.interrupts import MidEpochCheckpoint, RunInterrupted
+    from lrnn.progress import LMProgressBar
+
+    clock = FakeClock()
+    monkeypatch.setattr(lm_module, "time", clock)
+    monkeypatch.setattr(progress, "time", clock)
+    Timed = timed_language_model(clock)  # training steps take 1 s
+    saver = MidEpochCheckpoint(every_minutes=None, dirpath=str(tmp_path))
+
+    class CtrlC(L.Callback):
+        def on_train_batch_end(self, trainer, *args) -> None:
+            if trainer.global_step == 6:
+                saver.signum = signal.SIGINT  # what the SIGINT handler sets; the saver runs next
+
+    def attempt(*callbacks: L.Callback, **fit_kwargs) -> L.Trainer:
+        dm = TextDataModule(str(tiny_corpus), batch_size=4, seq_len=5)
+        dm.setup()
+        trainer = _trainer(
+            max_epochs=1, limit_train_batches=8, limit_val_batches=0, callbacks=list(callbacks),
+            enable_progress_bar=any(isinstance(c, LMProgressBar) for c in callbacks),
+        )  # fmt: skip
+        trainer.fit(Timed(TiedLSTM(8, 8), vocab_size=dm.vocab_size), datamodule=dm, **fit_kwargs)
+        return trainer
+
+    with pytest.raises(RunInterrupted):
+        attempt(CtrlC(), saver)
+    bar, seen = LMProgressBar(), []
+
+    class Read(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+            seen.append(
+                (bar.train_progress_bar.desc, bar.train_progress_bar.total, bar.get_metrics(trainer, pl_module))
+            )
+
+    trainer = attempt(bar, Read(), ckpt_path=str(tmp_path / "last.ckpt"))
+    assert trainer.callback_metrics["train/tokens_per_s"].item() == pytest.approx(2 * 4 * 5 / 2.0)
+    assert [(desc, total, m["tok/s"]) for desc, total, m in seen] == [("Epoch 0: ", 8, "20")] * 2
+
+
 def test_embedding_gradient_equals_torchs_and_reuses_memory() -> None:
     """The embedding lookup of the training path: torch's embedding gradient (repeated tokens summed), written into
     memory reused once the previous .grad is set to None, never into a gradient still held."""

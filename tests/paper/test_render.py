@@ -3,6 +3,7 @@ built offline and saved through a fake W&B API."""
 
 from __future__ import annotations
 
+import glob
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -100,13 +101,21 @@ def test_readme_opens_with_the_verdict_table_and_has_no_nan(rendered: Path) -> N
     assert verdicts.loc["contest", "converged"] in ("yes", "no")  # a PTB claim says whether it converged
 
 
-def test_report_offline_builds_and_tells_how_to_publish(rendered: Path, capsys, monkeypatch) -> None:
+def test_report_offline_builds_and_tells_how_to_publish(rendered: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    """Offline: the spec goes beside the offline W&B runs (ignored by git), nothing is written into OUT (a clean
+    checkout stays clean), and the printed `wandb sync` names folders that exist, or says there are none."""
     monkeypatch.setenv("LRNN_FIGURES_URL", "https://example.org/paper/figures")
-    assert report_mod.main(rendered, "smoke", mode="offline") == 0
+    before = {p: p.read_bytes() for p in sorted(rendered.rglob("*")) if p.is_file()}
+    runs = tmp_path / "runs"
+    assert report_mod.main(rendered, "smoke", mode="offline", runs=runs) == 0
     out = capsys.readouterr().out
-    assert "not published" in out and "wandb sync" in out
-    spec = json.loads((rendered / "results/wandb_report.json").read_text())
-    text = json.dumps(spec)
+    assert "not published" in out and "no offline W&B runs" in out
+    (runs / "wandb" / "offline-run-20260101_000000-abcd1234").mkdir(parents=True)
+    assert report_mod.main(rendered, "smoke", mode="offline", runs=runs) == 0
+    sync = next(w for w in capsys.readouterr().out.split("`") if w.startswith("wandb sync "))
+    assert [Path(p) for p in glob.glob(sync.split()[-1])] == [runs / "wandb" / "offline-run-20260101_000000-abcd1234"]
+    assert {p: p.read_bytes() for p in sorted(rendered.rglob("*")) if p.is_file()} == before  # byte for byte
+    text = json.dumps(json.loads((runs / "wandb" / "report-smoke.json").read_text()))
     for claim in CLAIMS:
         assert f"{claim}: " in text
     with_runs = [c for c in CLAIMS if report_mod.CLAIM_PANELS[c]]
