@@ -12,8 +12,8 @@ from torch import Tensor
 from lrnn.cores._lstm_math import LayerWeights, StepWeightLSTMBase, check_positive_int
 from lrnn.cores.mixture import mix_sets
 
-Basis = Literal["fourier", "gaussian"]
-BASES = ("fourier", "gaussian")
+Basis = Literal["fourier", "gaussian", "legendre"]
+BASES = ("fourier", "gaussian", "legendre")
 
 
 def basis_functions(positions: Tensor, num_bases: int, period: float, basis: Basis) -> Tensor:
@@ -24,8 +24,18 @@ def basis_functions(positions: Tensor, num_bases: int, period: float, basis: Bas
     gaussian: softmax over k of -(p - c_k)^2 / (2 s^2), centres c_k spread evenly over [0, period], width s = their
               spacing. A partition of unity (sums to 1); beyond `period` it saturates to the last centre (a smooth
               clamp).
+    legendre: [P_0(x), P_1(x), ..., P_{K-1}(x)], the Legendre polynomials of x = 2 p / period - 1, which maps
+              [0, period] onto [-1, 1] (every |P_k| <= 1 there). Not periodic: no two positions share their
+              coefficients unless K = 1, so windows of different lengths are different computations. `period` is
+              the position scale T_max; set it >= the longest position evaluated (past it the polynomials grow).
     """
     p = positions.unsqueeze(1)
+    if basis == "legendre":
+        x = 2 * p / period - 1
+        feats = [torch.ones_like(x), x][:num_bases]
+        for n in range(1, num_bases - 1):  # (n + 1) P_{n+1} = (2n + 1) x P_n - n P_{n-1}
+            feats.append(((2 * n + 1) * x * feats[n] - n * feats[n - 1]) / (n + 1))
+        return torch.cat(feats, dim=1)
     if basis == "fourier":
         k = torch.arange(1, num_bases, device=positions.device)
         freq = torch.div(k + 1, 2, rounding_mode="floor").to(positions.dtype) * (2 * math.pi / period)
@@ -44,10 +54,13 @@ class TimeVaryingLSTM(StepWeightLSTMBase):
 
     The absolute position of step t is p = t + offset (see UntiedLSTM for what position means under stream vs
     sentence batching). The coefficients a_k(p) are fixed functions (`basis_functions`): "fourier" features with
-    period `period`, or normalised "gaussian" bumps spread over [0, period]. Every weight and bias of every layer is
-    mixed the same way, so the parameter count is num_bases times an nn.LSTM's whatever the sequence length: it runs
-    on any length and interpolates between positions. Both bases can represent a tied LSTM exactly (fourier: W_0 = W,
-    other W_k = 0; gaussian: all W_k = W), which is what `from_lstm` builds.
+    period `period`, normalised "gaussian" bumps spread over [0, period], or "legendre" polynomials of the position
+    scaled by `period` (not periodic: the weights differ at every position; the paper's C8 runs use it with
+    `period` >= the longest evaluated length, so that no evaluated window repeats the weights of a shorter one).
+    Every weight and bias of every layer is mixed the same way, so the parameter count is num_bases times an
+    nn.LSTM's whatever the sequence length: it runs on any length and interpolates between positions. Every basis
+    can represent a tied LSTM exactly (fourier, legendre: W_0 = W, other W_k = 0; gaussian: all W_k = W), which is
+    what `from_lstm` builds.
 
     Parameters, per layer k (in = input_size for k = 0, else hidden_size; H = hidden_size; K = num_bases):
         weight_ih_l{k}: [K, 4H, in]   weight_hh_l{k}: [K, 4H, H]   bias_ih_l{k}, bias_hh_l{k}: [K, 4H] (if bias)
@@ -125,13 +138,14 @@ class TimeVaryingLSTM(StepWeightLSTMBase):
     ) -> TimeVaryingLSTM:
         """A TimeVaryingLSTM that computes exactly what `lstm` computes (at every position).
 
-        fourier: the constant basis gets lstm's weights, the others zero; gaussian: every basis gets lstm's weights.
+        fourier, legendre: the constant basis gets lstm's weights, the others zero; gaussian: every basis gets lstm's
+        weights.
         """
         core = cls._like_lstm(lstm, num_bases=num_bases, period=period, basis=basis)
         with torch.no_grad():
             for name, p in core.named_parameters():
                 w = getattr(lstm, name)
-                if basis == "fourier":
+                if basis in ("fourier", "legendre"):
                     p.zero_()
                     p[0].copy_(w)
                 else:

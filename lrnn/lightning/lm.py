@@ -91,8 +91,10 @@ class LanguageModel(L.LightningModule):
     forward pass); with sentence data every sequence starts from a zero state.
 
     The state is carried (detached) from batch to batch within an epoch, reset at the start of every epoch and of
-    every evaluation split. Targets equal to -100 (padding, steps without a target) are ignored by the loss and all
-    metrics, and not counted as tokens. Logged: ``{train,val,test}/loss`` (mean NLL per real target, nats),
+    every evaluation split. ``reset_state_every_window=True`` zeroes it at every batch instead, in training and in
+    evaluation (stream data): a control that measures what the carried state adds (the delayed-recall study, C6).
+    Targets equal to -100 (padding, steps without a target) are ignored by the loss and all metrics, and not counted
+    as tokens. Logged: ``{train,val,test}/loss`` (mean NLL per real target, nats),
     ``{...}/ppl``, ``{...}/acc`` (with ``accuracy=True``), ``train/tokens_per_s``, ``train/lr``, ``train/grad_norm``
     (before clipping); parameter counts as hyper-parameters. A core with a ``regularization()`` method (a 0-dim
     tensor, e.g. SoftTiedLSTM's ``penalty * sum_t ||Δ_t||²``) has it added to every update's objective (after the
@@ -115,6 +117,9 @@ class LanguageModel(L.LightningModule):
         grad_clip, grad_clip_algorithm: ``tbptt``/``full`` only: clip gradients (``norm`` or ``value``).
         accumulate_grad_batches: ``tbptt``/``full`` only: updates accumulated into one optimizer step.
         accuracy: also log ``{split}/acc``, the fraction of real targets whose argmax is right (synthetic tasks).
+        reset_state_every_window: start every batch (window of ``seq_len`` steps) from a zero state in training,
+            validation and test, instead of carrying it over. With ``tbptt`` each window's steps are all scored
+            within the window (the last, shorter update is flushed), so nothing crosses a window boundary.
     """
 
     def __init__(
@@ -136,6 +141,7 @@ class LanguageModel(L.LightningModule):
         accumulate_grad_batches: int = 1,
         accuracy: bool = False,
         output_size: int | None = None,
+        reset_state_every_window: bool = False,
     ) -> None:
         super().__init__()
         if loss_reduction not in ("mean", "sum_over_time"):
@@ -164,6 +170,7 @@ class LanguageModel(L.LightningModule):
         self.loss_reduction = loss_reduction
         self.bptt = bptt
         self.accuracy = accuracy
+        self.reset_state_every_window = reset_state_every_window
         self.automatic_optimization = bptt == "window"
         self.tbptt: TBPTT | None = None
         if bptt != "window":
@@ -233,6 +240,7 @@ class LanguageModel(L.LightningModule):
         targets and the logits."""
         inputs, targets = batch
         carry = self._carry_eval_state if split != "train" else self.bptt != "full"
+        carry = carry and not self.reset_state_every_window
         nll, n, logits, state = self._run(inputs, targets, self._state.get(split) if carry else None)
         self._state[split] = detach_state(state) if carry else None
         return nll, n, logits
@@ -274,9 +282,12 @@ class LanguageModel(L.LightningModule):
         assert self.tbptt is not None
         self._step_nll, self._step_tokens = 0.0, 0
         has_reg = hasattr(self.model.core, "regularization")
+        reset = self.reset_state_every_window and self.bptt == "tbptt"
+        if reset:  # a fresh segment at every window, its last steps flushed within it
+            self.tbptt.reset()
         updates = self.tbptt.step(
             self, batch, self._train_chunk, self._advance, self._normalizer,
-            regularizer=self._regularization if has_reg else None,
+            regularizer=self._regularization if has_reg else None, last=True if reset else None,
         )  # fmt: skip
         if updates:
             loss = self._step_nll / self._step_tokens.clamp_min(1)

@@ -12,7 +12,7 @@ from lrnn.cores.untied import UntiedLSTM
 F64 = torch.float64
 
 
-@pytest.mark.parametrize("basis", ["fourier", "gaussian"])
+@pytest.mark.parametrize("basis", ["fourier", "gaussian", "legendre"])
 @pytest.mark.parametrize("batch_first", [False, True])
 @pytest.mark.parametrize("offset", [0, 5, 300])
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
@@ -32,7 +32,7 @@ def test_from_lstm_matches_nn_lstm(basis, batch_first, offset, dtype, tol):
         torch.testing.assert_close(a, b, atol=tol * 10, rtol=0)
 
 
-@pytest.mark.parametrize("basis,num_bases", [("fourier", 4), ("gaussian", 3), ("fourier", 1)])
+@pytest.mark.parametrize("basis,num_bases", [("fourier", 4), ("gaussian", 3), ("fourier", 1), ("legendre", 4)])
 def test_gradcheck(basis, num_bases):
     torch.manual_seed(1)
     core = TimeVaryingLSTM(2, 3, 2, num_bases=num_bases, period=6.0, basis=basis).double()
@@ -75,7 +75,7 @@ def test_weights_depend_on_position():
 
 def test_gradient_reaches_every_basis():
     torch.manual_seed(4)
-    for basis in ("fourier", "gaussian"):
+    for basis in ("fourier", "gaussian", "legendre"):
         core = TimeVaryingLSTM(3, 4, 2, num_bases=4, period=12.0, basis=basis)
         out, _ = core(torch.randn(9, 2, 3), offset=1)
         out.sum().backward()
@@ -100,6 +100,45 @@ def test_basis_functions():
     torch.testing.assert_close(basis_functions(p, 1, 5.0, "gaussian"), torch.ones(50, 1, dtype=F64))
 
 
+def test_legendre_basis():
+    p = torch.arange(0, 201, dtype=F64)
+    leg = basis_functions(p, 4, 200.0, "legendre")
+    x = 2 * p / 200 - 1
+    expected = torch.stack([torch.ones_like(x), x, (3 * x**2 - 1) / 2, (5 * x**3 - 3 * x) / 2], dim=1)
+    torch.testing.assert_close(leg, expected)
+    assert leg.abs().max() <= 1 + 1e-12  # bounded on [0, period]
+    assert (leg[1:] - leg[:-1]).abs().max() < 0.1  # smooth
+    assert torch.equal(basis_functions(p, 1, 200.0, "legendre"), torch.ones(201, 1, dtype=F64))
+    # not periodic: no two positions of the range share their coefficients (P_1 is strictly increasing)
+    assert (leg[1:, 1] > leg[:-1, 1]).all()
+
+
+def _windows(core, x, window):
+    """Run x [T, B, in] as consecutive windows of `window` steps, positions restarting at 0, state carried: what
+    stream evaluation at window length `window` computes."""
+    outs, state = [], None
+    for chunk in x.split(window):
+        out, state = core(chunk, state, offset=0)
+        outs.append(out)
+    return torch.cat(outs)
+
+
+def test_legendre_differs_by_position_and_window_length():
+    """C8's core: with a non-periodic basis the weights at positions 5 and 150 differ, and windows of 20 and 160
+    are different computations. The same check on a Fourier basis of period 20 (the old C8 set-up) shows that it
+    can fail: there both windows give the same outputs."""
+    torch.manual_seed(5)
+    x = torch.randn(160, 2, 3, dtype=F64)
+    core = TimeVaryingLSTM(3, 4, 1, num_bases=4, period=256.0, basis="legendre").double()
+    (w5,), (w150,) = (core.step_weights(1, offset=p)[0][0] for p in (5, 150))
+    assert (w5 - w150).abs().max() > 1e-3
+    assert (_windows(core, x, 20) - _windows(core, x, 160)).abs().max() > 1e-3
+    periodic = TimeVaryingLSTM(3, 4, 1, num_bases=4, period=20.0, basis="fourier").double()
+    (p5,), (p145,) = (periodic.step_weights(1, offset=p)[0][0] for p in (5, 145))
+    torch.testing.assert_close(p5, p145)
+    torch.testing.assert_close(_windows(periodic, x, 20), _windows(periodic, x, 160))
+
+
 def test_fixed_parameter_budget_and_any_length():
     lstm = nn.LSTM(3, 4, 2)
     core = TimeVaryingLSTM(3, 4, 2, num_bases=5)
@@ -110,7 +149,7 @@ def test_fixed_parameter_budget_and_any_length():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"num_bases": 0}, {"period": 0.0}, {"period": -1.0}, {"basis": "legendre"}, {"dropout": -0.1}]
+    "kwargs", [{"num_bases": 0}, {"period": 0.0}, {"period": -1.0}, {"basis": "chebyshev"}, {"dropout": -0.1}]
 )
 def test_constructor_validation(kwargs):
     with pytest.raises(ValueError):

@@ -323,3 +323,42 @@ def test_off_cpu_nll_is_torchs_cross_entropy(monkeypatch: pytest.MonkeyPatch) ->
         monkeypatch.undo()
     for a, b in zip(*results, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("bptt,k1", [("window", None), ("tbptt", 3)])
+def test_reset_state_every_window(tiny_corpus: Path, bptt: str, k1: int | None) -> None:
+    """The C6 control: every window starts from a zero state in training and evaluation (the carried default does
+    not), and with tbptt every step of a window is still scored within it."""
+    torch.manual_seed(0)
+    dm = TextDataModule(str(tiny_corpus), batch_size=4, seq_len=7, eval_batch_size=3)
+    dm.setup()
+    seen: dict[bool, list] = {True: [], False: []}
+    for reset in (True, False):
+        lm = LanguageModel(TiedLSTM(16, 16), vocab_size=dm.vocab_size, bptt=bptt, k1=k1, reset_state_every_window=reset)
+        run = lm._run
+
+        def spy(inputs, targets, state, offset=0, run=run, reset=reset):
+            seen[reset].append((state is None, offset, inputs.size(1)))
+            return run(inputs, targets, state, offset)
+
+        lm._run = spy
+        windows = 3
+        _trainer(max_steps=windows if bptt == "window" else 3 * windows, limit_val_batches=0).fit(lm, datamodule=dm)
+        zero_starts = sum(none for none, _, _ in seen[reset])
+        if reset:  # every window from a zero state; tbptt: chunks of 3 + 3 + 1 steps, each window scored whole
+            assert zero_starts == windows
+            assert sum(n for _, _, n in seen[reset]) == 7 * windows
+        else:
+            assert zero_starts == 1
+    # evaluation: the loss equals scoring each validation window from a zero state
+    lm = LanguageModel(TiedLSTM(16, 16), vocab_size=dm.vocab_size, reset_state_every_window=True)
+    val = _trainer().validate(lm, datamodule=dm, verbose=False)[0]["val/loss"]
+    nll, n = 0.0, 0
+    with torch.no_grad():
+        for x, y in dm.split_data("validation", 3):
+            logits, _ = lm.model.eval()(x)
+            nll += F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum").item()
+            n += y.numel()
+    assert val == pytest.approx(nll / n, abs=1e-5)
+    carried = _trainer().validate(LanguageModel(TiedLSTM(16, 16), vocab_size=dm.vocab_size), datamodule=dm)
+    assert carried[0]["val/loss"] != pytest.approx(val, abs=1e-4)
