@@ -20,6 +20,7 @@ from lrnn.cores import _native as native
 from lrnn.cores._lstm_math import StepWeightLSTMBase
 from lrnn.data.batching import IGNORE_INDEX
 from lrnn.lightning.clipping import clip_gradients
+from lrnn.lightning.ddp import configure_unused_parameters
 from lrnn.lightning.tbptt import TBPTT
 from lrnn.rnnlm import RNNLM, State
 
@@ -201,7 +202,11 @@ class LanguageModel(L.LightningModule):
         return self.model(tokens, state, offset)
 
     def setup(self, stage: str) -> None:
-        """Match the data: evaluation carries the state over stream batches, not over sentence batches."""
+        """Match the data: evaluation carries the state over stream batches, not over sentence batches. Under DDP,
+        let the reducer find unused parameters where this model's core can leave some out of a step (see
+        :mod:`lrnn.lightning.ddp`)."""
+        if stage == "fit" and self._trainer is not None:
+            configure_unused_parameters(self.trainer.strategy, self.model, self.hparams.vocab_size)
         batching = getattr(getattr(self.trainer, "datamodule", None), "batching", None)
         if batching is None:
             return
