@@ -3,8 +3,11 @@ sentence-level BPTT)."""
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import random
 import time
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import lightning as L
@@ -67,6 +70,36 @@ class TokenMean(MeanMetric):
         self, x: torch.Tensor, weight: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return x.to(self.dtype), (torch.ones_like(x) if weight is None else weight).to(self.dtype)
+
+
+def core_config(core: nn.Module) -> dict[str, Any] | None:
+    """``{"class_path", "init_args"}`` that rebuild ``core`` (untrained): its constructor's arguments read back from
+    the attributes of the same names (lrnn's cores keep all of them). None when one is missing or the constructor
+    takes ``*args`` / ``**kwargs``: then ``load_from_checkpoint(path, core=...)`` needs the core given."""
+    cls = type(core)
+    init_args = {}
+    for name, param in inspect.signature(cls.__init__).parameters.items():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            return None
+        if name == "self":
+            continue
+        if hasattr(core, name):
+            value = getattr(core, name)
+            if value is None or isinstance(value, bool | int | float | str):
+                init_args[name] = value
+                continue
+        if param.default is inspect.Parameter.empty:
+            return None
+    return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": init_args}
+
+
+def instantiate_core(config: Mapping[str, Any]) -> nn.Module:
+    """The core a ``core_config`` dict describes (the class must be an ``nn.Module``)."""
+    module, _, name = str(config["class_path"]).rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ValueError(f"core class_path {config['class_path']!r} is not an nn.Module")
+    return cls(**(config.get("init_args") or {}))
 
 
 class LanguageModel(L.LightningModule):
@@ -152,7 +185,10 @@ class LanguageModel(L.LightningModule):
                 "bptt='window' uses automatic optimization: set trainer.gradient_clip_val and "
                 "trainer.accumulate_grad_batches instead of grad_clip / accumulate_grad_batches"
             )
+        if isinstance(core, Mapping):  # {"class_path", "init_args"}: a checkpoint's hyper-parameters
+            core = instantiate_core(core)
         self.save_hyperparameters(ignore=["core", "optimizer"])
+        self.hparams["core"] = core_config(core)  # load_from_checkpoint rebuilds the core from it
         self.model = RNNLM(
             vocab_size,
             core,
