@@ -3,6 +3,8 @@
     lrnn fit --config experiments/tied_ptb.yaml [--name tied_ptb] [--wandb auto|online|offline|off]
     lrnn test --config experiments/tied_ptb.yaml --ckpt_path runs/tied_ptb/version_0/checkpoints/best.ckpt
     lrnn evaluate runs/tied_ptb/version_0 [--ckpt best|last|PATH] [--lengths 10 20 40] [--out DIR]
+    lrnn generate runs/tied_ptb/version_0 --prompt "the market" [--max_tokens 50] [--temperature 1] [--seed 0]
+    lrnn score runs/tied_ptb/version_0 FILE [--json]
 
     lrnn fit --resume runs/tied_ptb/version_0   # continue an interrupted run in its folder and W&B run
 
@@ -446,6 +448,10 @@ def main(args: list[str] | None = None) -> int:
         from lrnn.evaluate import main as evaluate_main
 
         return evaluate_main(argv[1:])
+    if argv[:1] in (["generate"], ["score"]):  # `lrnn generate RUN --prompt ...`, `lrnn score RUN FILE` (lrnn/use.py)
+        from lrnn import use
+
+        return (use.generate_main if argv[0] == "generate" else use.score_main)(argv[1:])
     if "--resume" in argv and "--config" not in argv and "-c" not in argv:
         i = argv.index("--resume")
         if i + 1 < len(argv):  # the run's own saved config

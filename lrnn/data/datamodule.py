@@ -39,10 +39,13 @@ class TextDataModule(SplitDataModule):
         config: hub config name (built-in corpora know theirs).
         text_column: column holding the text (built-in corpora know theirs; default ``text``).
         level: ``word`` (whitespace split + ``<eos>`` per row) or ``char``.
-        batch_size: training streams (stream mode) or sentences (sentence mode) per device (B).
+        batch_size: training streams (stream mode) or sentences (sentence mode) per device (B); with N devices
+            the global batch is N x B.
         seq_len: window length (T); inputs [B, T], targets the inputs shifted by one.
-        eval_batch_size: validation streams per device (default: ``batch_size``).
-        test_batch_size: test streams per device (default: ``eval_batch_size``). Zaremba et al. use 1.
+        eval_batch_size: validation streams (default: ``batch_size``) in all, split over the devices, so that the
+            validation loss does not depend on the number of devices (sentence mode: sentences per batch).
+        test_batch_size: test streams in all (default: ``eval_batch_size``), split like ``eval_batch_size``.
+            Zaremba et al. use 1 (with several devices, one of them scores it and the others wait).
         drop_last: drop the last, shorter window of each split instead of scoring it (stream mode).
         batching: ``stream`` or ``sentence``.
         seed: sentence mode: fixes the batch composition and the per-epoch order of the training batches.
@@ -146,7 +149,10 @@ class TextDataModule(SplitDataModule):
         """This rank's stream windows of ``split`` ('train', 'validation' or 'test')."""
         tokens = self._split_tokens(split)
         rank, world = self._rank_world()
-        return StreamWindows(tokens, batch_size, self.seq_len, rank=rank, world_size=world, drop_last=self.drop_last)
+        return StreamWindows(
+            tokens, batch_size, self.seq_len, rank=rank, world_size=world, drop_last=self.drop_last,
+            split_streams=split != "train",
+        )  # fmt: skip
 
     def sentences(self, split: str, batch_size: int) -> SentenceBatches:
         """This rank's padded sentence batches of ``split``: shuffled every epoch for 'train', in length order else."""

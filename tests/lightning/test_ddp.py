@@ -1,7 +1,8 @@
 """Every core family trains under 2-process CPU DDP (gloo) for 2 epochs with a short last window, in window, TBPTT and
 sentence (full BPTT) modes: the ranks stay in sync, and in stream modes 2 ranks x B streams end with the parameters
 of one process with 2B streams (SGD with momentum and weight decay, so a weight set no rank used must keep
-``grad = None`` under DDP, exactly as in one process).
+``grad = None`` under DDP, exactly as in one process). Validation and test losses of the same weights are those of one
+process (evaluation batch sizes count streams in all, split over the ranks).
 
 One ``torchrun`` launch runs all families one after the other (this file is its worker script), so the test pays the
 process start-up once."""
@@ -69,6 +70,19 @@ def fit(family: str, corpus: Path, devices: int) -> torch.Tensor:
     return torch.cat([p.detach().flatten() for p in model.parameters()])
 
 
+def evaluate(corpus: Path, devices: int) -> dict[str, float]:
+    """Validation and test loss of fixed (untrained) weights: 3 validation streams and Zaremba's single test stream,
+    in all, whatever the number of devices."""
+    L.seed_everything(0, verbose=False)
+    data = TextDataModule(str(corpus), batch_size=2, seq_len=5, eval_batch_size=3, test_batch_size=1)
+    model = LanguageModel(lrnn.cores.UntiedLSTM(8, 8, 1, max_len=5), data.vocab_size, init_range=0.5)
+    strategy = "ddp" if devices > 1 else "auto"
+    trainer = L.Trainer(accelerator="cpu", devices=devices, strategy=strategy, logger=False, enable_progress_bar=False)
+    val = trainer.validate(model, datamodule=data, verbose=False)[0]["val/loss"]
+    test = trainer.test(model, datamodule=data, verbose=False)[0]["test/loss"]
+    return {"val": val, "test": test}
+
+
 def test_every_core_family_is_covered() -> None:
     """A core added to lrnn.cores needs a row in CORES (and so a DDP run in make test)."""
     covered = {name for name, *_ in CORES.values()}
@@ -94,10 +108,12 @@ def test_every_core_trains_under_ddp(tmp_path: Path) -> None:
     )
     out = tmp_path / "out"
     args = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2"]
-    args += ["--standalone", str(Path(__file__)), str(corpus), str(out), *CORES]
+    args += ["--standalone", str(Path(__file__)), str(corpus), str(out), "eval", *CORES]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
+    evaluated, single = torch.load(out / "eval-rank0.pt"), evaluate(corpus, devices=1)
+    assert evaluated == pytest.approx(single, rel=1e-6), "validation/test loss depend on the number of devices"
     for family, (_, _, _, batching) in CORES.items():
         ranks = [torch.load(out / f"{family}-rank{r}.pt") for r in range(2)]
         torch.testing.assert_close(ranks[0], ranks[1], rtol=0, atol=0, msg=f"{family}: ranks out of sync")
@@ -111,5 +127,8 @@ if __name__ == "__main__":  # the torchrun worker: fit every family named on the
     corpus_dir, out_dir, *families = sys.argv[1:]
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     for name in families:
+        if name == "eval":
+            torch.save(evaluate(Path(corpus_dir), devices=2), Path(out_dir) / f"eval-rank{os.environ['RANK']}.pt")
+            continue
         params = fit(name, Path(corpus_dir), devices=2)
         torch.save(params, Path(out_dir) / f"{name}-rank{int(os.environ['RANK'])}.pt")
