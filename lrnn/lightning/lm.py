@@ -478,7 +478,7 @@ class LanguageModel(L.LightningModule):
         # the epoch that trained these weights (a save after fit ended sees the epoch counter already advanced)
         checkpoint["lrnn_weights_epoch"] = self.current_epoch - (self.trainer.state.fn != "fit")
         metric = self.metrics["train_nll"]
-        checkpoint["lrnn_train_state"] = {
+        state = {
             "carried": self._state.get("train"),
             "tbptt": self.tbptt.state_dict() if self.tbptt is not None else None,
             "train_nll": {name: getattr(metric, name) for name in metric._defaults},
@@ -492,13 +492,45 @@ class LanguageModel(L.LightningModule):
             "epoch_elapsed": time.perf_counter() - self._epoch_start,
             "rng": rng_states(),
         }
+        loop = self.trainer.fit_loop.epoch_loop.batch_progress.current
+        mid_epoch = self.trainer.state.fn == "fit" and 0 < loop.processed < self.trainer.num_training_batches
+        world = self.trainer.world_size
+        if world == 1 or not torch.distributed.is_initialized():
+            checkpoint["lrnn_train_state"] = {**state, "mid_epoch": mid_epoch}
+            return
+        # DDP: every rank carries its own state, stream block and random state; rank 0 writes them all
+        # (every rank runs this hook: Trainer.save_checkpoint is called on all of them)
+        state = apply_to_collection(state, torch.Tensor, lambda t: t.detach().cpu())
+        states: list[Any] = [None] * world
+        torch.distributed.all_gather_object(states, state)
+        checkpoint["lrnn_rank_train_states"] = {"states": states, "mid_epoch": mid_epoch}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._tested_epoch = checkpoint.get("lrnn_weights_epoch", checkpoint.get("epoch"))
         saved = checkpoint.get("lrnn_train_state")
+        ranks = checkpoint.get("lrnn_rank_train_states")
+        if self._trainer is not None and self.trainer.state.fn == "fit":
+            if ranks is not None:
+                saved = self._rank_state(ranks["states"], bool(ranks["mid_epoch"]))
+            elif saved is not None and self.trainer.world_size > 1:  # written by one process
+                saved = self._rank_state([saved], bool(saved.get("mid_epoch", True)))
         if saved is None:  # a checkpoint from before mid-epoch resume: weights and loops only
             return
         self._resume_state = saved
+
+    def _rank_state(self, states: list[Any], mid_epoch: bool) -> dict[str, Any] | None:
+        """This rank's share of a checkpoint written by several ranks. A mid-epoch one needs the same number of
+        ranks (each carries the hidden state of its own block of streams); at an epoch's end the state starts over."""
+        world, rank = self.trainer.world_size, self.trainer.global_rank
+        if len(states) == world:
+            return states[rank]
+        if mid_epoch:
+            raise ValueError(
+                f"this checkpoint was written in the middle of an epoch by {len(states)} processes, each carrying "
+                f"the hidden state of its own streams; resume it with {len(states)} processes (devices x nodes), "
+                f"not {world}, or resume from an end-of-epoch checkpoint"
+            )
+        return None  # an epoch boundary: nothing carried over (the random states start from this run's seed)
 
     def on_train_start(self) -> None:
         """After a resume: put back the carried state, TBPTT buffer, running train metrics and random state."""
