@@ -29,7 +29,7 @@ data:
   init_args: {{dataset: {dataset}, batch_size: 2, seq_len: 5, test_batch_size: 1}}
 trainer:
   max_epochs: 2
-  limit_train_batches: 60
+  limit_train_batches: 30
   enable_progress_bar: false
   enable_model_summary: false
 """
@@ -55,7 +55,7 @@ def test_ddp_interrupt_then_resume_matches_an_uninterrupted_run(tiny_corpus: Pat
 
     out = tmp_path / "runs"
     helper = ["--trainer.callbacks+=tests.helpers.SignalAt"]  # SIGTERM to rank 1 only, mid-epoch 1
-    stopped = _fit(config, out, *ddp, *helper, env={"LRNN_SIGNAL_AT": "SIGTERM:150", "LRNN_SIGNAL_RANK": "1"})
+    stopped = _fit(config, out, *ddp, *helper, env={"LRNN_SIGNAL_AT": "SIGTERM:75", "LRNN_SIGNAL_RANK": "1"})
     assert stopped.returncode != 0, stopped.stderr[-3000:]
     run_dir = out / "tiny" / "version_0"
     first = _results(run_dir)
@@ -95,7 +95,7 @@ def test_requeued_slurm_job_resumes_its_own_run(tiny_corpus: Path, tmp_path: Pat
     out = tmp_path / "runs"
     args = ["--trainer.accelerator", "cpu", "--trainer.devices", "1"]
     first = _fit(config, out, *args, "--trainer.callbacks+=tests.helpers.SignalAt", "--wandb", "offline",
-                 env={**slurm, "LRNN_SIGNAL_AT": "SIGUSR1:80"})  # fmt: skip
+                 env={**slurm, "LRNN_SIGNAL_AT": "SIGUSR1:40"})  # fmt: skip
     assert first.returncode == 128 + signal.SIGUSR1, first.stderr[-3000:]
     assert (tmp_path / "scontrol.log").read_text().split() == ["requeue", "4242"]
     run_dir = out / "tiny" / "version_0"
