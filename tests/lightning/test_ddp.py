@@ -33,6 +33,7 @@ CORES = {  # family -> (core class, init args, bptt, batching)
     "soft_tied": ("SoftTiedLSTM", {"max_len": 8, "penalty": 0.01}, "full", "sentence"),
     "mixture": ("MixtureLSTM", {"num_sets": 2, "max_len": SEQ_LEN}, "window", "stream"),
     "time_varying": ("TimeVaryingLSTM", {"num_bases": 2, "period": 16.0}, "full", "sentence"),
+    "lexical": ("LexicalLSTM", {"num_sets": 3, "rank": 2}, "window", "stream"),
 }
 
 

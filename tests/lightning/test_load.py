@@ -23,6 +23,7 @@ CORES = {
     "SoftTiedLSTM": {"max_len": 6, "rank": 2, "penalty": 0.1},
     "MixtureLSTM": {"num_sets": 2, "max_len": 6},
     "TimeVaryingLSTM": {"num_bases": 3, "period": 12.0, "basis": "gaussian"},
+    "LexicalLSTM": {"num_sets": 3, "rank": 2, "penalty": 0.1, "set_tokens": [3, 1]},
 }
 
 
