@@ -20,8 +20,11 @@ JOBS ?=
 RESUME ?=
 # make exits 2 whenever a recipe fails: say first which status lrnn itself exited with (README: exit statuses)
 STATUS = || { rc=$$?; echo "make: lrnn exited with status $$rc (0 done, 1 failed, 2 bad argument, 3 diverged, 130/143 interrupted); make's own exit status is 2" >&2; exit $$rc; }
+PROMPT ?=
+FILE ?=
+NODES ?=
 
-.PHONY: help install test lint format experiment experiments evaluate bench bench-gpu recall-grid paper paper-plan report clean
+.PHONY: help install test lint format experiment experiments evaluate generate score bench bench-gpu recall-grid paper paper-plan report clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -46,14 +49,20 @@ format: $(STAMP)  ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix lrnn tests benchmarks scripts
 	$(VENV)/bin/ruff format lrnn tests benchmarks scripts
 
-experiment: $(STAMP)  ## run one experiment: NAME=tied_ptb [GPUS=N] [THREADS=N] [WANDB=off|offline|online] [ARGS="--trainer.max_epochs 1"] [RESUME=runs/tied_ptb/version_0]
-	@$(PY) -m lrnn.launch "$(NAME)" --gpus "$(GPUS)" --threads "$(THREADS)" --wandb "$(WANDB)" --resume "$(RESUME)" -- $(ARGS) $(STATUS)
+experiment: $(STAMP)  ## run one experiment: NAME=tied_ptb [GPUS=N] [NODES=M] [THREADS=N] [WANDB=off|offline|online] [ARGS="--trainer.max_epochs 1"] [RESUME=runs/tied_ptb/version_0]
+	@$(PY) -m lrnn.launch "$(NAME)" --gpus "$(GPUS)" --nodes "$(NODES)" --threads "$(THREADS)" --wandb "$(WANDB)" --resume "$(RESUME)" -- $(ARGS) $(STATUS)
 
 experiments: $(STAMP)  ## list the available experiment names
 	@$(PY) -m lrnn.launch --list
 
 evaluate: $(STAMP)  ## length generalization, per-position loss, state reset of a run: RUN=runs/<name>/version_<k> [ARGS="--out DIR"]
 	@$(PY) -m lrnn evaluate "$(RUN)" $(ARGS) $(STATUS)
+
+generate: $(STAMP)  ## sample text from a run: RUN=runs/<name>/version_<k> [PROMPT="the market"] [ARGS="--max_tokens 50 --seed 0"]
+	$(PY) -m lrnn generate "$(RUN)" --prompt "$(PROMPT)" $(ARGS)
+
+score: $(STAMP)  ## per-token loss and perplexity of a text file: RUN=runs/<name>/version_<k> FILE=text.txt [ARGS=--json]
+	$(PY) -m lrnn score "$(RUN)" "$(FILE)" $(ARGS)
 
 bench: $(STAMP)  ## benchmarks (~15 min, BENCH_THREADS=1): training vs plain loops, cores vs naive/nn.LSTM, TBPTT memory
 	$(PY) benchmarks/bench_lightning.py --threads $(BENCH_THREADS) --rounds 5

@@ -3,6 +3,8 @@
     lrnn fit --config experiments/tied_ptb.yaml [--name tied_ptb] [--wandb auto|online|offline|off]
     lrnn test --config experiments/tied_ptb.yaml --ckpt_path runs/tied_ptb/version_0/checkpoints/best.ckpt
     lrnn evaluate runs/tied_ptb/version_0 [--ckpt best|last|PATH] [--lengths 10 20 40] [--out DIR]
+    lrnn generate runs/tied_ptb/version_0 --prompt "the market" [--max_tokens 50] [--temperature 1] [--seed 0]
+    lrnn score runs/tied_ptb/version_0 FILE [--json]
 
     lrnn fit --resume runs/tied_ptb/version_0   # continue an interrupted run in its folder and W&B run
 
@@ -37,7 +39,7 @@ import lightning as L
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from lrnn.argerrors import unknown_option
@@ -97,6 +99,9 @@ class LRNNCLI(LightningCLI):
         parser.add_argument(
             "--checkpoint_every_minutes", type=float, default=30.0, help="fit: mid-epoch last.ckpt interval (0: off)"
         )
+        parser.add_argument(
+            "--wandb_log_model", type=bool, default=False, help="fit: upload best.ckpt to W&B as a model artifact"
+        )
 
     def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
         super()._add_subcommands(parser, **kwargs)
@@ -113,6 +118,11 @@ class LRNNCLI(LightningCLI):
         self._resume: dict[str, Any] | None = None
         if self.subcommand != "fit":  # evaluating a checkpoint in a new run folder: nothing of its folder is reused
             warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
+        if self.subcommand == "fit" and not config.get("resume"):  # a requeued SLURM job continues its own run
+            requeued = slurm_run_to_resume(Path(config["out_dir"]) / self._experiment_name())
+            if requeued is not None:
+                print(f"SLURM job {slurm_job_key()} was requeued: resuming {requeued}", file=sys.stderr)
+                config["resume"] = str(requeued)
         if self.subcommand == "fit" and config.get("resume"):
             self._resume = resume_target(config["resume"], config.get("trainer"))
             config["ckpt_path"] = self._resume["checkpoint"]
@@ -236,6 +246,8 @@ class LRNNCLI(LightningCLI):
             extra["test"] = _scalars(trainer.callback_metrics, prefix="test/")
             extra["tested_checkpoint"] = ckpt_path or "the final weights (no validation checkpoint)"
         self._write_results("completed", extra=extra)
+        if trainer.is_global_zero:
+            publish_to_wandb(trainer, extra, log_model=bool(self._run_config().get("wandb_log_model")))
 
     def _write_results(self, status: str, error: str | None = None, extra: dict[str, Any] | None = None) -> None:
         trainer = self.trainer
@@ -255,6 +267,8 @@ class LRNNCLI(LightningCLI):
         }
         if error:
             results["error"] = error
+        if slurm_job_key():
+            results["slurm_job_id"] = slurm_job_key()
         resume = getattr(self, "_resume", None)
         if resume:
             results["resumed_from"] = {"checkpoint": resume["checkpoint"], "step": resume["step"]}
@@ -399,6 +413,53 @@ def _budget_raised(folder: Path, trainer: Any) -> bool:
     return False
 
 
+def publish_to_wandb(trainer: Trainer, extra: dict[str, Any], log_model: bool = False) -> None:
+    """Put the best validation loss / perplexity and the test numbers into the W&B run summary (the table of runs
+    shows them), and with ``log_model`` the best checkpoint as a ``model`` artifact (aliases ``best``, ``latest``).
+    The artifact goes through ``run.log_artifact`` rather than ``WandbLogger(log_model=...)``, which Lightning refuses
+    in offline mode, lrnn's default without an API key: offline the file is kept for ``wandb sync``."""
+    ckpt = trainer.checkpoint_callback
+    best = ckpt.best_model_score if isinstance(ckpt, ModelCheckpoint) else None
+    for logger in trainer.loggers:
+        if not isinstance(logger, WandbLogger):
+            continue
+        run = logger.experiment
+        summary: dict[str, Any] = {f"test/{k.split('/', 1)[1]}": v for k, v in (extra.get("test") or {}).items()}
+        if best is not None and math.isfinite(float(best)):
+            summary |= {"best/val_loss": float(best), "best/val_ppl": math.exp(float(best))}
+        summary["status"] = "completed"
+        run.summary.update(summary)
+        path = getattr(ckpt, "best_model_path", "")
+        if log_model and path and Path(path).is_file():
+            import wandb
+
+            artifact = wandb.Artifact(f"model-{run.id}", type="model", metadata={**summary, "path": path})
+            artifact.add_file(path, name="best.ckpt")
+            run.log_artifact(artifact, aliases=["best", "latest"])
+
+
+def slurm_job_key() -> str | None:
+    """This SLURM job (``<array job>_<task>`` for array tasks), None outside SLURM."""
+    array_id, task_id = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array_id}_{task_id}" if array_id and task_id else os.environ.get("SLURM_JOB_ID") or None
+
+
+def slurm_run_to_resume(experiment_dir: Path) -> Path | None:
+    """The unfinished run folder of this SLURM job (a requeued job runs its command again): its ``results.json``
+    names the job and it has a ``last.ckpt``. None outside SLURM or on the job's first start."""
+    job = slurm_job_key()
+    if job is None or not experiment_dir.is_dir():
+        return None
+    for folder in sorted(experiment_dir.glob("version_*"), reverse=True):
+        try:
+            results = json.loads((folder / "results.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if results.get("slurm_job_id") == job and results.get("status") != "completed":
+            return folder if (folder / "checkpoints" / "last.ckpt").is_file() else None
+    return None
+
+
 def save_if_best(trainer: Trainer, ckpt: ModelCheckpoint) -> None:
     """After an extra validation at the end of fit: write ``best.ckpt`` if these weights are the best so far."""
     score = trainer.callback_metrics.get(ckpt.monitor or "val/loss")
@@ -446,6 +507,10 @@ def main(args: list[str] | None = None) -> int:
         from lrnn.evaluate import main as evaluate_main
 
         return evaluate_main(argv[1:])
+    if argv[:1] in (["generate"], ["score"]):  # `lrnn generate RUN --prompt ...`, `lrnn score RUN FILE` (lrnn/use.py)
+        from lrnn import use
+
+        return (use.generate_main if argv[0] == "generate" else use.score_main)(argv[1:])
     if "--resume" in argv and "--config" not in argv and "-c" not in argv:
         i = argv.index("--resume")
         if i + 1 < len(argv):  # the run's own saved config

@@ -1,6 +1,6 @@
 """``make experiment NAME=...``: run ``lrnn fit`` (then test) on ``experiments/<NAME>.yaml``.
 
-python -m lrnn.launch NAME [--gpus N] [--wandb auto|online|offline|off] [--threads N] [-- extra `lrnn fit` args]
+python -m lrnn.launch NAME [--gpus N] [--nodes M] [--wandb auto|online|offline|off] [--threads N] [-- extra args]
 python -m lrnn.launch [NAME] --resume runs/NAME/version_K [-- extra args]   # continue that run
 python -m lrnn.launch --list
 """
@@ -49,9 +49,12 @@ def physical_cores() -> int:
     return len(cores) or len(allowed) or 1
 
 
-def thread_count(threads: str) -> tuple[int, str]:
-    """The torch thread count for THREADS= (empty: one per physical core) and how it was chosen."""
+def thread_count(threads: str, ranks: int = 1) -> tuple[int, str]:
+    """The torch thread count per process for THREADS= (empty: the physical cores shared out over the ``ranks``
+    processes of this machine, at least 1) and how it was chosen."""
     if not threads:
+        if ranks > 1:
+            return max(1, physical_cores() // ranks), f"physical cores / {ranks} processes; THREADS=N to change"
         return physical_cores(), "one per physical core; THREADS=N to change"
     n = int(threads) if threads.strip().isdigit() else 0
     if n < 1:
@@ -59,15 +62,33 @@ def thread_count(threads: str) -> tuple[int, str]:
     return n, "THREADS"
 
 
-def build_argv(name: str, gpus: str = "", wandb: str = "auto", extra: list[str] | None = None) -> list[str]:
+def positive(value: str, what: str) -> int:
+    n = int(value) if value.strip().isdigit() else 0
+    if n < 1:
+        raise ValueError(f"{what} must be a positive integer, got {value!r}")
+    return n
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def build_argv(
+    name: str, gpus: str = "", wandb: str = "auto", extra: list[str] | None = None, nodes: str = ""
+) -> list[str]:
+    """``lrnn fit`` arguments. ``GPUS=N``: N processes per machine, one per GPU (on a machine without a CUDA GPU:
+    N CPU processes, DDP over gloo); ``NODES=M``: M machines (``trainer.num_nodes``), N processes each."""
     argv = ["fit", "--config", str(EXPERIMENTS / f"{name}.yaml"), "--name", name, "--wandb", wandb]
+    n = positive(gpus, "GPUS") if gpus else 1
+    m = positive(nodes, "NODES") if nodes else 1
     if gpus:
-        n = int(gpus) if gpus.strip().isdigit() else 0
-        if n < 1:
-            raise ValueError(f"GPUS must be a positive integer, got {gpus!r}")
-        argv += ["--trainer.accelerator", "gpu", "--trainer.devices", str(n)]
-        if n > 1:
-            argv += ["--trainer.strategy", "ddp"]
+        argv += ["--trainer.accelerator", "gpu" if cuda_available() else "cpu", "--trainer.devices", str(n)]
+    if nodes:
+        argv += ["--trainer.num_nodes", str(m)]
+    if n * m > 1:
+        argv += ["--trainer.strategy", "ddp"]
     return argv + list(extra or [])
 
 
@@ -76,7 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name", nargs="?", default="")
     parser.add_argument("--gpus", default="", help="number of GPUs (DDP when > 1); empty: CPU or auto")
     parser.add_argument("--wandb", default="auto", choices=["auto", "online", "offline", "off"])
-    parser.add_argument("--threads", default="", help="torch threads per process; empty: one per physical core")
+    parser.add_argument("--nodes", default="", help="number of machines (trainer.num_nodes; GPUS processes each)")
+    parser.add_argument(
+        "--threads", default="", help="torch threads per process; empty: physical cores / processes per machine"
+    )
     parser.add_argument("--list", action="store_true", help="list the experiments and exit")
     parser.add_argument("--resume", default="", help="continue the run in this folder (runs/NAME/version_K)")
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -86,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         print(listing())
         return 0
     try:
-        threads, why = thread_count(args.threads)
+        threads, why = thread_count(args.threads, positive(args.gpus, "GPUS") if args.gpus else 1)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -110,10 +134,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {problem}. Use NAME=<one of>:\n{listing()}", file=sys.stderr)
         return 2
     try:
-        fit_argv = build_argv(args.name, args.gpus, args.wandb, extra)
+        fit_argv = build_argv(args.name, args.gpus, args.wandb, extra, args.nodes)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.gpus and "cpu" in fit_argv:
+        print(f"no CUDA GPU here: GPUS={args.gpus} runs {args.gpus} CPU processes (DDP over gloo)", flush=True)
     print("lrnn " + " ".join(fit_argv), flush=True)
     # exec rather than call: Lightning's DDP launcher re-runs this very command line on every rank
     os.execv(sys.executable, [sys.executable, "-m", "lrnn", *fit_argv])

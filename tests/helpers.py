@@ -30,14 +30,18 @@ class RecordBatches(L.Callback):
 
 
 class SignalAt(L.Callback):
-    """Sends the signal ``$LRNN_SIGNAL_AT`` (``SIGINT:<step>`` or ``SIGTERM:<step>``) to this very process once
-    ``global_step`` reaches the step: a real OS signal, delivered while the batch finishes."""
+    """Sends the signal ``$LRNN_SIGNAL_AT`` (``SIGINT:<step>``, ``SIGTERM:<step>``, ``SIGUSR1:<step>``) to this very
+    process once ``global_step`` reaches the step: a real OS signal, delivered while the batch finishes. Under DDP
+    only rank ``$LRNN_SIGNAL_RANK`` signals itself when that is set."""
 
     def __init__(self) -> None:
         name, step = os.environ.get("LRNN_SIGNAL_AT", "SIGINT:-1").split(":")  # unset (a resumed run): no signal
         self.signum, self.step, self.sent = getattr(signal, name), int(step), False
+        self.rank = int(os.environ.get("LRNN_SIGNAL_RANK", "-1"))
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if self.rank >= 0 and trainer.global_rank != self.rank:
+            return
         if not self.sent and 0 <= self.step <= trainer.global_step:
             self.sent = True
             os.kill(os.getpid(), self.signum)

@@ -51,3 +51,24 @@ def test_make_experiment_reports_lrnns_own_exit_status(status: int, tmp_path: Pa
     )  # fmt: skip
     assert done.returncode == 2
     assert f"make: lrnn exited with status {status} " in done.stderr
+
+
+def test_gpus_and_nodes_map_to_ddp_and_share_the_cores(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setattr(launch, "physical_cores", lambda: 8)
+    assert launch.thread_count("", ranks=2)[0] == 4 and launch.thread_count("", ranks=16)[0] == 1
+    assert launch.thread_count("3", ranks=2)[0] == 3
+    for cuda, accelerator in ((True, "gpu"), (False, "cpu")):  # no CUDA GPU: N CPU processes over gloo
+        monkeypatch.setattr(launch, "cuda_available", lambda cuda=cuda: cuda)
+        argv = launch.build_argv("untied_ptb", gpus="2", nodes="3")
+        assert argv[argv.index("--trainer.accelerator") + 1] == accelerator
+        assert argv[argv.index("--trainer.devices") + 1] == "2" and argv[argv.index("--trainer.num_nodes") + 1] == "3"
+        assert argv[argv.index("--trainer.strategy") + 1] == "ddp"
+    assert "--trainer.strategy" not in launch.build_argv("untied_ptb", gpus="1")
+    executed = []
+    monkeypatch.setattr(os, "execv", lambda path, argv: executed.append(argv))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    launch.main(["untied_ptb", "--gpus", "2", "--wandb", "off"])
+    out = capsys.readouterr().out
+    assert os.environ["OMP_NUM_THREADS"] == "4" and "threads: 4 (physical cores / 2 processes" in out
+    assert "runs 2 CPU processes (DDP over gloo)" in out
+    assert launch.main(["untied_ptb", "--nodes", "0"]) == 2

@@ -8,7 +8,11 @@ shifted by one token. The stream has ``L`` tokens per row, so there are ``L - 1`
 (every target is scored once) unless ``drop_last=True``. Nothing is shuffled.
 
 Under DDP each rank owns a disjoint, contiguous block of streams, all of the same length, so every rank yields the
-same number of batches and together the ranks see exactly what one process with all streams sees.
+same number of batches and together the ranks see exactly what one process with all streams sees. For training,
+``batch_size`` is per rank (``batch_size * world_size`` streams in all); for evaluation (``split_streams=True``)
+``batch_size`` is the number of streams in all, split as evenly as possible over the ranks, so the streams, and with
+them the scores, do not depend on the number of ranks. A rank left without a stream (fewer streams than ranks, e.g.
+Zaremba's single test stream) runs the same number of batches of stream 0 with every target ignored.
 
 Tasks whose targets are not the next token (``lrnn.data.synthetic``) pass ``targets`` aligned with the tokens: then
 every position of a row is an input with its own target, and ``mask_first`` targets at the start of each row can be
@@ -55,17 +59,24 @@ class StreamWindows(IterableDataset):
         drop_last: bool = False,
         targets: torch.Tensor | None = None,
         mask_first: int = 0,
+        split_streams: bool = False,
     ) -> None:
         super().__init__()
         if seq_len < 1:
             raise ValueError(f"seq_len must be >= 1, got {seq_len}")
-        streams = batchify(tokens, batch_size * world_size)
-        self.data = streams[rank * batch_size : (rank + 1) * batch_size]
+        if split_streams:  # batch_size streams in all, this rank's share of them
+            total, lo, hi = batch_size, rank * batch_size // world_size, (rank + 1) * batch_size // world_size
+        else:
+            total, lo, hi = batch_size * world_size, rank * batch_size, (rank + 1) * batch_size
+        self.idle = hi == lo  # no stream for this rank: stream 0 with every target ignored
+        if self.idle:
+            hi = lo + 1
+        self.data = batchify(tokens, total)[lo:hi]
         self.targets: torch.Tensor | None = None
         if targets is not None:
             if targets.shape != tokens.shape:
                 raise ValueError(f"targets must have the shape of tokens {tuple(tokens.shape)}, got {targets.shape}")
-            rows = batchify(targets, batch_size * world_size)[rank * batch_size : (rank + 1) * batch_size].clone()
+            rows = batchify(targets, total)[lo:hi].clone()
             rows[:, :mask_first] = IGNORE_INDEX
             self.targets = rows
         self.seq_len = seq_len
@@ -85,11 +96,12 @@ class StreamWindows(IterableDataset):
             start = i * self.seq_len
             end = min(start + self.seq_len, self._row_targets)
             if self.targets is None:
-                yield self.data[:, start:end], self.data[:, start + 1 : end + 1]
+                x, y = self.data[:, start:end], self.data[:, start + 1 : end + 1]
             else:
-                yield self.data[:, start:end], self.targets[:, start:end]
+                x, y = self.data[:, start:end], self.targets[:, start:end]
+            yield x, torch.full_like(y, IGNORE_INDEX) if self.idle else y
 
     @property
     def num_tokens(self) -> int:
         """Number of target positions this dataset scores in one pass (``IGNORE_INDEX`` targets included)."""
-        return self.data.size(0) * (min(len(self) * self.seq_len, self._row_targets))
+        return 0 if self.idle else self.data.size(0) * (min(len(self) * self.seq_len, self._row_targets))

@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from filelock import FileLock
 
 from lrnn.data.base import SplitDataModule
 from lrnn.data.batching import StreamWindows
 from lrnn.data.corpora import SPLITS, CorpusSpec, Level, load_splits, resolve
 from lrnn.data.sentences import SentenceBatches, sentence_sequences
-from lrnn.data.vocab import EOS, Vocabulary
+from lrnn.data.vocab import EOS, Vocabulary, count_tokens
 
 Batching = Literal["stream", "sentence"]
 
@@ -39,10 +40,13 @@ class TextDataModule(SplitDataModule):
         config: hub config name (built-in corpora know theirs).
         text_column: column holding the text (built-in corpora know theirs; default ``text``).
         level: ``word`` (whitespace split + ``<eos>`` per row) or ``char``.
-        batch_size: training streams (stream mode) or sentences (sentence mode) per device (B).
+        batch_size: training streams (stream mode) or sentences (sentence mode) per device (B); with N devices
+            the global batch is N x B.
         seq_len: window length (T); inputs [B, T], targets the inputs shifted by one.
-        eval_batch_size: validation streams per device (default: ``batch_size``).
-        test_batch_size: test streams per device (default: ``eval_batch_size``). Zaremba et al. use 1.
+        eval_batch_size: validation streams (default: ``batch_size``) in all, split over the devices, so that the
+            validation loss does not depend on the number of devices (sentence mode: sentences per batch).
+        test_batch_size: test streams in all (default: ``eval_batch_size``), split like ``eval_batch_size``.
+            Zaremba et al. use 1 (with several devices, one of them scores it and the others wait).
         drop_last: drop the last, shorter window of each split instead of scoring it (stream mode).
         batching: ``stream`` or ``sentence``.
         seed: sentence mode: fixes the batch composition and the per-epoch order of the training batches.
@@ -108,25 +112,42 @@ class TextDataModule(SplitDataModule):
         self._load()
 
     def _load(self) -> None:
+        """Tokenize once per cache folder (per machine): the first process to take the lock builds the cache, every
+        other one (DDP ranks, however they were started) waits for it and reads it. The token ids are memory-mapped
+        from the cache file, so the ranks of a machine share one copy in the page cache instead of one each."""
         if self.vocab is not None:
             return
         splits = load_splits(self.spec, self.mirror)
         key = self._cache_key(splits)
         path = self.cache_dir / f"{key}.pt"
-        if path.exists():
-            cached = torch.load(path, weights_only=True)
-            self.vocab = Vocabulary(cached["itos"])
-            self.tokens = {s: cached[s] for s in splits}
-            self.cache_hit = True
-            return
-        column, level = self.spec.text_column, self.spec.level
-        self.vocab = Vocabulary.build(splits["train"][column], level)
-        self.tokens = {s: self.vocab.encode(ds[column], level) for s, ds in splits.items()}
-        self.cache_hit = False
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.cache_hit = path.exists()
+        if not self.cache_hit:
+            with FileLock(str(path.with_suffix(".lock"))):
+                self.cache_hit = path.exists()  # another process built it while this one waited
+                if not self.cache_hit:
+                    self._tokenize(splits, path)
+        cached = torch.load(path, weights_only=True, mmap=True)
+        self.vocab = Vocabulary(cached["itos"])
+        self.tokens = {s: cached[s] for s in splits}
+
+    def _tokenize(self, splits: dict[str, Any], path: Path) -> None:
+        """Build the vocabulary from the train split and write every split's ids to ``path``, reading the text in
+        batches of rows (never a whole column as one Python list)."""
+        column, level = self.spec.text_column, self.spec.level
+
+        def rows(ds: Any) -> Any:
+            for batch in ds.iter(batch_size=10_000):
+                yield from batch[column]
+
+        vocab, n_train = Vocabulary.build_counted(rows(splits["train"]), level)
+        tokens = {}
+        for split, ds in splits.items():
+            n = n_train if split == "train" else count_tokens(rows(ds), level)
+            tokens[split] = vocab.encode(rows(ds), level, num_tokens=n)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save({"itos": self.vocab.itos, **self.tokens}, tmp)
-        os.replace(tmp, path)  # atomic: concurrent DDP ranks never read a half-written file
+        torch.save({"itos": vocab.itos, **tokens}, tmp)
+        os.replace(tmp, path)  # atomic: a reader never sees a half-written file
 
     def _cache_key(self, splits: dict[str, Any]) -> str:
         fingerprints = {s: getattr(ds, "_fingerprint", None) or len(ds) for s, ds in splits.items()}
@@ -146,7 +167,10 @@ class TextDataModule(SplitDataModule):
         """This rank's stream windows of ``split`` ('train', 'validation' or 'test')."""
         tokens = self._split_tokens(split)
         rank, world = self._rank_world()
-        return StreamWindows(tokens, batch_size, self.seq_len, rank=rank, world_size=world, drop_last=self.drop_last)
+        return StreamWindows(
+            tokens, batch_size, self.seq_len, rank=rank, world_size=world, drop_last=self.drop_last,
+            split_streams=split != "train",
+        )  # fmt: skip
 
     def sentences(self, split: str, batch_size: int) -> SentenceBatches:
         """This rank's padded sentence batches of ``split``: shuffled every epoch for 'train', in length order else."""

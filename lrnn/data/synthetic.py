@@ -73,7 +73,7 @@ class SyntheticDataModule(SplitDataModule):
         eval_length: tokens of the validation and test splits (default ``length // 5``).
         batch_size: training streams or sequences per device (B).
         seq_len: stream mode window length (T).
-        eval_batch_size, test_batch_size: as in ``TextDataModule``.
+        eval_batch_size, test_batch_size: as in ``TextDataModule`` (streams in all, split over the devices).
         batching: ``stream`` (one long stream cut into B rows, windows of ``seq_len``) or ``sentence`` (independent
             sequences from a zero state).
         sentence_len: ``delayed_recall`` sequence length in sentence mode (default ``seq_len``).
@@ -157,7 +157,8 @@ class SyntheticDataModule(SplitDataModule):
         if self.batching == "sentence":
             lengths = torch.full((x.size(0),), x.size(1))
             return self._sentence_batches(split, x.flatten(), y.flatten(), lengths, batch_size)
-        streams = batch_size * world
+        train = split == "train"
+        streams = batch_size * world if train else batch_size  # evaluation: batch_size streams split over the ranks
         if self.task == "position_rule":  # whole sequences per stream: every stream starts with a marker
             keep = x.size(0) // streams * streams
             if keep == 0:
@@ -173,4 +174,5 @@ class SyntheticDataModule(SplitDataModule):
             drop_last=self.drop_last,
             targets=y.flatten(),
             mask_first=mask_first,
+            split_streams=not train,
         )

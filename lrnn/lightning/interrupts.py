@@ -10,20 +10,34 @@ On SIGINT or SIGTERM the callback lets the running batch finish, saves, and rais
 ``lrnn`` CLI turns it into ``"status": "interrupted"`` and exit status 130 / 143). A second Ctrl-C stops at once.
 A checkpoint is only taken where the state is complete: not in the middle of gradient accumulation, and not after the
 last batch of an epoch (validation and the epoch end come first; the signal is handled at the next batch, or when
-training ends). Single process only: under DDP the carried state lives on every rank, so there the callback does
-nothing and a run resumes from its last end-of-epoch checkpoint.
+training ends).
+
+Under DDP every rank installs the handlers, and after every batch the ranks agree (one all-reduce of a flag: any
+rank's signal, rank 0's clock) on whether to save now, so they all reach ``Trainer.save_checkpoint`` at the same
+batch; ``LanguageModel`` then gathers every rank's carried state, TBPTT buffer, metrics and random states into the
+checkpoint, and a resume with the same number of processes continues each rank exactly.
+
+SLURM: with Lightning's ``SLURMEnvironment(auto_requeue=True)`` (its default under SLURM), the requeue signal
+(SIGUSR1, e.g. ``sbatch --signal=SIGUSR1@120``) is handled here instead of in Lightning's signal handler, which would
+save in the middle of a batch (and, under DDP, call collectives from inside a signal handler): the callback saves
+``last.ckpt`` at the next batch end, rank 0 runs ``scontrol requeue $SLURM_JOB_ID`` as Lightning does, and the run
+stops as interrupted. The requeued job runs the same command; the ``lrnn`` CLI finds the run folder of this job id
+and resumes it (same folder, same W&B run).
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_info
 
 
@@ -63,11 +77,15 @@ class MidEpochCheckpoint(L.Callback):
         self.signum = signum
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._active = trainer.world_size == 1
+        self._active = True
         self._last_save = time.monotonic()
-        if not self._active or threading.current_thread() is not threading.main_thread():
+        if threading.current_thread() is not threading.main_thread():
             return
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        signals = [signal.SIGINT, signal.SIGTERM]
+        requeue = slurm_requeue_signal(trainer)
+        if requeue is not None:
+            signals.append(requeue)
+        for signum in signals:
             self._handlers[signum] = signal.getsignal(signum)
             signal.signal(signum, self._on_signal)
 
@@ -113,16 +131,46 @@ class MidEpochCheckpoint(L.Callback):
         self._last_save = time.monotonic()
         return path
 
+    def _agree(self, trainer: L.Trainer) -> tuple[int | None, bool]:
+        """(signal, due) as all ranks see it: any rank's signal, rank 0's clock (one all-reduce under DDP)."""
+        due = self.every_s is not None and time.monotonic() - self._last_save >= self.every_s
+        if trainer.world_size == 1 or not torch.distributed.is_initialized():
+            return self.signum, due
+        flags = torch.tensor(
+            [self.signum or 0, int(due and trainer.is_global_zero)], device=trainer.strategy.root_device
+        )
+        torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+        signum, due = (int(v) for v in flags.tolist())
+        return signum or None, bool(due)
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         if not self._active:
             return
-        due = self.every_s is not None and time.monotonic() - self._last_save >= self.every_s
-        if (self.signum is None and not due) or not self._safe_point(trainer, pl_module):
+        signum, due = self._agree(trainer)
+        if (signum is None and not due) or not self._safe_point(trainer, pl_module):
             return
         # the batch counts as done once this hook returns; the checkpoint must say so
         path = self.save(trainer)
-        if self.signum is not None:
+        if signum is not None:
             for logger in trainer.loggers:  # flush the rows logged since the last periodic write
                 logger.save()
-            raise RunInterrupted(self.signum, trainer.global_step, str(path) if path else None)
+            if signum == slurm_requeue_signal(trainer) and trainer.is_global_zero:
+                requeue_slurm_job()
+            raise RunInterrupted(signum, trainer.global_step, str(path) if path else None)
         rank_zero_info(f"step {trainer.global_step}: mid-epoch checkpoint {path}")
+
+
+def slurm_requeue_signal(trainer: L.Trainer) -> int | None:
+    """The signal SLURM sends before the time limit when Lightning's ``SLURMEnvironment`` has ``auto_requeue``."""
+    env = getattr(getattr(trainer, "_accelerator_connector", None), "cluster_environment", None)
+    if isinstance(env, SLURMEnvironment) and env.auto_requeue and env.requeue_signal is not None:
+        return int(env.requeue_signal)
+    return None
+
+
+def requeue_slurm_job() -> None:
+    """``scontrol requeue <job>`` as Lightning's own SLURM handler does (array jobs: ``<array id>_<task id>``)."""
+    array_id, task_id = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    job = f"{array_id}_{task_id}" if array_id and task_id else os.environ.get("SLURM_JOB_ID", "")
+    result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
+    print(f"requeued SLURM job {job}" if result.returncode == 0 else f"requeue failed: {result.stderr}", flush=True)

@@ -3,8 +3,11 @@ sentence-level BPTT)."""
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import random
 import time
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import lightning as L
@@ -20,6 +23,7 @@ from lrnn.cores import _native as native
 from lrnn.cores._lstm_math import StepWeightLSTMBase
 from lrnn.data.batching import IGNORE_INDEX
 from lrnn.lightning.clipping import clip_gradients
+from lrnn.lightning.ddp import configure_unused_parameters
 from lrnn.lightning.tbptt import TBPTT
 from lrnn.rnnlm import RNNLM, State
 
@@ -66,6 +70,36 @@ class TokenMean(MeanMetric):
         self, x: torch.Tensor, weight: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return x.to(self.dtype), (torch.ones_like(x) if weight is None else weight).to(self.dtype)
+
+
+def core_config(core: nn.Module) -> dict[str, Any] | None:
+    """``{"class_path", "init_args"}`` that rebuild ``core`` (untrained): its constructor's arguments read back from
+    the attributes of the same names (lrnn's cores keep all of them). None when one is missing or the constructor
+    takes ``*args`` / ``**kwargs``: then ``load_from_checkpoint(path, core=...)`` needs the core given."""
+    cls = type(core)
+    init_args = {}
+    for name, param in inspect.signature(cls.__init__).parameters.items():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            return None
+        if name == "self":
+            continue
+        if hasattr(core, name):
+            value = getattr(core, name)
+            if value is None or isinstance(value, bool | int | float | str):
+                init_args[name] = value
+                continue
+        if param.default is inspect.Parameter.empty:
+            return None
+    return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": init_args}
+
+
+def instantiate_core(config: Mapping[str, Any]) -> nn.Module:
+    """The core a ``core_config`` dict describes (the class must be an ``nn.Module``)."""
+    module, _, name = str(config["class_path"]).rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ValueError(f"core class_path {config['class_path']!r} is not an nn.Module")
+    return cls(**(config.get("init_args") or {}))
 
 
 class LanguageModel(L.LightningModule):
@@ -157,7 +191,10 @@ class LanguageModel(L.LightningModule):
                 "bptt='window' uses automatic optimization: set trainer.gradient_clip_val and "
                 "trainer.accumulate_grad_batches instead of grad_clip / accumulate_grad_batches"
             )
+        if isinstance(core, Mapping):  # {"class_path", "init_args"}: a checkpoint's hyper-parameters
+            core = instantiate_core(core)
         self.save_hyperparameters(ignore=["core", "optimizer"])
+        self.hparams["core"] = core_config(core)  # load_from_checkpoint rebuilds the core from it
         self.model = RNNLM(
             vocab_size,
             core,
@@ -208,7 +245,11 @@ class LanguageModel(L.LightningModule):
         return self.model(tokens, state, offset)
 
     def setup(self, stage: str) -> None:
-        """Match the data: evaluation carries the state over stream batches, not over sentence batches."""
+        """Match the data: evaluation carries the state over stream batches, not over sentence batches. Under DDP,
+        let the reducer find unused parameters where this model's core can leave some out of a step (see
+        :mod:`lrnn.lightning.ddp`)."""
+        if stage == "fit" and self._trainer is not None:
+            configure_unused_parameters(self.trainer.strategy, self.model, self.hparams.vocab_size)
         batching = getattr(getattr(self.trainer, "datamodule", None), "batching", None)
         if batching is None:
             return
@@ -448,7 +489,7 @@ class LanguageModel(L.LightningModule):
         # the epoch that trained these weights (a save after fit ended sees the epoch counter already advanced)
         checkpoint["lrnn_weights_epoch"] = self.current_epoch - (self.trainer.state.fn != "fit")
         metric = self.metrics["train_nll"]
-        checkpoint["lrnn_train_state"] = {
+        state = {
             "carried": self._state.get("train"),
             "tbptt": self.tbptt.state_dict() if self.tbptt is not None else None,
             "train_nll": {name: getattr(metric, name) for name in metric._defaults},
@@ -462,13 +503,45 @@ class LanguageModel(L.LightningModule):
             "epoch_elapsed": time.perf_counter() - self._epoch_start,
             "rng": rng_states(),
         }
+        loop = self.trainer.fit_loop.epoch_loop.batch_progress.current
+        mid_epoch = self.trainer.state.fn == "fit" and 0 < loop.processed < self.trainer.num_training_batches
+        world = self.trainer.world_size
+        if world == 1 or not torch.distributed.is_initialized():
+            checkpoint["lrnn_train_state"] = {**state, "mid_epoch": mid_epoch}
+            return
+        # DDP: every rank carries its own state, stream block and random state; rank 0 writes them all
+        # (every rank runs this hook: Trainer.save_checkpoint is called on all of them)
+        state = apply_to_collection(state, torch.Tensor, lambda t: t.detach().cpu())
+        states: list[Any] = [None] * world
+        torch.distributed.all_gather_object(states, state)
+        checkpoint["lrnn_rank_train_states"] = {"states": states, "mid_epoch": mid_epoch}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._tested_epoch = checkpoint.get("lrnn_weights_epoch", checkpoint.get("epoch"))
         saved = checkpoint.get("lrnn_train_state")
+        ranks = checkpoint.get("lrnn_rank_train_states")
+        if self._trainer is not None and self.trainer.state.fn == "fit":
+            if ranks is not None:
+                saved = self._rank_state(ranks["states"], bool(ranks["mid_epoch"]))
+            elif saved is not None and self.trainer.world_size > 1:  # written by one process
+                saved = self._rank_state([saved], bool(saved.get("mid_epoch", True)))
         if saved is None:  # a checkpoint from before mid-epoch resume: weights and loops only
             return
         self._resume_state = saved
+
+    def _rank_state(self, states: list[Any], mid_epoch: bool) -> dict[str, Any] | None:
+        """This rank's share of a checkpoint written by several ranks. A mid-epoch one needs the same number of
+        ranks (each carries the hidden state of its own block of streams); at an epoch's end the state starts over."""
+        world, rank = self.trainer.world_size, self.trainer.global_rank
+        if len(states) == world:
+            return states[rank]
+        if mid_epoch:
+            raise ValueError(
+                f"this checkpoint was written in the middle of an epoch by {len(states)} processes, each carrying "
+                f"the hidden state of its own streams; resume it with {len(states)} processes (devices x nodes), "
+                f"not {world}, or resume from an end-of-epoch checkpoint"
+            )
+        return None  # an epoch boundary: nothing carried over (the random states start from this run's seed)
 
     def on_train_start(self) -> None:
         """After a resume: put back the carried state, TBPTT buffer, running train metrics and random state."""
