@@ -79,19 +79,11 @@ class Budget:
     width_cores: tuple[str, ...]  # the contest at equal width
     params_cores: tuple[str, ...]  # the contest at equal parameters
     fractions: tuple[float, ...]  # C4: fractions of the PTB training stream (tied and untied at equal width)
-    synth_tokens: int  # training tokens per epoch of a delayed-recall run
-    rule_tokens: int  # training tokens per epoch of a position-rule run (sequences of 11)
-    synth_epochs: int
-    synth_eval_tokens: int
-    lags: tuple[int, ...]  # C6
-    truncations: tuple[int, ...]  # C6 (k1 = k2 = k)
-    k1_k2: tuple[tuple[int, int], ...]  # C6, k1 < k2
     eval_lengths: tuple[int, ...]  # C2/C8/C9: window lengths for lrnn evaluate
     eval_splits: tuple[str, ...]
     measure_ts: tuple[int, ...]  # C1/C5
     measure_hidden: int
     measure_repeats: int
-    rule_cores: tuple[str, ...]  # C3/C7 on the position-rule task
     wide_ptb: bool  # C7: also the 17M-parameter tied_ptb_wide vs untied_ptb (expensive)
     min_seeds: int = 3  # fewer seeds than this: a difference is "inconclusive"
     tiny_corpus: bool = False  # "PTB" runs read a small generated corpus instead (smoke: fast, no mirror needed)
@@ -105,32 +97,25 @@ PROFILES: dict[str, Budget] = {
         ptb_patience=3, ptb_limit_train=None, ptb_limit_val=None, ptb_limit_test=None, ptb_test_batch=20,
         tune_lrs=(0.5, 1.0, 2.0), tune_epochs=1, tune_seed=0, matchings=("width", "params"),
         width_cores=WIDTH_CONTEST, params_cores=CONTEST,
-        fractions=(0.1, 0.3, 1.0), synth_tokens=200_000, rule_tokens=110_000,
-        synth_epochs=5, synth_eval_tokens=22_000, lags=(5, 10), truncations=(5, 10, 20), k1_k2=((5, 20),),
-        eval_lengths=(10, 20, 40, 80, 160), eval_splits=("val",), measure_ts=(10, 20, 40, 80, 160),
+        fractions=(0.1, 0.3, 1.0), eval_lengths=(10, 20, 40, 80, 160), eval_splits=("val",),
+        measure_ts=(10, 20, 40, 80, 160),
         measure_hidden=200, measure_repeats=3, wide_ptb=False,
-        rule_cores=("tied", "share5", "soft_tied", "mixture", "time_varying", "untied", "tied_wide"),
     ),
     "smoke": Budget(
         name="smoke", seeds=(0, 1), min_seeds=2, tiny_corpus=True, ptb_epochs=2, ptb_decay=0.5, ptb_decay_after=1,
         ptb_val_interval=0.5, ptb_patience=3, ptb_limit_train=6, ptb_limit_val=4, ptb_limit_test=4,
         ptb_test_batch=20, tune_lrs=(1.0,), tune_epochs=1, tune_seed=0, matchings=("width", "params"),
         width_cores=("tied", "untied"), params_cores=("tied", "time_varying", "untied"), fractions=(0.5, 1.0),
-        synth_tokens=6_400, rule_tokens=3_520, synth_epochs=1, synth_eval_tokens=3_200, lags=(10,),
-        truncations=(5,), k1_k2=((5, 20),), eval_lengths=(20, 40), eval_splits=("val",), measure_ts=(10, 20, 40),
-        measure_hidden=32, measure_repeats=1, rule_cores=("tied", "untied", "tied_wide"), wide_ptb=False,
+        eval_lengths=(20, 40), eval_splits=("val",), measure_ts=(10, 20, 40),
+        measure_hidden=32, measure_repeats=1, wide_ptb=False,
     ),
     "full": Budget(
         name="full", seeds=(0, 1, 2, 3, 4), ptb_epochs=6, ptb_decay=0.5, ptb_decay_after=2, ptb_val_interval=0.5,
         ptb_patience=3, ptb_limit_train=None, ptb_limit_val=None, ptb_limit_test=None, ptb_test_batch=None,
         tune_lrs=(0.5, 1.0, 2.0), tune_epochs=1, tune_seed=0, matchings=("width", "params"),
         width_cores=WIDTH_CONTEST, params_cores=CONTEST,
-        fractions=(0.1, 0.3, 1.0), synth_tokens=200_000,
-        rule_tokens=110_000, synth_epochs=10, synth_eval_tokens=40_000, lags=(2, 5, 10, 20),
-        truncations=(5, 10, 20, 40),
-        k1_k2=((5, 20), (10, 40)), eval_lengths=(10, 20, 40, 80, 160), eval_splits=("val", "test"),
+        fractions=(0.1, 0.3, 1.0), eval_lengths=(10, 20, 40, 80, 160), eval_splits=("val", "test"),
         measure_ts=(10, 20, 40, 80, 160), measure_hidden=200, measure_repeats=10, wide_ptb=True,
-        rule_cores=("tied", "share5", "soft_tied", "mixture", "time_varying", "untied", "tied_wide"),
     ),
 }  # fmt: skip
 DEFAULT_PROFILE = "converged"
@@ -261,30 +246,15 @@ CORES: dict[str, Core] = {
     "share5": Core("lrnn.UntiedLSTM", (("max_len", 20), ("share_every", 5)), cost=1.1),
     "soft_tied": Core("lrnn.SoftTiedLSTM", (("max_len", 20), ("rank", 8)), reg=("penalty", (1e-4, 1e-3)), cost=1.9),
     "mixture": Core("lrnn.MixtureLSTM", (("max_len", 20), ("num_sets", 4)), cost=1.4),
-    "time_varying": Core("lrnn.TimeVaryingLSTM", (("num_bases", 4), ("period", 20.0), ("basis", "fourier")), cost=1.5),
+    # weights a smooth, non-periodic function of the position: Legendre polynomials over the longest evaluated window
+    "time_varying": Core(
+        "lrnn.TimeVaryingLSTM", (("num_bases", 4), ("period", 160.0), ("basis", "legendre")), cost=1.5
+    ),
     "untied": Core("lrnn.UntiedLSTM", (("max_len", 20),), cost=1.4),
     # untied by content: the 127 most frequent tokens own a rank-8 delta on W_hh (experiments/lexical_ptb.yaml)
     "lexical": Core("lrnn.LexicalLSTM", (("num_sets", 128), ("rank", 8)), reg=("penalty", (1e-4, 1e-3)), cost=1.5),
 }
-CORE_ORDER = ("tied", "tied_wide", "share5", "soft_tied", "mixture", "time_varying", "untied", "untied_narrow")
-POSITION_PERIOD = 10  # position_rule: P symbols behind a marker -> max_len P + 1
-
-
-def position_rule_core(core: str, hidden: int = 64) -> dict[str, Any]:
-    """The ``model.core`` spec of the position-rule task for a core short name (1 layer, input 32)."""
-    base = {"input_size": 32, "hidden_size": hidden, "num_layers": 1}
-    max_len = POSITION_PERIOD + 1
-    specs = {
-        "tied": ("lrnn.TiedLSTM", {}),
-        "tied_wide": ("lrnn.TiedLSTM", {}),
-        "share5": ("lrnn.UntiedLSTM", {"max_len": max_len, "share_every": 5}),
-        "soft_tied": ("lrnn.SoftTiedLSTM", {"max_len": max_len, "penalty": 1.0e-4}),
-        "mixture": ("lrnn.MixtureLSTM", {"max_len": max_len, "num_sets": 4}),
-        "time_varying": ("lrnn.TimeVaryingLSTM", {"num_bases": 4, "period": float(max_len)}),
-        "untied": ("lrnn.UntiedLSTM", {"max_len": max_len}),
-    }
-    class_path, extra = specs[core]
-    return {"class_path": class_path, "init_args": {**base, **extra}}
+CORE_ORDER = ("tied", "tied_wide", "share5", "soft_tied", "mixture", "time_varying", "untied", "lexical")
 
 
 def core_parameters(spec: dict[str, Any], vocab: int, output_size: int | None = None) -> int:
@@ -327,12 +297,6 @@ def matched_width(
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if total(mid) <= target else (lo, mid)
     return min((lo, hi), key=lambda h: abs(total(h) - target))
-
-
-def _yaml_core(experiment: str) -> dict[str, Any]:
-    import yaml
-
-    return yaml.safe_load((EXPERIMENTS / f"{experiment}.yaml").read_text())["model"]["core"]
 
 
 # ---- profile-specific overrides --------------------------------------------------------------------------------
@@ -419,19 +383,6 @@ def _tune_overrides(b: Budget, lr: float) -> list[tuple[str, Any]]:
     if b.ptb_limit_train is not None:
         o.append(("trainer.limit_train_batches", b.ptb_limit_train))
     return o
-
-
-def _synth_overrides(b: Budget, tokens: int) -> list[tuple[str, Any]]:
-    return [
-        ("data.init_args.length", tokens),
-        ("data.init_args.eval_length", b.synth_eval_tokens),
-        ("trainer.max_epochs", b.synth_epochs),
-    ]
-
-
-# Relative cost per training token (tied 2x200 PTB = 1); measured on this CPU, one thread, used only for estimates.
-COST = {"tied": 1.0, "untied": 1.7, "share5": 1.1, "soft_tied": 1.6, "mixture": 1.5, "time_varying": 2.0}
-RULE_COST, RECALL_COST = 0.2, 0.12  # 1x64 synthetic runs per token (measured 10.5k / 22.5k tokens/s, tied 1x64)
 
 
 # ---- PTB: tuning, the contest at equal width and at equal parameters, C4 ---------------------------------------
@@ -555,62 +506,12 @@ def build_grid(profile: str, runs_dir: Path | str | None = None) -> list[RunSpec
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     b = PROFILES[profile]
     runs: list[RunSpec] = []
-    add = runs.append
 
     runs += ptb_runs(b, Path(runs_dir) if runs_dir else ROOT / "runs" / f"paper-{profile}")
 
-    # C3 (position-dependent rules) and C7 (a wider tied LSTM at the untied one's parameter count)
-    untied_params = core_parameters(position_rule_core("untied"), 9)
-    wide = matched_width(position_rule_core("tied"), 9, untied_params, keys=("hidden_size",))
-    for core in b.rule_cores:
-        spec = position_rule_core(core, hidden=wide if core == "tied_wide" else 64)
-        claims = ("C7",) if core == "tied_wide" else ("C3", "C7") if core in ("tied", "untied") else ("C3",)
-        for seed in b.seeds:
-            add(
-                RunSpec(
-                    claims=claims,
-                    core=core,
-                    experiment="position_rule_untied",
-                    overrides=(("model.core", spec), *_synth_overrides(b, b.rule_tokens)),
-                    seed=seed,
-                    factors=(("task", "rule"),),
-                    tokens=b.rule_tokens * b.synth_epochs,
-                    cost=RULE_COST,
-                )
-            )
+    from lrnn.paper.tasks import synthetic_runs  # C3/C7's position rule, C6's delayed recall
 
-    # C6: delayed recall, lag D x truncation k (k1 = k2 = k, and k1 < k2), tied and untied
-    for lag in b.lags:  # k1 < k2 only at the longest lag (k1 <= D < k2: does k2 or k1 decide?)
-        cells = [(k, k) for k in b.truncations] + (list(b.k1_k2) if lag == max(b.lags) else [])
-        for k1, k2 in cells:
-            for core in ("tied", "untied"):
-                for seed in b.seeds:
-                    core_spec = {"class_path": "lrnn.TiedLSTM", "init_args": {"input_size": 32, "hidden_size": 64}}
-                    if core == "untied":  # offsets count within the k2-step gradient segment
-                        core_spec = {
-                            "class_path": "lrnn.UntiedLSTM",
-                            "init_args": {"input_size": 32, "hidden_size": 64, "max_len": k2},
-                        }
-                    add(
-                        RunSpec(
-                            claims=("C6",),
-                            core=core,
-                            experiment="recall_tied_k10",
-                            overrides=(
-                                ("model.core", core_spec),
-                                ("model.k1", k1),
-                                ("model.k2", k2),
-                                ("data.init_args.lag", lag),
-                                ("data.init_args.seq_len", k2),
-                                *_synth_overrides(b, b.synth_tokens),
-                            ),
-                            seed=seed,
-                            factors=(("D", lag), ("k1", k1), ("k2", k2)),
-                            tokens=b.synth_tokens * b.synth_epochs * k2 // k1,
-                            cost=RECALL_COST,
-                        )
-                    )
-
+    runs += synthetic_runs(profile)
     return dedupe(runs)
 
 

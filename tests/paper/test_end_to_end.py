@@ -12,7 +12,7 @@ import pytest
 
 from lrnn.paper.__main__ import main as paper_main
 
-RUNS = ["C6-tied-D=10-k1=5-k2=5-s0", "contest-untied-matching=width-width=200-lr=1.0-s0"]
+RUNS = ["C6-tied-D=5-k1=5-k2=5-state=carried-s0", "contest-untied-matching=width-width=200-lr=1.0-s0"]
 TUNING = "tune-untied-matching=width-lr=1.0-s0"  # the contest run waits for it
 
 
@@ -27,7 +27,7 @@ def test_run_then_rerun_reuses(tmp_path: Path, capsys) -> None:
     length = pd.read_csv(tmp_path / "paper/results/length.csv")
     assert set(length["length"]) == {20, 40} and set(length["name"]) == {RUNS[1]}
     readme = (tmp_path / "paper/README.md").read_text()
-    assert "## Verdicts" in readme and "C6-tied-D=10-k1=5-k2=5-s0" in readme
+    assert "## Verdicts" in readme and "C6-tied-D=5-k1=5-k2=5-state=carried-s0" in readme
     first = {p: p.stat().st_mtime for p in (tmp_path / "runs").glob("*/*/version_*/results.json")}
     assert len(first) == 3
     capsys.readouterr()

@@ -21,7 +21,6 @@ from lrnn.paper.grid import (
     contest_width,
     core_parameters,
     estimate_minutes,
-    position_rule_core,
     tuning_runs,
 )
 from lrnn.paper.sweep import sweep_config
@@ -59,12 +58,11 @@ def test_key_depends_on_config_not_on_claims() -> None:
 
 
 def test_fit_args_are_lightningcli_dotted_keys() -> None:
-    run = next(r for r in build_grid("converged") if "C6" in r.claims and r.core == "untied")
+    run = next(r for r in build_grid("converged") if "C6" in r.claims)
     args = run.fit_args()
     assert args[:3] == ["fit", "--config", "experiments/recall_tied_k10.yaml"]  # relative: records name no machine
     assert "--model.k1" in args and "--data.init_args.lag" in args
-    core = args[args.index("--model.core") + 1]
-    assert '"lrnn.UntiedLSTM"' in core and f'"max_len": {dict(run.factors)["k2"]}' in core
+    assert '"lrnn.TiedLSTM"' in args[args.index("--model.core") + 1]
 
 
 def test_contest_at_equal_parameters_matches_tied_2x200_at_a_fixed_softmax_width() -> None:
@@ -115,13 +113,6 @@ def test_c4_fractions_keep_the_schedule_in_updates() -> None:
         assert abs(o["model.lr_decay"] ** (1 / f) - budget.ptb_decay) < 1e-4
         assert abs(o["model.lr_decay_after"] * f - budget.ptb_decay_after) <= f
         assert o["trainer.callbacks"][0]["class_path"].endswith("EarlyStopping")
-
-
-def test_wide_tied_matches_untied_on_the_position_rule() -> None:
-    wide = next(r for r in build_grid("converged") if r.core == "tied_wide")
-    n_wide = core_parameters(dict(wide.overrides)["model.core"], 9)
-    n_untied = core_parameters(position_rule_core("untied"), 9)
-    assert abs(n_wide - n_untied) / n_untied < 0.03
 
 
 def test_sweep_is_a_grid_over_the_run_keys() -> None:
