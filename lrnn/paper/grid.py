@@ -408,31 +408,45 @@ def _cost(core: str, width: int) -> float:
     return 0.4 + (CORES[core].cost - 0.4) * (width / PTB_WIDTH) ** 2
 
 
-def tuning_runs(b: Budget, core: str, matching: str) -> list[RunSpec]:
-    """The short-budget grid of one core: every lr x every regularization strength (if it has one)."""
+def tuning_runs(b: Budget, core: str, matching: str, runs_dir: Path | None = None) -> list[RunSpec]:
+    """The short-budget grid of one core: every lr x every regularization strength (if it has one). With
+    ``runs_dir``, an edge choice is extended: once the grid has finished, if the best lr is the largest (smallest)
+    tried, the grid gains 2x (0.5x) that lr at the best strength, up to ``MAX_LR_EXTENSIONS`` times, so no core's
+    lr is chosen at the edge of what was tried."""
     regs = CORES[core].reg[1] if CORES[core].reg else (None,)
-    width = contest_width(core, matching)
-    out = []
-    for lr, reg in itertools.product(b.tune_lrs, regs):
-        factors = (("matching", matching), ("lr", lr)) + ((("reg", reg),) if reg is not None else ())
-        out.append(
-            RunSpec(
-                claims=("tune",), core=core, experiment=RECIPE, seed=b.tune_seed, factors=factors,
-                overrides=(*_core_overrides(core, matching, reg), *_tune_overrides(b, lr)),
-                tokens=int(PTB_TRAIN_TOKENS * b.tune_epochs * _train_fraction(b)),
-                val_tokens=int(PTB_VALID_TOKENS * b.tune_epochs / b.ptb_val_interval), cost=_cost(core, width),
-            )
-        )  # fmt: skip
+    out = [_tuning_spec(b, core, matching, lr, reg) for lr, reg in itertools.product(b.tune_lrs, regs)]
+    for _ in range(MAX_LR_EXTENSIONS if runs_dir is not None else 0):
+        scores = _tuning_scores(out, runs_dir)
+        if scores is None:
+            break
+        lrs = sorted({s[1] for s in scores})
+        _, best_lr, best_reg = min(scores, key=lambda s: s[0])
+        if len(lrs) < 2 or lrs[0] < best_lr < lrs[-1]:
+            break
+        out.append(_tuning_spec(b, core, matching, best_lr * 2 if best_lr == lrs[-1] else best_lr / 2, best_reg))
     return out
+
+
+MAX_LR_EXTENSIONS = 2
+
+
+def _tuning_spec(b: Budget, core: str, matching: str, lr: float, reg: float | None) -> RunSpec:
+    width = contest_width(core, matching)
+    factors = (("matching", matching), ("lr", lr)) + ((("reg", reg),) if reg is not None else ())
+    return RunSpec(
+        claims=("tune",), core=core, experiment=RECIPE, seed=b.tune_seed, factors=factors,
+        overrides=(*_core_overrides(core, matching, reg), *_tune_overrides(b, lr)),
+        tokens=int(PTB_TRAIN_TOKENS * b.tune_epochs * _train_fraction(b)),
+        val_tokens=int(PTB_VALID_TOKENS * b.tune_epochs / b.ptb_val_interval), cost=_cost(core, width),
+    )  # fmt: skip
 
 
 def _train_fraction(b: Budget) -> float:
     return 1.0 if b.ptb_limit_train is None else min(1.0, b.ptb_limit_train * 400 / PTB_TRAIN_TOKENS)
 
 
-def tuned(tuning: list[RunSpec], runs_dir: Path) -> tuple[float, float | None] | None:
-    """(lr, reg) of the tuning run with the lowest best validation loss (diverged: +inf); ``None`` until all of
-    them have finished."""
+def _tuning_scores(tuning: list[RunSpec], runs_dir: Path) -> list[tuple[float, float, float | None]] | None:
+    """(best val loss, lr, reg) of every tuning run (diverged: +inf); ``None`` until all of them have finished."""
     from lrnn.paper.runner import finished_version
 
     scores = []
@@ -443,6 +457,15 @@ def tuned(tuning: list[RunSpec], runs_dir: Path) -> tuple[float, float | None] |
         results = json.loads((version / "results.json").read_text())
         loss = results.get("best_val_loss") if results.get("status") == "completed" else None
         scores.append((math.inf if loss is None else float(loss), spec.factor("lr"), spec.factor("reg")))
+    return scores
+
+
+def tuned(tuning: list[RunSpec], runs_dir: Path) -> tuple[float, float | None] | None:
+    """(lr, reg) of the tuning run with the lowest best validation loss (diverged: +inf); ``None`` until all of
+    them have finished."""
+    scores = _tuning_scores(tuning, runs_dir)
+    if scores is None:
+        return None
     best = min(scores, key=lambda s: s[0])
     return best[1], best[2]
 
@@ -456,7 +479,7 @@ def ptb_runs(b: Budget, runs_dir: Path) -> list[RunSpec]:
     both = "tied" in b.width_cores and "tied" in b.params_cores and "width" in b.matchings and "params" in b.matchings
     for matching in b.matchings:
         cores = b.width_cores if matching == "width" else b.params_cores
-        tuning = {core: tuning_runs(b, core, matching) for core in cores}
+        tuning = {core: tuning_runs(b, core, matching, runs_dir) for core in cores}
         contest += [r for core in cores for r in tuning[core]]
         for core in cores:
             width = contest_width(core, matching)

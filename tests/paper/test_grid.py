@@ -104,6 +104,39 @@ def test_contest_runs_wait_for_their_cores_tuning_then_take_its_best_setting(tmp
     assert all(r.waiting for r in contest("untied") if r.factor("matching") == "params")
 
 
+def test_an_edge_lr_choice_extends_the_tuning_grid_before_the_contest_runs(tmp_path: Path) -> None:
+    budget = PROFILES["converged"]
+    base = tuning_runs(budget, "untied", "width", tmp_path)
+    assert [r.factor("lr") for r in base] == list(budget.tune_lrs)  # nothing finished: no extension yet
+    for spec in base:  # the largest lr wins: the grid must try 2x that before choosing
+        _finish(tmp_path, spec, {0.5: 5.6, 1.0: 5.4, 2.0: 5.3}[spec.factor("lr")])
+    extended = tuning_runs(budget, "untied", "width", tmp_path)
+    assert [r.factor("lr") for r in extended] == [0.5, 1.0, 2.0, 4.0]
+    contest = [r for r in build_grid("converged", tmp_path) if r.claims[0] == "contest" and r.core == "untied"]
+    assert all(r.waiting for r in contest if r.factor("matching") == "width")
+    _finish(tmp_path, extended[-1], 5.5)  # 4.0 is worse: 2.0 is now an interior choice
+    assert len(tuning_runs(budget, "untied", "width", tmp_path)) == 4
+    ready = [r for r in build_grid("converged", tmp_path) if r.claims[0] == "contest" and r.core == "untied"]
+    assert {r.factor("lr") for r in ready if r.factor("matching") == "width"} == {2.0}
+    assert not any(r.waiting for r in ready if r.factor("matching") == "width")
+
+
+def test_an_interior_lr_choice_does_not_extend_the_grid(tmp_path: Path) -> None:
+    budget = PROFILES["converged"]
+    for spec in tuning_runs(budget, "tied", "width"):
+        _finish(tmp_path, spec, {0.5: 5.6, 1.0: 5.2, 2.0: 5.3}[spec.factor("lr")])
+    assert [r.factor("lr") for r in tuning_runs(budget, "tied", "width", tmp_path)] == [0.5, 1.0, 2.0]
+
+
+def test_a_smallest_lr_choice_extends_downwards_at_the_best_strength(tmp_path: Path) -> None:
+    budget = PROFILES["converged"]
+    for spec in tuning_runs(budget, "soft_tied", "width"):
+        loss = 5.0 if (spec.factor("lr"), spec.factor("reg")) == (0.5, 1e-3) else 5.5
+        _finish(tmp_path, spec, loss)
+    extra = tuning_runs(budget, "soft_tied", "width", tmp_path)[-1]
+    assert (extra.factor("lr"), extra.factor("reg")) == (0.25, 1e-3)
+
+
 def test_c4_fractions_keep_the_schedule_in_updates() -> None:
     budget = PROFILES["converged"]
     by_fraction = {f: dict(_ptb_overrides(budget, 1.0, f)) for f in budget.fractions}
