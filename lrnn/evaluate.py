@@ -14,14 +14,27 @@ that holds one is refused, unless ``--overwrite``. The files:
 - ``state_reset.csv`` / ``state_reset.png``: perplexity with the state carried across windows vs zeroed at every
   window (stream runs, every length), or carried from the previous sentence vs zero at each sentence (sentence
   runs; ``length`` empty): how much the carried state is worth.
+- ``sentence_length.csv`` / ``sentence_length.png`` (word-level text corpora; C2/C8 on real variable-length data):
+  perplexity by sentence-length bin, every sentence scored as its own sequence from a zero state with positions
+  counted from its first token (the sentence's ``<eos>``-BOS is position 0), whatever the run was trained on. Bins
+  of 10 tokens (incl. ``<eos>``) with ``max_len`` as an extra edge; a bin is ``past_max_len`` when its longest
+  sentence reaches past ``max_len``. The extrapolation rule past ``max_len`` is the same as for windows: the core's
+  own mode, and ``clamp`` (position p >= max_len uses the last weight set, that of position max_len - 1) where the
+  core was built with ``error``. Time-varying cores have no max_len: their weights are the basis at position p.
+  Off for synthetic data and ``--no-sentence-length``.
+- ``recurrence.csv`` / ``recurrence.png`` (stream runs; C9, is the core still recurrent?): perplexity on windows of
+  T (state carried across windows as in training) with the state carried from step to step (``carried``), with
+  the cell state c zeroed before every step (``cell_zeroed``: the cell no longer carries anything across time,
+  the hidden state h still does) and with both h and c zeroed before every step (``state_zeroed``: no recurrence
+  at all, each step sees only its own input). Off with ``--no-recurrence``.
 - ``meta.json``: the checkpoint, core, T, max_len, and the validation loss the run logged for this checkpoint next
   to the loss of the training condition (``checkpoint_val_loss``, ``val_loss``: stream at T, or all sentences).
   The two agree unless the run validated on part of the split (``trainer.limit_val_batches``, kept in meta.json as
   ``run_limit_val_batches``; the command says so).
 
 Python: ``lrnn.evaluate.evaluate_run(run_dir, ckpt="best", lengths=None, splits=("val", "test"), out_dir=None,
-plots=True, device=None, overwrite=False) -> {"length": rows, "position": rows, "state_reset": rows}`` (the CSV
-rows).
+plots=True, device=None, overwrite=False, sentence_length=True, recurrence=True) -> {"length": rows, "position":
+rows, "state_reset": rows, "sentence_length": rows, "recurrence": rows}`` (the CSV rows).
 """
 
 from __future__ import annotations
@@ -50,7 +63,13 @@ FIELDS = {
     "length": ["split", "mode", "length", "bin_lo", "past_max_len", "loss", "ppl", "tokens", "extrapolation"],
     "position": ["split", "position", "loss", "tokens"],
     "state_reset": ["split", "state", "length", "loss", "ppl", "tokens"],
-}
+    "sentence_length": [
+        "split", "length", "bin_lo", "past_max_len", "loss", "ppl", "tokens", "sentences", "extrapolation",
+    ],
+    "recurrence": ["split", "state", "length", "loss", "ppl", "tokens"],
+}  # fmt: skip
+BASE_TABLES = ("length", "position", "state_reset")  # always written; the others where the run allows them
+RECURRENCE_STATES = ("carried", "cell_zeroed", "state_zeroed")
 Rows = list[dict[str, Any]]
 
 
@@ -244,7 +263,33 @@ def sentence_carried_pass(model: RNNLM, dm: Any, split: str) -> Tally:
     return tally
 
 
-# ---- the three evaluations -------------------------------------------------------------------------------------
+@torch.no_grad()
+def zeroed_pass(model: RNNLM, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], zero: str) -> Tally:
+    """Stream windows in order, one step at a time (offset = the step's position in its window, as in a whole
+    window), with ``zero`` = ``cell`` (c) or ``state`` (h and c) set to zero before every step; ``none`` keeps both
+    (the same numbers as ``stream_pass(carry=True)``, a step at a time)."""
+    device = next(model.parameters()).device
+    tally, state = Tally(), None
+    for inputs, targets in batches:
+        inputs, targets = inputs.to(device), targets.to(device)
+        nll = torch.zeros(inputs.shape, dtype=torch.float64, device=device)
+        for t in range(inputs.size(1)):
+            if state is not None and zero != "none":
+                h, c = state
+                state = (torch.zeros_like(h) if zero == "state" else h, torch.zeros_like(c))
+            step_nll, _, state = _step_nll(model, inputs[:, t : t + 1], targets[:, t : t + 1], state, t)
+            nll[:, t] = step_nll[:, 0]
+        tally.add(nll, targets != IGNORE_INDEX)
+    return tally
+
+
+def _step_nll(model: RNNLM, inputs: torch.Tensor, targets: torch.Tensor, state, offset: int):
+    logits, state = model(inputs, state, offset)
+    nll = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none", ignore_index=IGNORE_INDEX)
+    return nll, targets != IGNORE_INDEX, state
+
+
+# ---- the evaluations -------------------------------------------------------------------------------------
 def _ppl(loss: float) -> float:
     return math.exp(loss) if loss < 700 else math.inf
 
@@ -274,10 +319,13 @@ def evaluate_run(
     device: str | torch.device | None = None,
     progress: bool = False,
     overwrite: bool = False,
+    sentence_length: bool = True,
+    recurrence: bool = True,
 ) -> dict[str, Rows]:
     """Evaluate a run folder's checkpoint (see the module docstring); writes the CSVs (+ PNGs) and returns the rows.
     ``progress``: print a line to stderr before each pass. ``overwrite``: replace an earlier evaluation in the output
-    folder (else the default folder moves on to ``evaluation_<k>`` and an ``out_dir`` holding one is refused)."""
+    folder (else the default folder moves on to ``evaluation_<k>`` and an ``out_dir`` holding one is refused).
+    ``sentence_length``, ``recurrence``: also those two evaluations (where the data allow them)."""
     for s in splits:
         if s not in SPLIT_NAMES:
             raise EvaluationError(f"unknown split {s!r}; expected any of {list(SPLIT_NAMES)}")
@@ -290,7 +338,7 @@ def evaluate_run(
     max_len = getattr(core, "max_len", None)
     sentence = getattr(dm, "batching", "stream") == "sentence"
     seq_len = int(dm.seq_len)
-    rows: dict[str, Rows] = {"length": [], "position": [], "state_reset": []}
+    rows: dict[str, Rows] = {name: [] for name in FIELDS}
     meta: dict[str, Any] = {
         "run_dir": str(run_dir), "checkpoint": str(ckpt_path), "core": type(core).__name__, "mode":
         "sentence" if sentence else "stream", "seq_len": None if sentence else seq_len, "max_len": max_len,
@@ -303,17 +351,27 @@ def evaluate_run(
         for split in splits:
             say(f"{split}: sentences (batches of {batch_sizes[split]}, then one by one with the state carried)")
             _sentence_split(model, dm, split, batch_sizes[split], max_len, rows, meta)
+            if sentence_length:
+                rows["sentence_length"] += _sentence_length_rows(model, dm, split, batch_sizes[split], max_len)
     else:
         lengths = sorted({int(n) for n in lengths}) if lengths else default_lengths(seq_len)
         meta["lengths"] = lengths
         for split in splits:
             say(f"{split}: {batch_sizes[split]} streams, windows of {lengths}, state carried and reset")
             _stream_split(model, dm, split, batch_sizes[split], lengths, seq_len, max_len, rows, meta, say)
+            if sentence_length and _has_sentences(dm):
+                say(f"{split}: every sentence from a zero state, perplexity by sentence length")
+                rows["sentence_length"] += _sentence_length_rows(model, dm, split, batch_sizes[split], max_len)
+            if recurrence:
+                say(f"{split}: windows of T={seq_len} a step at a time, cell state / state zeroed at every step")
+                rows["recurrence"] += _recurrence_rows(model, dm, split, batch_sizes[split], seq_len, max_len)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise EvaluationError(f"cannot write the evaluation to {out} ({e.strerror}); pass --out DIR") from e
     for name, table in rows.items():
+        if not table and name not in BASE_TABLES:
+            continue
         with open(out / f"{name}.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=FIELDS[name])
             writer.writeheader()
@@ -376,6 +434,47 @@ def _sentence_split(model, dm, split, batch_size, max_len, rows, meta) -> None:
         )
 
 
+def _has_sentences(dm: Any) -> bool:
+    """A word-level text corpus (sentences end with <eos>), not synthetic data."""
+    return hasattr(dm, "sentences") and getattr(dm, "vocab", None) is not None
+
+
+def _sentence_length_rows(model: RNNLM, dm: Any, split: str, batch_size: int, max_len: int | None) -> Rows:
+    """Perplexity by sentence-length bin, every sentence from a zero state, positions from its start."""
+    name = SPLIT_NAMES[split]
+    batches = dm.sentences(name, batch_size)
+    longest = int(batches.batches[-1][1].ne(IGNORE_INDEX).sum(1).max())
+    with _evaluation_extrapolation(model.core, max_len is not None and longest > max_len) as extrapolation:
+        _, per_sentence = sentence_pass(model, batches)
+    lengths = torch.tensor([n for n, _ in per_sentence])
+    sums = torch.tensor([s for _, s in per_sentence], dtype=torch.float64)
+    out = []
+    for lo, hi in sentence_bins(int(lengths.max()), max_len):
+        sel = (lengths >= lo) & (lengths <= hi)
+        tokens = int(lengths[sel].sum())
+        if tokens == 0:
+            continue
+        loss = float(sums[sel].sum()) / tokens
+        past = max_len is not None and hi > max_len
+        out.append(
+            {"split": split, "length": hi, "bin_lo": lo, "past_max_len": past, "loss": loss, "ppl": _ppl(loss),
+             "tokens": tokens, "sentences": int(sel.sum()),
+             "extrapolation": extrapolation if past else _own(model.core)}
+        )  # fmt: skip
+    return out
+
+
+def _recurrence_rows(model: RNNLM, dm: Any, split: str, batch_size: int, seq_len: int, max_len: int | None) -> Rows:
+    name = SPLIT_NAMES[split]
+    out = []
+    with _evaluation_extrapolation(model.core, max_len is not None and seq_len > max_len), _seq_len(dm, seq_len):
+        for state, zero in zip(RECURRENCE_STATES, ("none", "cell", "state"), strict=True):
+            tally = zeroed_pass(model, dm.split_data(name, batch_size), zero)
+            out.append({"split": split, "state": state, "length": seq_len, "loss": tally.loss,
+                        "ppl": _ppl(tally.loss), "tokens": tally.tokens})  # fmt: skip
+    return out
+
+
 def _own(core: Any) -> str:
     """The core's own extrapolation mode, "none" for cores without max_len."""
     return getattr(core, "extrapolation", "none") if hasattr(core, "max_len") else "none"
@@ -423,6 +522,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation in the output folder")
     parser.add_argument("--device", help="cpu | cuda | ... (default: cuda if available)")
     parser.add_argument("--no-plots", action="store_true", help="CSVs only")
+    parser.add_argument(
+        "--no-sentence-length", action="store_true", help="skip sentence_length.csv (perplexity by sentence length)"
+    )
+    parser.add_argument(
+        "--no-recurrence", action="store_true", help="skip recurrence.csv (cell state / state zeroed at every step)"
+    )
     args = parser.parse_args(argv)
     if not args.run:
         print("lrnn evaluate: error: no run given (make evaluate RUN=runs/<name>/version_<k>)", file=sys.stderr)
@@ -432,6 +537,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = evaluate_run(
             args.run, ckpt=args.ckpt, lengths=args.lengths, splits=args.splits, out_dir=out,
             plots=not args.no_plots, device=args.device, progress=True, overwrite=args.overwrite,
+            sentence_length=not args.no_sentence_length, recurrence=not args.no_recurrence,
         )  # fmt: skip
     except (EvaluationError, ValueError, OSError) as e:  # bad run, checkpoint, data (e.g. corpus not found)
         print(f"lrnn evaluate: error: {e}", file=sys.stderr)
@@ -440,6 +546,12 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{r['bin_lo']}-{r['length']}" if r["mode"] == "sentence" else r["length"]
         flag = " (past max_len)" if r["past_max_len"] else ""
         print(f"{r['split']:>4} {r['mode']} length {where}: ppl {r['ppl']:.2f} over {r['tokens']} tokens{flag}")
+    for r in rows["sentence_length"]:
+        flag = " (past max_len)" if r["past_max_len"] else ""
+        where = f"{r['bin_lo']}-{r['length']}"
+        print(f"{r['split']:>4} sentences of {where}: ppl {r['ppl']:.2f} over {r['tokens']} tokens{flag}")
+    for r in rows["recurrence"]:
+        print(f"{r['split']:>4} windows of {r['length']}, {r['state']}: ppl {r['ppl']:.2f}")
     meta = json.loads((out / "meta.json").read_text())
     if meta.get("val_loss") is not None and meta.get("checkpoint_val_loss") is not None:
         where = f"at T={meta['seq_len']}" if meta["mode"] == "stream" else "over all sentences"
@@ -453,7 +565,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"  (the run logged it over part of the split, trainer.limit_val_batches {limit}; "
                 "this evaluation uses all of it)"
             )
-    print(f"wrote {out}/{{length,position,state_reset}}.csv" + ("" if args.no_plots else " and .png"))
+    written = ",".join(name for name, table in rows.items() if table or name in BASE_TABLES)
+    print(f"wrote {out}/{{{written}}}.csv" + ("" if args.no_plots else " and .png"))
     return 0
 
 

@@ -17,7 +17,8 @@ MIN_POSITION_TOKENS = 50  # sentence positions scored fewer times are too noisy 
 
 
 def plot_all(rows: dict[str, list[dict[str, Any]]], meta: dict[str, Any], out: Path, title: str) -> None:
-    """Write length.png, position.png and state_reset.png into `out`."""
+    """Write length.png, position.png, state_reset.png (and sentence_length.png, recurrence.png where there are rows)
+    into `out`."""
     subtitle = f"{title}: {meta['core']}"
     if meta.get("max_len") is not None:
         subtitle += f", max_len {meta['max_len']}"
@@ -28,6 +29,10 @@ def plot_all(rows: dict[str, list[dict[str, Any]]], meta: dict[str, Any], out: P
     _length(rows["length"], meta, out / "length.png", subtitle)
     _position(rows["position"], meta, out / "position.png", subtitle)
     _state_reset(rows["state_reset"], meta, out / "state_reset.png", subtitle)
+    if rows.get("sentence_length"):
+        _length_sentences(rows["sentence_length"], meta, out / "sentence_length.png", subtitle)
+    if rows.get("recurrence"):
+        _recurrence(rows["recurrence"], out / "recurrence.png", subtitle)
 
 
 def _splits(rows: list[dict[str, Any]]) -> list[str]:
@@ -195,4 +200,28 @@ def _state_reset(rows: list[dict[str, Any]], meta: dict[str, Any], path: Path, s
         ax.legend(fontsize=8)
     ax.set_ylabel("perplexity")
     ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def _recurrence(rows: list[dict[str, Any]], path: Path, subtitle: str) -> None:
+    fig, ax = plt.subplots(figsize=(8, 5))
+    splits, states = _splits(rows), list(dict.fromkeys(r["state"] for r in rows))
+    labels = {
+        "carried": "h, c carried",
+        "cell_zeroed": "c zeroed\nevery step",
+        "state_zeroed": "h, c zeroed\nevery step",
+    }
+    width = 0.8 / len(states)
+    for j, split in enumerate(splits):
+        for k, state in enumerate(states):
+            r = next(r for r in rows if r["split"] == split and r["state"] == state)
+            x = j - 0.4 + width * (k + 0.5)
+            ax.bar(x, r["ppl"], width=width * 0.95, color=COLORS.get(split), alpha=1.0 - 0.3 * k)
+            ax.annotate(f"{r['ppl']:.4g}", (x, r["ppl"]), ha="center", va="bottom", fontsize=8)
+    ax.set_xticks([j - 0.4 + width * (k + 0.5) for j in range(len(splits)) for k in range(len(states))])
+    ax.set_xticklabels([f"{s}\n{labels.get(st, st)}" for s in splits for st in states], fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("perplexity (log)")
+    ax.set_title(f"Is it recurrent? State carried from step to step vs zeroed (windows of T)\n{subtitle}", fontsize=10)
+    ax.grid(alpha=0.3, axis="y")
     _save(fig, path)

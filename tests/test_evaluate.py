@@ -11,9 +11,18 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from lrnn.cli import main as cli_main
-from lrnn.evaluate import FIELDS, default_lengths, evaluate_run, sentence_bins
+from lrnn.evaluate import (
+    FIELDS,
+    _recurrence_rows,
+    _sentence_length_rows,
+    default_lengths,
+    evaluate_run,
+    sentence_bins,
+    sentence_pass,
+)
 from tests.conftest import REPO, pattern_rows, write_corpus
 
 pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI.s args parameter")
@@ -111,6 +120,13 @@ def test_stream_run_evaluation(stream_run: Path, tmp_path: Path) -> None:
         assert list(table[0]) == fields and len(table) == len(rows[name])
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000
     assert {r["past_max_len"] for r in csv.DictReader(open(tmp_path / "length.csv"))} == {"true", "false"}
+    # recurrence at T: carried (a step at a time) is the window evaluation; zeroing c, or h and c, changes it
+    for split in ("val", "test"):
+        rec = {r["state"]: r for r in rows["recurrence"] if r["split"] == split}
+        assert rec["carried"]["loss"] == pytest.approx(length[(split, 6)]["loss"], rel=1e-5)
+        assert rec["cell_zeroed"]["loss"] != pytest.approx(rec["carried"]["loss"], rel=1e-4)
+        assert rec["state_zeroed"]["loss"] != pytest.approx(rec["cell_zeroed"]["loss"], rel=1e-4)
+        assert {r["length"] for r in rec.values()} == {6}
 
 
 def test_sentence_run_evaluation(sentence_run: Path, tmp_path: Path) -> None:
@@ -126,6 +142,65 @@ def test_sentence_run_evaluation(sentence_run: Path, tmp_path: Path) -> None:
     assert states["reset"]["loss"] == pytest.approx(meta["checkpoint_val_loss"], rel=1e-5)
     assert states["carried"]["tokens"] == states["reset"]["tokens"] and states["carried"]["length"] is None
     assert (tmp_path / "length.png").exists() and (tmp_path / "state_reset.png").exists()
+
+
+@pytest.fixture(scope="module")
+def varied_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Sentences of 3 to 27 tokens (with <eos>): bins on both sides of max_len."""
+    import random
+
+    rng = random.Random(0)
+
+    def rows(n: int) -> list[str]:
+        return [" ".join(f"w{rng.randrange(20)}" for _ in range(rng.choice((2, 4, 7, 9, 12, 15, 20, 26)))) for _ in
+                range(n)]  # fmt: skip
+
+    return write_corpus(
+        tmp_path_factory.mktemp("varied") / "c", {"train": rows(60), "valid": rows(30), "test": rows(10)}
+    )
+
+
+CORES = {
+    "tied": ("lrnn.TiedLSTM", {}),
+    "untied": ("lrnn.UntiedLSTM", {"max_len": 6}),
+    "share2": ("lrnn.UntiedLSTM", {"max_len": 6, "share_every": 2}),
+    "soft_tied": ("lrnn.SoftTiedLSTM", {"max_len": 6}),
+    "mixture": ("lrnn.MixtureLSTM", {"max_len": 6, "num_sets": 2}),
+    "time_varying": ("lrnn.TimeVaryingLSTM", {"num_bases": 3, "basis": "legendre", "period": 64.0}),
+}
+
+
+@pytest.mark.parametrize("core", list(CORES))
+def test_sentence_length_and_recurrence_on_every_core(core: str, varied_corpus: Path) -> None:
+    """Perplexity by sentence length (incl. sentences past max_len = 6, clamped) and the recurrence rows run on an
+    RNNLM of every core; the bins partition the sentence-mode evaluation (each sentence from a zero state)."""
+    import importlib
+
+    from lrnn import TextDataModule
+    from lrnn.rnnlm import RNNLM
+
+    torch.manual_seed(0)
+    dm = TextDataModule(str(varied_corpus), batch_size=4, seq_len=6, eval_batch_size=3)
+    dm.setup()
+    module, name = CORES[core][0].rsplit(".", 1)
+    model = RNNLM(dm.vocab_size, getattr(importlib.import_module(module), name)(8, 8, 2, **CORES[core][1])).eval()
+    max_len = getattr(model.core, "max_len", None)
+    rows = _sentence_length_rows(model, dm, "val", 3, max_len)
+    assert sum(r["sentences"] for r in rows) == 30 and max(r["length"] for r in rows) == 27
+    with torch.no_grad():
+        if max_len:
+            model.core.extrapolation = "clamp"
+        tally, _ = sentence_pass(model, dm.sentences("validation", 3))
+    assert _token_mean(rows) == pytest.approx(tally.loss, rel=1e-9)
+    assert sum(r["tokens"] for r in rows) == tally.tokens
+    if max_len:  # the untied core stays as built ("error"): evaluation clamps past max_len and says so
+        model.core.extrapolation = "error"
+        assert {r["extrapolation"] for r in _sentence_length_rows(model, dm, "val", 3, max_len) if r["past_max_len"]} \
+            == {"error->clamp"}  # fmt: skip
+        assert model.core.extrapolation == "error"
+    assert any(r["past_max_len"] for r in rows) == (max_len is not None)
+    rec = {r["state"]: r["loss"] for r in _recurrence_rows(model, dm, "val", 3, 6, max_len)}
+    assert set(rec) == {"carried", "cell_zeroed", "state_zeroed"} and len(set(rec.values())) == 3
 
 
 def test_sentence_bins() -> None:
@@ -144,8 +219,13 @@ def test_cli_end_to_end_and_errors(stream_run: Path, tmp_path: Path) -> None:
     ok = lrnn(str(stream_run), "--out", str(out), "--lengths", "3", "6", "--splits", "val", "--device", "cpu")
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert "logged by the run for this checkpoint" in ok.stdout
-    for name in ("length", "position", "state_reset"):
+    for name in ("length", "position", "state_reset", "sentence_length", "recurrence"):
         assert (out / f"{name}.csv").exists() and (out / f"{name}.png").exists()
+    assert "sentences of" in ok.stdout and "cell_zeroed" in ok.stdout
+    skipped = lrnn(str(stream_run), "--out", str(tmp_path / "e2"), "--lengths", "6", "--splits", "val",
+                   "--no-sentence-length", "--no-recurrence", "--no-plots")  # fmt: skip
+    assert skipped.returncode == 0 and not (tmp_path / "e2" / "recurrence.csv").exists()
+    assert not (tmp_path / "e2" / "sentence_length.csv").exists()
     assert not (stream_run / "evaluation").exists()  # --out: the run folder is left alone
 
     missing = lrnn(str(tmp_path / "no_such_run"))

@@ -1,5 +1,6 @@
 """Run folders -> tidy tables: one row per run (``runs.csv``), learning curves (``curves.csv``) and the evaluation
-CSVs of the evaluated runs (``length.csv``, ``state_reset.csv``, ``position.csv``), each row tagged with its run."""
+CSVs of the evaluated runs (``length.csv``, ``state_reset.csv``, ``position.csv``, ``sentence_length.csv``,
+``recurrence.csv``), each row tagged with its run."""
 
 from __future__ import annotations
 
@@ -149,7 +150,9 @@ def _tokens_per_step(version: Path) -> int:
 def collect(specs: list[RunSpec], runs: Path) -> dict[str, pd.DataFrame]:
     """All tables of a grid from its run folders (unfinished runs appear with status ``missing``)."""
     rows, curves = [], []
-    evals: dict[str, list[pd.DataFrame]] = {"length": [], "state_reset": [], "position": []}
+    evals: dict[str, list[pd.DataFrame]] = {
+        k: [] for k in ("length", "state_reset", "position", "sentence_length", "recurrence")
+    }
     for spec in specs:
         version = finished_version(runs, spec)
         rows.append(run_row(spec, version))
