@@ -363,7 +363,7 @@ def evaluate_run(
                 say(f"{split}: every sentence from a zero state, perplexity by sentence length")
                 rows["sentence_length"] += _sentence_length_rows(model, dm, split, batch_sizes[split], max_len)
             if recurrence:
-                say(f"{split}: windows of T={seq_len} a step at a time, cell state / state zeroed at every step")
+                say(f"{split}: recurrence at T={seq_len}, a step at a time, c (then h and c) zeroed each step")
                 rows["recurrence"] += _recurrence_rows(model, dm, split, batch_sizes[split], seq_len, max_len)
     try:
         out.mkdir(parents=True, exist_ok=True)
