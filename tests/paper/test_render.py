@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -32,10 +33,10 @@ def write_fake_run(runs: Path, spec, rng) -> None:
     }))  # fmt: skip
     (version / "paper.json").write_text(json.dumps({"command": ["python", "-m", "lrnn", "fit"], "wall_s": 12.0,
                                                     "threads": 1}))  # fmt: skip
-    lines = ["epoch,step,train/ppl,val/ppl,val/acc"]
-    for i, step in enumerate((9, 19, 29)):
-        lines.append(f"{i},{step},,{base * (3 - i)},{acc}")
-        lines.append(f"{i},{step},{base * (2.5 - i) * 0.8},,")
+    lines = ["epoch,step,train/ppl,val/ppl,val/loss,val/acc"]
+    for i, (step, val) in enumerate(zip((9, 19, 29), (3 * base, 1.005 * base, base))):  # converged: last epoch < 1%
+        lines.append(f"{i},{step},,{val},{math.log(val)},{acc}")
+        lines.append(f"{i},{step},{base * (2.5 - i) * 0.8},,,")
     (version / "metrics.csv").write_text("\n".join(lines) + "\n")
     if spec.evaluate:
         growth = {"untied": 1.5}.get(spec.core, 1.0)
@@ -45,6 +46,10 @@ def write_fake_run(runs: Path, spec, rng) -> None:
         rows = ["split,state,length,loss,ppl,tokens"]
         rows += [f"val,carried,20,4.6,{base},1000", f"val,reset,20,4.7,{base * 1.3},1000"]
         (version / "evaluation/state_reset.csv").write_text("\n".join(rows) + "\n")
+        rows = ["split,state,length,loss,ppl,tokens"]  # c zeroed at every step: 1.3x worse
+        rows += [f"val,carried,20,4.6,{base},1000", f"val,cell_zeroed,20,4.7,{base * 1.3},1000"]
+        rows += [f"val,state_zeroed,20,5.0,{base * 2},1000"]
+        (version / "evaluation/recurrence.csv").write_text("\n".join(rows) + "\n")
 
 
 def fake_measure() -> pd.DataFrame:
@@ -79,7 +84,7 @@ def test_render_writes_readme_figures_and_csvs(rendered: Path) -> None:
         assert f"## {claim}" in readme
     verdicts = pd.read_csv(rendered / "results/verdicts.csv")
     assert list(verdicts["claim"]) == list(CLAIMS)
-    # made-up numbers: untied degrades 1.5x past T, tied not -> C2 supported; state reset 1.3x -> C9 supported
+    # made-up numbers: untied degrades 1.5x past T, tied not -> C2 supported; c zeroed 1.3x -> C9 supported
     assert verdicts.set_index("claim").loc["C2", "verdict"] == "supported"
     assert verdicts.set_index("claim").loc["C9", "verdict"] == "supported"
     assert verdicts.set_index("claim").loc["C1", "verdict"] == "supported"
