@@ -34,7 +34,7 @@ def write_fake_run(runs: Path, spec, rng) -> None:
     (version / "paper.json").write_text(json.dumps({"command": ["python", "-m", "lrnn", "fit"], "wall_s": 12.0,
                                                     "threads": 1}))  # fmt: skip
     lines = ["epoch,step,train/ppl,val/ppl,val/loss,val/acc"]
-    for i, (step, val) in enumerate(zip((9, 19, 29), (3 * base, 1.005 * base, base))):  # converged: last epoch < 1%
+    for i, (step, val) in enumerate(zip((9, 19, 29), (3 * base, 1.005 * base, base), strict=True)):
         lines.append(f"{i},{step},,{val},{math.log(val)},{acc}")
         lines.append(f"{i},{step},{base * (2.5 - i) * 0.8},,,")
     (version / "metrics.csv").write_text("\n".join(lines) + "\n")
