@@ -27,14 +27,17 @@ that holds one is refused, unless ``--overwrite``. The files:
   the cell state c zeroed before every step (``cell_zeroed``: the cell no longer carries anything across time,
   the hidden state h still does) and with both h and c zeroed before every step (``state_zeroed``: no recurrence
   at all, each step sees only its own input). Off with ``--no-recurrence``.
+- ``train.csv`` (``--train``; C4's generalization gap): perplexity on the training stream in eval mode (no dropout),
+  windows of T and the training batch size, state carried as in training, over the windows one training epoch of the
+  run used (``trainer.limit_train_batches``: a data fraction trains on the first part of the stream).
 - ``meta.json``: the checkpoint, core, T, max_len, and the validation loss the run logged for this checkpoint next
   to the loss of the training condition (``checkpoint_val_loss``, ``val_loss``: stream at T, or all sentences).
   The two agree unless the run validated on part of the split (``trainer.limit_val_batches``, kept in meta.json as
   ``run_limit_val_batches``; the command says so).
 
 Python: ``lrnn.evaluate.evaluate_run(run_dir, ckpt="best", lengths=None, splits=("val", "test"), out_dir=None,
-plots=True, device=None, overwrite=False, sentence_length=True, recurrence=True) -> {"length": rows, "position":
-rows, "state_reset": rows, "sentence_length": rows, "recurrence": rows}`` (the CSV rows).
+plots=True, device=None, overwrite=False, sentence_length=True, recurrence=True, train=False) -> {"length": rows,
+"position": rows, "state_reset": rows, "sentence_length": rows, "recurrence": rows, "train": rows}`` (the CSV rows).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import importlib
+import itertools
 import json
 import math
 import sys
@@ -67,6 +71,7 @@ FIELDS = {
         "split", "length", "bin_lo", "past_max_len", "loss", "ppl", "tokens", "sentences", "extrapolation",
     ],
     "recurrence": ["split", "state", "length", "loss", "ppl", "tokens"],
+    "train": ["split", "length", "windows", "of_windows", "loss", "ppl", "tokens"],
 }  # fmt: skip
 BASE_TABLES = ("length", "position", "state_reset")  # always written; the others where the run allows them
 RECURRENCE_STATES = ("carried", "cell_zeroed", "state_zeroed")
@@ -321,11 +326,15 @@ def evaluate_run(
     overwrite: bool = False,
     sentence_length: bool = True,
     recurrence: bool = True,
+    train: bool = False,
 ) -> dict[str, Rows]:
     """Evaluate a run folder's checkpoint (see the module docstring); writes the CSVs (+ PNGs) and returns the rows.
     ``progress``: print a line to stderr before each pass. ``overwrite``: replace an earlier evaluation in the output
     folder (else the default folder moves on to ``evaluation_<k>`` and an ``out_dir`` holding one is refused).
-    ``sentence_length``, ``recurrence``: also those two evaluations (where the data allow them)."""
+    ``sentence_length``, ``recurrence``: also those two evaluations (where the data allow them). ``train``: also
+    ``train.csv`` (stream runs; ``splits`` may then be empty)."""
+    if not splits and not train:
+        raise EvaluationError("nothing to evaluate: give --splits val and/or test, or --train")
     for s in splits:
         if s not in SPLIT_NAMES:
             raise EvaluationError(f"unknown split {s!r}; expected any of {list(SPLIT_NAMES)}")
@@ -365,19 +374,24 @@ def evaluate_run(
             if recurrence:
                 say(f"{split}: recurrence at T={seq_len}, a step at a time, c (then h and c) zeroed each step")
                 rows["recurrence"] += _recurrence_rows(model, dm, split, batch_sizes[split], seq_len, max_len)
+    if train:
+        if sentence:
+            raise EvaluationError("--train needs a stream run (sentence batching shuffles the training split)")
+        say(f"train: windows of {seq_len}, {dm.batch_size} streams, state carried, eval mode")
+        rows["train"] = _train_rows(model, dm, seq_len, (config.get("trainer") or {}).get("limit_train_batches"))
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise EvaluationError(f"cannot write the evaluation to {out} ({e.strerror}); pass --out DIR") from e
     for name, table in rows.items():
-        if not table and name not in BASE_TABLES:
+        if not table and (name not in BASE_TABLES or not splits):
             continue
         with open(out / f"{name}.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=FIELDS[name])
             writer.writeheader()
             writer.writerows({k: _cell(v) for k, v in r.items()} for r in table)
     (out / "meta.json").write_text(json.dumps(portable(meta), indent=2) + "\n")
-    if plots:
+    if plots and splits:  # the figures show the val/test tables; train.csv is one number
         from lrnn.evaluate_plots import plot_all
 
         plot_all(rows, meta, out, title=_title(run_dir, config))
@@ -432,6 +446,24 @@ def _sentence_split(model, dm, split, batch_size, max_len, rows, meta) -> None:
         rows["state_reset"].append(
             {"split": split, "state": state, "length": None, "loss": t.loss, "ppl": _ppl(t.loss), "tokens": t.tokens}
         )
+
+
+def train_windows(total: int, limit: int | float | None) -> int:
+    """How many training windows one epoch used, as Lightning reads ``limit_train_batches`` (a float is a fraction,
+    rounded down but at least 1; an int a count)."""
+    if limit is None:
+        return total
+    if isinstance(limit, float) and limit <= 1.0:
+        return min(total, max(1, int(total * limit)))
+    return min(total, int(limit))
+
+
+def _train_rows(model: RNNLM, dm: Any, seq_len: int, limit: int | float | None) -> Rows:
+    windows = dm.windows("train", dm.batch_size)
+    n = train_windows(len(windows), limit)
+    tally = stream_pass(model, itertools.islice(iter(windows), n), carry=True)
+    return [{"split": "train", "length": seq_len, "windows": n, "of_windows": len(windows), "loss": tally.loss,
+             "ppl": _ppl(tally.loss), "tokens": tally.tokens}]  # fmt: skip
 
 
 def _has_sentences(dm: Any) -> bool:
@@ -517,7 +549,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run", help="run folder runs/<name>/version_<k> (holds config.yaml and checkpoints/)")
     parser.add_argument("--ckpt", default="best", help="best | last | a checkpoint path (default: best)")
     parser.add_argument("--lengths", type=int, nargs="+", help="stream window lengths (default: T/2 T 2T 4T 8T)")
-    parser.add_argument("--splits", nargs="+", default=["val", "test"], help="val and/or test (default: both)")
+    parser.add_argument(
+        "--splits", nargs="*", default=["val", "test"], help="val and/or test (default: both; none with --train)"
+    )
+    parser.add_argument(
+        "--train", action="store_true", help="also train.csv: eval-mode perplexity on the windows the run trained on"
+    )
     parser.add_argument("--out", help="output folder (default: <run>/evaluation, or evaluation_<k> if that is taken)")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation in the output folder")
     parser.add_argument("--device", help="cpu | cuda | ... (default: cuda if available)")
@@ -537,7 +574,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = evaluate_run(
             args.run, ckpt=args.ckpt, lengths=args.lengths, splits=args.splits, out_dir=out,
             plots=not args.no_plots, device=args.device, progress=True, overwrite=args.overwrite,
-            sentence_length=not args.no_sentence_length, recurrence=not args.no_recurrence,
+            sentence_length=not args.no_sentence_length, recurrence=not args.no_recurrence, train=args.train,
         )  # fmt: skip
     except (EvaluationError, ValueError, OSError) as e:  # bad run, checkpoint, data (e.g. corpus not found)
         print(f"lrnn evaluate: error: {e}", file=sys.stderr)
@@ -552,6 +589,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['split']:>4} sentences of {where}: ppl {r['ppl']:.2f} over {r['tokens']} tokens{flag}")
     for r in rows["recurrence"]:
         print(f"{r['split']:>4} windows of {r['length']}, {r['state']}: ppl {r['ppl']:.2f}")
+    for r in rows["train"]:
+        print(f"train windows of {r['length']} ({r['windows']} of {r['of_windows']}), eval mode: ppl {r['ppl']:.2f}")
     meta = json.loads((out / "meta.json").read_text())
     if meta.get("val_loss") is not None and meta.get("checkpoint_val_loss") is not None:
         where = f"at T={meta['seq_len']}" if meta["mode"] == "stream" else "over all sentences"

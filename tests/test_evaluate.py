@@ -22,6 +22,8 @@ from lrnn.evaluate import (
     evaluate_run,
     sentence_bins,
     sentence_pass,
+    stream_pass,
+    train_windows,
 )
 from tests.conftest import REPO, pattern_rows, write_corpus
 
@@ -114,7 +116,8 @@ def test_stream_run_evaluation(stream_run: Path, tmp_path: Path) -> None:
             assert r["loss"] == length[(r["split"], r["length"])]["loss"]
     resets = {(r["split"], r["length"]): r["loss"] for r in rows["state_reset"] if r["state"] == "reset"}
     assert set(resets) == set(length) and resets[("val", 3)] != length[("val", 3)]["loss"]
-    for name, fields in FIELDS.items():
+    assert not (tmp_path / "train.csv").exists()  # only with train=True (--train)
+    for name, fields in ((n, f) for n, f in FIELDS.items() if n != "train"):
         with open(tmp_path / f"{name}.csv") as f:
             table = list(csv.DictReader(f))
         assert list(table[0]) == fields and len(table) == len(rows[name])
@@ -321,3 +324,34 @@ def test_lexical_run_evaluates(corpus: Path, tmp_path: Path, one_thread) -> None
     length = {r["length"]: r for r in rows["length"]}
     assert length[6]["loss"] == pytest.approx(meta["checkpoint_val_loss"], rel=1e-5)
     assert all(r["extrapolation"] == "none" and not r["past_max_len"] for r in length.values())
+
+
+def test_train_windows_reads_limit_train_batches_as_lightning_does() -> None:
+    assert train_windows(40, None) == 40
+    assert train_windows(40, 1.0) == 40  # float 1.0: the whole epoch
+    assert train_windows(40, 0.1) == 4 and train_windows(40, 0.01) == 1  # a fraction, at least one window
+    assert train_windows(40, 1) == 1 and train_windows(40, 7) == 7 and train_windows(40, 100) == 40  # a count
+
+
+def test_train_evaluation_is_the_eval_mode_stream_over_the_windows_one_epoch_used(
+    corpus: Path, tmp_path: Path, one_thread
+) -> None:
+    from lrnn.evaluate import load_run
+    from lrnn.evaluate import main as evaluate_main
+
+    config = tmp_path / "frac.yaml"
+    config.write_text(STREAM.format(corpus=corpus).replace("max_epochs: 2", "max_epochs: 1, limit_train_batches: 0.5"))
+    run_dir = fit(config, tmp_path / "runs")
+    out = tmp_path / "train_only"
+    assert evaluate_main([str(run_dir), "--splits", "--train", "--out", str(out), "--device", "cpu"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["meta.json", "train.csv"]
+    (row,) = csv.DictReader(open(out / "train.csv"))
+    model, dm, *_ = load_run(run_dir, "best", "cpu")
+    windows = dm.windows("train", dm.batch_size)
+    assert int(row["windows"]) == len(windows) // 2 and int(row["of_windows"]) == len(windows)
+    # the same number as scoring the first half of the training stream by hand, state carried, eval mode
+    model.eval()
+    first_half = [w for i, w in enumerate(windows) if i < len(windows) // 2]
+    assert float(row["loss"]) == pytest.approx(stream_pass(model, first_half, carry=True).loss, rel=1e-6)
+    assert float(row["loss"]) != pytest.approx(stream_pass(model, list(windows), carry=True).loss, rel=1e-6)
+    assert evaluate_main([str(run_dir), "--splits", "--out", str(tmp_path / "none"), "--device", "cpu"]) == 2

@@ -59,6 +59,9 @@ def run_row(spec: RunSpec, version: Path | None) -> dict[str, Any]:
         val_acc_last=_num(fit.get("val/acc")),
         command=readable_command(paper.get("command") or []),
     )
+    train = version / "evaluation" / "train.csv"
+    if train.is_file():  # lrnn evaluate --train: eval-mode perplexity on the windows it trained on (C4's gap)
+        row["train_eval_ppl"] = float(pd.read_csv(train)["ppl"].iloc[0])
     data = _config(version).get("data", {}).get("init_args", {})
     row["seq_len"] = data.get("seq_len")
     metrics = version / "metrics.csv"

@@ -173,6 +173,7 @@ class RunSpec:
     seed: int
     factors: tuple[tuple[str, Any], ...] = ()
     evaluate: bool = False
+    train_eval: bool = False  # also eval-mode train perplexity at the best checkpoint (C4's gap: evaluate --train)
     tokens: int = 0
     cost: float = 1.0  # relative cost per token (tied 2x200 on PTB = 1), for the time estimate
     val_tokens: int = 0  # validation tokens over the whole run (estimate)
@@ -500,6 +501,7 @@ def ptb_runs(b: Budget, runs_dir: Path) -> list[RunSpec]:
                         seed=seed,
                         factors=tuple(factors) + ((("fraction", fraction),) if fraction != 1.0 else ()),
                         evaluate=fraction == 1.0,
+                        train_eval="C4" in claims or fraction != 1.0,
                         tokens=int(PTB_TRAIN_TOKENS * b.ptb_epochs * _train_fraction(b)),
                         val_tokens=int(PTB_VALID_TOKENS * b.ptb_epochs / b.ptb_val_interval),
                         cost=_cost(core, width),
@@ -544,7 +546,10 @@ def dedupe(runs: Iterable[RunSpec]) -> list[RunSpec]:
     for r in runs:
         if r.key in out:
             merged = tuple(dict.fromkeys(out[r.key].claims + r.claims))
-            out[r.key] = replace(out[r.key], claims=merged, evaluate=out[r.key].evaluate or r.evaluate)
+            out[r.key] = replace(
+                out[r.key], claims=merged, evaluate=out[r.key].evaluate or r.evaluate,
+                train_eval=out[r.key].train_eval or r.train_eval,
+            )  # fmt: skip
         else:
             out[r.key] = r
     return list(out.values())

@@ -155,7 +155,11 @@ def _arg_path(path: Path) -> str:
 
 
 def needs_evaluation(spec: RunSpec, version: Path) -> bool:
-    return spec.evaluate and read_status(version) == "completed" and not (version / "evaluation/length.csv").is_file()
+    """A completed run still missing the evaluation its spec asks for (``length.csv``; ``train.csv`` for C4)."""
+    if read_status(version) != "completed":
+        return False
+    missing = spec.evaluate and not (version / "evaluation/length.csv").is_file()
+    return missing or (spec.train_eval and not (version / "evaluation/train.csv").is_file())
 
 
 def fit_command(spec: RunSpec, runs: Path, profile: str, wandb: str, python: str = sys.executable) -> list[str]:
@@ -184,10 +188,18 @@ def fit_command(spec: RunSpec, runs: Path, profile: str, wandb: str, python: str
 
 
 def evaluate_command(
-    version: Path, lengths: Sequence[int], splits: Sequence[str], device: str = "cpu", python: str = sys.executable
+    version: Path,
+    lengths: Sequence[int],
+    splits: Sequence[str],
+    device: str = "cpu",
+    python: str = sys.executable,
+    train: bool = False,
 ) -> list[str]:
+    """``lrnn evaluate`` into ``<version>/evaluation`` (replacing a partial one); ``splits`` empty with ``train``:
+    the training-stream perplexity only."""
     args = [python, "-m", "lrnn", "evaluate", _arg_path(version), "--lengths", *map(str, lengths), "--splits", *splits]
-    return [*args, "--device", device, "--no-plots"]
+    args += ["--train"] if train else []
+    return [*args, "--device", device, "--no-plots", "--out", _arg_path(version / "evaluation"), "--overwrite"]
 
 
 def machine() -> dict[str, Any]:
@@ -317,9 +329,11 @@ def execute(
                 return RunState(spec, None, status, wall_s=wall)
         if needs_evaluation(spec, version):
             device = "cpu" if gpu is None else "cuda"  # the run's one visible device
+            splits = eval_splits if spec.evaluate else ()
             rc = _run_logged(
-                evaluate_command(version, eval_lengths, eval_splits, device), env, version / "evaluate.log"
-            )
+                evaluate_command(version, eval_lengths, splits, device, train=spec.train_eval), env,
+                version / "evaluate.log",
+            )  # fmt: skip
             if rc != 0:
                 say(f"evaluate failed for {spec.name} (log {version / 'evaluate.log'})")
         return RunState(spec, version, read_status(version), reused=reused, wall_s=wall)

@@ -38,6 +38,9 @@ def write_fake_run(runs: Path, spec, rng) -> None:
         lines.append(f"{i},{step},,{val},{math.log(val)},{acc}")
         lines.append(f"{i},{step},{base * (2.5 - i) * 0.8},,,")
     (version / "metrics.csv").write_text("\n".join(lines) + "\n")
+    if spec.train_eval:  # eval-mode train perplexity (C4's gap)
+        rows = ["split,length,windows,of_windows,loss,ppl,tokens", f"train,20,10,10,4.0,{base * 0.7},1000"]
+        (version / "evaluation/train.csv").write_text("\n".join(rows) + "\n")
     if spec.evaluate:
         growth = {"untied": 1.5}.get(spec.core, 1.0)
         rows = ["split,mode,length,bin_lo,past_max_len,loss,ppl,tokens,extrapolation"]
@@ -93,6 +96,8 @@ def test_render_writes_readme_figures_and_csvs(rendered: Path) -> None:
         assert f"figures/{fig}" in readme
     runs = pd.read_csv(rendered / "results/runs.csv")
     assert (runs["status"] == "completed").all() and len(runs) == len(build_grid("smoke"))
+    c4 = runs[runs["claims"].str.contains("C4")]
+    assert len(c4) and c4["train_eval_ppl"].notna().all() and (c4["train_eval_ppl"] < c4["best_val_ppl"]).all()
     assert json.loads((rendered / "results/provenance.json").read_text())["profile"] == "smoke"
 
 

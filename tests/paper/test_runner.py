@@ -238,3 +238,23 @@ def test_lanes_run_tuning_first_and_then_the_runs_that_waited_for_it(tmp_path, m
 
 def _c6() -> RunSpec:
     return next(r for r in build_grid("smoke") if "C6" in r.claims)
+
+
+def test_c4_runs_get_their_eval_mode_train_perplexity_and_only_once(tmp_path, monkeypatch) -> None:
+    grid = build_grid("converged", tmp_path)
+    fraction = next(r for r in grid if r.claims == ("C4",))
+    contest = next(r for r in grid if "C4" in r.claims and r.claims[0] == "contest")
+    other = next(r for r in grid if r.claims[0] == "contest" and "C4" not in r.claims)
+    assert fraction.train_eval and not fraction.evaluate and contest.train_eval and contest.evaluate
+    assert not other.train_eval and not any(r.train_eval for r in grid if r.claims[0] == "tune")
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(runner, "_run_logged", fake_fit(["completed"], calls))
+    done = _execute(fraction, tmp_path)
+    (evaluate,) = [c for c in calls if "evaluate" in c]
+    assert "--train" in evaluate and evaluate[evaluate.index("--splits") + 1].startswith("--")  # no val/test
+    assert runner.needs_evaluation(fraction, done.version)  # the fake evaluation wrote nothing
+    (done.version / "evaluation").mkdir()
+    (done.version / "evaluation" / "train.csv").write_text("split,length,windows,of_windows,loss,ppl,tokens\n")
+    assert not runner.needs_evaluation(fraction, done.version)
+    assert _execute(fraction, tmp_path).reused and len(calls) == 2
