@@ -211,6 +211,13 @@ class RunSpec:
     def factor(self, name: str, default: Any = None) -> Any:
         return dict(self.factors).get(name, default)
 
+    @property
+    def variant(self) -> Variant:
+        """The structure variant it tries: its factors named like one of its core's ``variants`` init_args."""
+        core = CORES.get(self.core)
+        names = {k for v in core.variants for k, _ in v} if core is not None else set()
+        return tuple((k, v) for k, v in self.factors if k in names)
+
 
 def _cli_value(v: Any) -> str:
     if isinstance(v, bool):
@@ -223,19 +230,26 @@ def _cli_value(v: Any) -> str:
 
 
 # ---- cores ------------------------------------------------------------------------------------------------------
+Variant = tuple[tuple[str, Any], ...]  # init_args that replace a core's defaults, e.g. (("num_sets", 64),)
+
+
 @dataclass(frozen=True)
 class Core:
     """A core of the PTB contest: its ``model.core`` class and init_args beyond (input_size, hidden_size,
     num_layers, dropout); ``reg``: the init_arg of its regularization strength and the values tuning tries (with
-    every lr); ``cost``: training cost per token relative to tied 2x200 (one thread, for the estimates)."""
+    every lr); ``cost``: training cost per token relative to tied 2x200 (one thread, for the estimates);
+    ``variants``: other settings of its structure (init_args replacing ``init_args``' values), tried in a second
+    tuning stage at the chosen lr and strength."""
 
     class_path: str
     init_args: tuple[tuple[str, Any], ...] = ()
     reg: tuple[str, tuple[float, ...]] | None = None
     cost: float = 1.0
+    variants: tuple[tuple[tuple[str, Any], ...], ...] = ()
 
-    def spec(self, width: int, reg: float | None = None) -> dict[str, Any]:
+    def spec(self, width: int, reg: float | None = None, variant: Variant = ()) -> dict[str, Any]:
         args = {"input_size": PTB_WIDTH, "hidden_size": width, "num_layers": 2, **dict(self.init_args)}
+        args.update(variant)
         args["dropout"] = 0.3  # between the two layers (the recipe's dropout on the other connections is 0.3 too)
         if self.reg is not None and reg is not None:
             args[self.reg[0]] = reg
@@ -252,8 +266,15 @@ CORES: dict[str, Core] = {
         "lrnn.TimeVaryingLSTM", (("num_bases", 4), ("period", 160.0), ("basis", "legendre")), cost=1.5
     ),
     "untied": Core("lrnn.UntiedLSTM", (("max_len", 20),), cost=1.4),
-    # untied by content: the 127 most frequent tokens own a rank-8 delta on W_hh (experiments/lexical_ptb.yaml)
-    "lexical": Core("lrnn.LexicalLSTM", (("num_sets", 128), ("rank", 8)), reg=("penalty", (1e-4, 1e-3)), cost=1.5),
+    # untied by content: the 127 most frequent tokens own a rank-8 delta on W_hh (experiments/lexical_ptb.yaml);
+    # K = 64 and 256 sets are tried at the chosen lr and penalty
+    "lexical": Core(
+        "lrnn.LexicalLSTM",
+        (("num_sets", 128), ("rank", 8)),
+        reg=("penalty", (1e-4, 1e-3)),
+        cost=1.5,
+        variants=((("num_sets", 64),), (("num_sets", 256),)),
+    ),  # fmt: skip
 }
 CORE_ORDER = ("tied", "tied_wide", "share5", "soft_tied", "mixture", "time_varying", "untied", "lexical")
 
@@ -387,18 +408,19 @@ def _tune_overrides(b: Budget, lr: float) -> list[tuple[str, Any]]:
 
 
 # ---- PTB: tuning, the contest at equal width and at equal parameters, C4 ---------------------------------------
-def contest_width(core: str, matching: str) -> int:
+def contest_width(core: str, matching: str, variant: Variant = ()) -> int:
     """The core's hidden width: 200 at equal width; at equal parameters the width whose total parameter count
     (embedding and softmax at 200, core, projection to 200) is closest to tied 2x200's."""
     if matching == "width" or core == "tied":
         return PTB_WIDTH
     target = core_parameters(CORES["tied"].spec(PTB_WIDTH), PTB_VOCAB)
-    return matched_width(CORES[core].spec(PTB_WIDTH), PTB_VOCAB, target, keys=("hidden_size",), output_size=PTB_WIDTH)
+    spec = CORES[core].spec(PTB_WIDTH, variant=variant)
+    return matched_width(spec, PTB_VOCAB, target, keys=("hidden_size",), output_size=PTB_WIDTH)
 
 
-def _core_overrides(core: str, matching: str, reg: float | None) -> list[tuple[str, Any]]:
-    width = contest_width(core, matching)
-    o: list[tuple[str, Any]] = [("model.core", CORES[core].spec(width, reg))]
+def _core_overrides(core: str, matching: str, reg: float | None, variant: Variant = ()) -> list[tuple[str, Any]]:
+    width = contest_width(core, matching, variant)
+    o: list[tuple[str, Any]] = [("model.core", CORES[core].spec(width, reg, variant))]
     if width != PTB_WIDTH:
         o.append(("model.output_size", PTB_WIDTH))
     return o
@@ -413,30 +435,37 @@ def tuning_runs(b: Budget, core: str, matching: str, runs_dir: Path | None = Non
     """The short-budget grid of one core: every lr x every regularization strength (if it has one). With
     ``runs_dir``, an edge choice is extended: once the grid has finished, if the best lr is the largest (smallest)
     tried, the grid gains 2x (0.5x) that lr at the best strength, up to ``MAX_LR_EXTENSIONS`` times, so no core's
-    lr is chosen at the edge of what was tried."""
+    lr is chosen at the edge of what was tried. Then, for a core with ``variants``, each variant at the chosen lr
+    and strength (a second stage: structure is tuned after the optimizer, not crossed with it)."""
     regs = CORES[core].reg[1] if CORES[core].reg else (None,)
     out = [_tuning_spec(b, core, matching, lr, reg) for lr, reg in itertools.product(b.tune_lrs, regs)]
-    for _ in range(MAX_LR_EXTENSIONS if runs_dir is not None else 0):
+    if runs_dir is None:
+        return out
+    for _ in range(MAX_LR_EXTENSIONS):
         scores = _tuning_scores(out, runs_dir)
         if scores is None:
-            break
+            return out
         lrs = sorted({s[1] for s in scores})
         _, best_lr, best_reg = min(scores, key=lambda s: s[0])
         if len(lrs) < 2 or lrs[0] < best_lr < lrs[-1]:
             break
         out.append(_tuning_spec(b, core, matching, best_lr * 2 if best_lr == lrs[-1] else best_lr / 2, best_reg))
+    scores = _tuning_scores(out, runs_dir)
+    if scores is not None and CORES[core].variants:
+        _, best_lr, best_reg = min(scores, key=lambda s: s[0])
+        out += [_tuning_spec(b, core, matching, best_lr, best_reg, v) for v in CORES[core].variants]
     return out
 
 
 MAX_LR_EXTENSIONS = 2
 
 
-def _tuning_spec(b: Budget, core: str, matching: str, lr: float, reg: float | None) -> RunSpec:
-    width = contest_width(core, matching)
-    factors = (("matching", matching), ("lr", lr)) + ((("reg", reg),) if reg is not None else ())
+def _tuning_spec(b: Budget, core: str, matching: str, lr: float, reg: float | None, variant: Variant = ()) -> RunSpec:
+    width = contest_width(core, matching, variant)
+    factors = (("matching", matching), ("lr", lr)) + ((("reg", reg),) if reg is not None else ()) + variant
     return RunSpec(
         claims=("tune",), core=core, experiment=RECIPE, seed=b.tune_seed, factors=factors,
-        overrides=(*_core_overrides(core, matching, reg), *_tune_overrides(b, lr)),
+        overrides=(*_core_overrides(core, matching, reg, variant), *_tune_overrides(b, lr)),
         tokens=int(PTB_TRAIN_TOKENS * b.tune_epochs * _train_fraction(b)),
         val_tokens=int(PTB_VALID_TOKENS * b.tune_epochs / b.ptb_val_interval), cost=_cost(core, width),
     )  # fmt: skip
@@ -447,7 +476,9 @@ def _train_fraction(b: Budget) -> float:
 
 
 def _tuning_scores(tuning: list[RunSpec], runs_dir: Path) -> list[tuple[float, float, float | None]] | None:
-    """(best val loss, lr, reg) of every tuning run (diverged: +inf); ``None`` until all of them have finished."""
+    """(best val loss, lr, reg) of every tuning run (diverged: +inf); ``None`` until all of them have finished.
+    Only the lr x strength stage counts (variants are not scored here: see ``tuned``)."""
+    tuning = [spec for spec in tuning if not spec.variant]
     from lrnn.paper.runner import finished_version
 
     scores = []
@@ -461,14 +492,23 @@ def _tuning_scores(tuning: list[RunSpec], runs_dir: Path) -> list[tuple[float, f
     return scores
 
 
-def tuned(tuning: list[RunSpec], runs_dir: Path) -> tuple[float, float | None] | None:
-    """(lr, reg) of the tuning run with the lowest best validation loss (diverged: +inf); ``None`` until all of
-    them have finished."""
-    scores = _tuning_scores(tuning, runs_dir)
-    if scores is None:
-        return None
-    best = min(scores, key=lambda s: s[0])
-    return best[1], best[2]
+def tuned(tuning: list[RunSpec], runs_dir: Path) -> tuple[float, float | None, Variant] | None:
+    """(lr, reg, variant) of the tuning run with the lowest best validation loss (diverged: +inf); ``None`` until
+    all of them (variants included) have finished."""
+    from lrnn.paper.runner import finished_version
+
+    best: tuple[float, RunSpec] | None = None
+    for spec in tuning:
+        version = finished_version(runs_dir, spec)
+        if version is None:
+            return None
+        results = json.loads((version / "results.json").read_text())
+        loss = results.get("best_val_loss") if results.get("status") == "completed" else None
+        score = math.inf if loss is None else float(loss)
+        if best is None or score < best[0]:
+            best = (score, spec)
+    assert best is not None
+    return best[1].factor("lr"), best[1].factor("reg"), best[1].variant
 
 
 def ptb_runs(b: Budget, runs_dir: Path) -> list[RunSpec]:
@@ -483,21 +523,21 @@ def ptb_runs(b: Budget, runs_dir: Path) -> list[RunSpec]:
         tuning = {core: tuning_runs(b, core, matching, runs_dir) for core in cores}
         contest += [r for core in cores for r in tuning[core]]
         for core in cores:
-            width = contest_width(core, matching)
             choice = tuned(tuning[core], runs_dir)
-            lr, reg = choice if choice is not None else (b.tune_lrs[0], None)
+            lr, reg, variant = choice if choice is not None else (b.tune_lrs[0], None, ())
+            width = contest_width(core, matching, variant)
             claims = ["contest"]
             if matching == "width" and core in ("tied", "untied"):
                 claims += ["C4", "C2", "C9", "C10"]
             if matching == "params" or (core == "tied" and both):
                 claims += ["C3", "C8"] + (["C7"] if core in ("tied", "untied") else [])
             factors = [("matching", "both" if core == "tied" and both else matching), ("width", width), ("lr", lr)]
-            factors += [("reg", reg)] if reg is not None else []
+            factors += ([("reg", reg)] if reg is not None else []) + list(variant)
             for fraction in b.fractions if matching == "width" and core in ("tied", "untied") else (1.0,):
                 for seed in b.seeds:
                     spec = RunSpec(
                         claims=tuple(claims) if fraction == 1.0 else ("C4",), core=core, experiment=RECIPE,
-                        overrides=(*_core_overrides(core, matching, reg), *_ptb_overrides(b, lr, fraction)),
+                        overrides=(*_core_overrides(core, matching, reg, variant), *_ptb_overrides(b, lr, fraction)),
                         seed=seed,
                         factors=tuple(factors) + ((("fraction", fraction),) if fraction != 1.0 else ()),
                         evaluate=fraction == 1.0,

@@ -137,6 +137,33 @@ def test_a_smallest_lr_choice_extends_downwards_at_the_best_strength(tmp_path: P
     assert (extra.factor("lr"), extra.factor("reg")) == (0.25, 1e-3)
 
 
+def test_a_core_with_variants_tries_them_at_its_chosen_lr_and_strength(tmp_path: Path) -> None:
+    budget = PROFILES["converged"]
+    for spec in tuning_runs(budget, "lexical", "params"):  # lr 1, penalty 1e-3 wins the first stage
+        _finish(tmp_path, spec, 5.0 if (spec.factor("lr"), spec.factor("reg")) == (1.0, 1e-3) else 5.5)
+    tuning = tuning_runs(budget, "lexical", "params", tmp_path)
+    variants = [r for r in tuning if r.variant]
+    assert [r.variant for r in variants] == list(CORES["lexical"].variants)
+    assert all((r.factor("lr"), r.factor("reg")) == (1.0, 1e-3) for r in variants)
+    widths = {dict(r.overrides)["model.core"]["init_args"]["hidden_size"] for r in variants}
+    assert len(widths) == 2  # at equal parameters each K gets its own width
+
+    def contest() -> list:
+        runs = build_grid("converged", tmp_path)
+        return [
+            r for r in runs if r.claims[0] == "contest" and r.core == "lexical" and r.factor("matching") == "params"
+        ]
+
+    assert all(r.waiting for r in contest())  # the variants have not run yet
+    for r in variants:
+        _finish(tmp_path, r, 4.9 if r.factor("num_sets") == 256 else 5.2)
+    ready = contest()
+    assert ready and not any(r.waiting for r in ready)
+    core = dict(ready[0].overrides)["model.core"]["init_args"]
+    assert core["num_sets"] == 256 and core["penalty"] == 1e-3 and ready[0].variant == (("num_sets", 256),)
+    assert core["hidden_size"] == contest_width("lexical", "params", (("num_sets", 256),))
+
+
 def test_c4_fractions_keep_the_schedule_in_updates() -> None:
     budget = PROFILES["converged"]
     by_fraction = {f: dict(_ptb_overrides(budget, 1.0, f)) for f in budget.fractions}
