@@ -24,7 +24,7 @@ PROMPT ?=
 FILE ?=
 NODES ?=
 
-.PHONY: help install test lint format experiment experiments evaluate generate score bench bench-gpu recall-grid paper paper-plan report clean
+.PHONY: help install test lint format experiment experiments evaluate generate score bench bench-gpu recall-grid paper paper-plan paper-throughput report clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -85,6 +85,9 @@ paper: $(STAMP)  ## the claims: plan, run the grid (cached, resumable) + README,
 
 paper-plan: $(STAMP)  ## the paper's runs: done / left / waiting for tuning, estimated core-hours [PROFILE]
 	$(PY) -m lrnn.paper list --profile "$(PROFILE)" $(ARGS)
+
+paper-throughput: $(STAMP)  ## C10's tokens/s of tied and untied, one job at a time (stop everything else first) [PROFILE]
+	$(PY) -m lrnn.paper throughput --profile "$(PROFILE)" $(ARGS)
 
 report: $(STAMP)  ## W&B Report of the paper runs (online: saved, URL printed; offline: how to publish) [PROFILE] [OUT]
 	$(PY) -m lrnn.paper report --profile "$(PROFILE)" --out "$(OUT)"

@@ -6,6 +6,7 @@ python -m lrnn.paper list   [--profile ...]                    # the grid and it
 python -m lrnn.paper sweep  [--profile ...] [--out ...]        # W&B sweep YAML (method: grid) for `wandb agent`
 python -m lrnn.paper report [--profile ...] [--out ...]        # W&B Report (online) or how to publish it
 python -m lrnn.paper exec   --profile ... --paper_run KEY      # one run (the sweep's command)
+python -m lrnn.paper throughput [--steps 200] [--repeats 3]     # C10's tokens/s, one job at a time (idle machine)
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ def render_all(args, grid: list[RunSpec], budget: Budget, runs: Path, provenance
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lrnn.paper", description=__doc__.split("\n")[0])
     parser.add_argument(
-        "command", nargs="?", default="run", choices=["run", "render", "list", "sweep", "report", "exec"]
+        "command", nargs="?", default="run", choices=["run", "render", "list", "sweep", "report", "exec", "throughput"]
     )
     parser.add_argument(
         "--profile", default=DEFAULT_PROFILE, help=f"{' | '.join(PROFILES)} (default {DEFAULT_PROFILE})"
@@ -178,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--claims", nargs="+", default=None, help="only the runs of these claims (e.g. C6 C9)")
     parser.add_argument("--filter", nargs="+", default=None, help="only runs whose name contains one of these")
     parser.add_argument("--paper_run", default=None, help="exec: the cache key of one run (W&B sweep parameter)")
+    parser.add_argument("--steps", type=int, default=200, help="throughput: training updates per timing fit")
+    parser.add_argument("--repeats", type=int, default=3, help="throughput: rounds (cores alternate in each)")
     args = parser.parse_args(argv)
     if args.profile not in PROFILES:
         print(f"error: unknown profile {args.profile!r}; choose one of {', '.join(PROFILES)}", file=sys.stderr)
@@ -193,6 +196,26 @@ def main(argv: list[str] | None = None) -> int:
     cores = _physical_cores()
     jobs = len(gpus) if gpus else (args.jobs or cores)
     threads = args.threads or max(1, cores // jobs)
+
+    if args.command == "throughput":  # C10's seconds per token, measured one job at a time
+        from lrnn.paper.throughput import measure_throughput, timing_specs, write_rows
+
+        if args.steps < 1 or args.repeats < 2:
+            print("error: --steps must be >= 1 and --repeats >= 2 (an interval needs two)", file=sys.stderr)
+            return 2
+        try:
+            specs = timing_specs(build_grid(args.profile, runs))
+            rows = measure_throughput(specs, args.steps, args.repeats, threads=args.threads or 1)
+        except (ValueError, RuntimeError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        write_rows(rows, runs / "throughput.csv")
+        busy = sum(not r["quiet"] for r in rows)
+        print(
+            f"wrote {_relative(runs / 'throughput.csv')}"
+            + (f" ({busy} rows NOT quiet: C10 ignores them)" if busy else "")
+        )
+        return 0
 
     if args.command == "list":
         from lrnn.paper.runner import finished_version

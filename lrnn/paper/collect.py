@@ -179,6 +179,8 @@ def collect(specs: list[RunSpec], runs: Path) -> dict[str, pd.DataFrame]:
     tables["tuning"] = tuning_table(tables["runs"])
     for kind, frames in evals.items():
         tables[kind] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    throughput = runs / "throughput.csv"  # C10's quiet timings (python -m lrnn.paper throughput)
+    tables["throughput"] = pd.read_csv(throughput) if throughput.is_file() else pd.DataFrame()
     return tables
 
 

@@ -286,35 +286,41 @@ def cost_vs_t(t: Tables, m: pd.DataFrame, out: Path) -> str:
 
 
 def recall_heatmap(t: Tables, m: pd.DataFrame, out: Path) -> str:
+    """C6: test accuracy per (lag D, truncation k) with the state carried across windows, with it reset at every
+    window (the control), and their difference (what the carried state adds), per core; means over seeds."""
     runs = for_claim(t["runs"], "C6")
     cores = _order(runs["core"]) if not runs.empty else ["tied"]
-    fig, axes = plt.subplots(1, len(cores), figsize=(5 * len(cores), 3.8), squeeze=False)
-    for ax, core in zip(axes[0], cores, strict=True):
+    panels = [(core, state) for core in cores for state in ("carried", "reset", "carried - reset")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
+    for ax, (core, state) in zip(axes[0], panels, strict=True):
         g = runs[runs["core"] == core] if not runs.empty else runs
-        if g.empty or "test_acc" not in g:
+        if g.empty or "test_acc" not in g or "state" not in g:
             _empty(ax)
             continue
         g = g.assign(k=g["k1"].astype(int).astype(str) + "/" + g["k2"].astype(int).astype(str))
-        p = g.pivot_table(index="D", columns="k", values="test_acc", aggfunc="mean")
+
+        def table(which: str, g: pd.DataFrame = g) -> pd.DataFrame:
+            return g[g["state"] == which].pivot_table(index="D", columns="k", values="test_acc", aggfunc="mean")
+
+        diff = state == "carried - reset"
+        p = table("carried") - table("reset") if diff else table(state)
         p = p[sorted(p.columns, key=lambda s: tuple(int(v) for v in s.split("/")))]
-        im = ax.imshow(p.values, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        vmin, vmax, cmap = (-0.5, 0.5, "RdBu") if diff else (0.0, 1.0, "viridis")
+        im = ax.imshow(p.values, vmin=vmin, vmax=vmax, cmap=cmap, aspect="auto")
         for i, d in enumerate(p.index):
             for j, k in enumerate(p.columns):
-                beyond = d >= int(k.split("/")[1])
-                ax.text(
-                    j,
-                    i,
-                    ("n/a" if np.isnan(p.values[i, j]) else f"{p.values[i, j]:.2f}") + ("*" if beyond else ""),
-                    ha="center",
-                    va="center",
-                    color="grey" if np.isnan(p.values[i, j]) else "w" if p.values[i, j] < 0.6 else "k",
-                    fontsize=9,
-                )
+                v = p.values[i, j]
+                text = "n/a" if np.isnan(v) else f"{v:+.2f}" if diff else f"{v:.2f}"
+                dark = abs(v) > 0.3 if diff else v < 0.6
+                ax.text(j, i, text + ("*" if d >= int(k.split("/")[1]) else ""), ha="center", va="center",
+                        color="grey" if np.isnan(v) else "w" if dark else "k", fontsize=9)  # fmt: skip
         ax.set_xticks(range(len(p.columns)), p.columns)
         ax.set_yticks(range(len(p.index)), [int(d) for d in p.index])
         ax.set(xlabel="truncation k1/k2", ylabel="lag D")
-        _title(ax, f"C6 {core}: test accuracy (* D >= k2)", g)
-        fig.colorbar(im, ax=ax, label=f"test accuracy (chance {CHANCE:.3f})")
+        n = g.groupby(["D", "k", "state"]).size()
+        _title(ax, f"C6 {core}, state {state} (* D >= k2; n={n.min()}-{n.max()} seeds)", g)
+        label = "accuracy difference" if diff else f"test accuracy (chance {CHANCE:.3f})"
+        fig.colorbar(im, ax=ax, label=label)
     return _save(fig, out, "recall_heatmap.png")
 
 
@@ -353,8 +359,14 @@ def time_to_target_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
         return _save(fig, out, "time_to_target.png")
     target, _ = time_to_target(curves)
     val = curves.dropna(subset=["val/ppl"]).assign(epoch=lambda d: _epochs(d))
-    quiet = "quiet" in runs and runs["quiet"].map(lambda x: str(x).lower() in ("true", "1", "1.0")).all()
-    for ax, x, label in ((axes[0], "wall_s", "wall seconds of training"), (axes[1], "epoch", "epochs of PTB")):
+    tp = t.get("throughput", pd.DataFrame())
+    tp = tp[tp["quiet"].map(lambda x: str(x).lower() in ("true", "1", "1.0"))] if "quiet" in tp else tp.iloc[:0]
+    speed = tp.groupby("core")["tokens_per_s"].mean() if not tp.empty else pd.Series(dtype=float)
+    quiet = set(val["core"]) <= set(speed.index)
+    if quiet:  # seconds at the core's throughput measured alone on the machine (C10's rule)
+        val = val.assign(seconds=val["tokens"] / val["core"].map(speed))
+    x0, label0 = ("seconds", "seconds of training at the quiet throughput") if quiet else ("wall_s", "wall seconds")
+    for ax, x, label in ((axes[0], x0, label0), (axes[1], "epoch", "epochs of PTB")):
         for _, g in val.groupby("name"):
             core = g["core"].iloc[0]
             ax.plot(g[x], g["val/ppl"], marker="o", ms=3, color=COLORS.get(core), alpha=0.8, label=core)
@@ -365,7 +377,7 @@ def time_to_target_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
         ax.legend(uniq.values(), uniq.keys(), fontsize=8)
         ax.set(yscale="log", xlabel=label, ylabel="validation perplexity")
         ax.grid(alpha=0.3, which="major")
-    _title(axes[0], "C10: time to the target" + ("" if quiet else " (NOT a quiet machine)"), runs, curves, ptb=True)
+    _title(axes[0], "C10: time to the target" + ("" if quiet else " (NOT quiet timings)"), runs, curves, ptb=True)
     _title(axes[1], "C10: data to the target (one line per run)", runs, curves, ptb=True)
     return _save(fig, out, "time_to_target.png")
 
@@ -438,7 +450,8 @@ def capacity_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
 
 
 def state_reset_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
-    sr = for_claim(t["state_reset"], "C9")
+    """PTB: validation perplexity by window length with the state carried across windows vs reset at each."""
+    sr = t["state_reset"]
     fig, ax = plt.subplots(figsize=(6.5, 4))
     if sr.empty:
         _empty(ax)
@@ -448,15 +461,45 @@ def state_reset_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
             for state, ls in (("carried", "-"), ("reset", "--")):
                 g = sr[(sr["core"] == core) & (sr["state"] == state)].groupby("length")["ppl"].mean()
                 ax.plot(g.index, g.values, ls=ls, marker="o", ms=3, color=COLORS.get(core), label=f"{core} {state}")
-        ax.set(
-            yscale="log",
-            xlabel="window length",
-            ylabel="val ppl",
-        )
+        ax.set(yscale="log", xlabel="window length", ylabel="val ppl")
         _plain_log_x(ax, sr["length"])
-        _title(ax, "C9: state carried across windows vs reset", for_claim(t["runs"], "C9"), ptb=True)
+        _title(ax, "state carried across windows vs reset at each", for_claim(t["runs"], "C9"), ptb=True)
         ax.legend(fontsize=8)
     return _save(fig, out, "state_reset.png")
+
+
+def recurrence_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
+    """C9: per core, val ppl with the cell state c zeroed before every step (and with h and c zeroed) relative to
+    carried, windows of T: geometric mean over seeds with its 95% interval; 1 = the cell carries nothing."""
+    rec = for_claim(t.get("recurrence", pd.DataFrame()), "C9")
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    if rec.empty:
+        _empty(ax)
+        return _save(fig, out, "recurrence.png")
+    rec = rec[rec["split"] == "val"]
+    wide = rec.pivot_table(index=["name", "core"], columns="state", values="ppl").reset_index()
+    cores = _order(wide["core"])
+    for dx, (state, marker, label) in enumerate(
+        (("cell_zeroed", "o", "c zeroed every step"), ("state_zeroed", "s", "h and c zeroed every step"))
+    ):
+        if state not in wide:
+            continue
+        for i, core in enumerate(cores):
+            v = (wide.loc[wide["core"] == core, state] / wide.loc[wide["core"] == core, "carried"]).dropna()
+            mean, lo, hi = _mean_band(np.zeros(1), [v.to_numpy(float)], log=True)
+            err = np.array([[mean[0] - lo[0]], [hi[0] - mean[0]]]) if np.isfinite(lo[0]) else None
+            ax.errorbar([i + 0.15 * dx], mean, yerr=err, fmt=marker, ms=7, capsize=4, color=COLORS.get(core),
+                        label=label if i == 0 else None)  # fmt: skip
+            ax.scatter(np.full(len(v), i + 0.15 * dx + 0.07), v, color="k", s=8, alpha=0.6, zorder=4)
+    ax.axhline(1.0, color="grey", ls=":", lw=1.2)
+    ax.text(len(cores) - 0.5, 1.0, " carried (= 1)", va="bottom", ha="right", color="grey", fontsize=8)
+    ax.set_xticks(range(len(cores)), cores)
+    ax.set_xlim(-0.5, len(cores) - 0.2)
+    ax.set(yscale="log", ylabel="val ppl / val ppl carried")
+    _plain_log(ax.yaxis)
+    _title(ax, "C9: is the core recurrent through its cell? (windows of T)", for_claim(t["runs"], "C9"), ptb=True)
+    ax.legend(fontsize=8)
+    return _save(fig, out, "recurrence.png")
 
 
 FIGURES: list[Callable[[Tables, pd.DataFrame, Path], str]] = [
@@ -470,6 +513,7 @@ FIGURES: list[Callable[[Tables, pd.DataFrame, Path], str]] = [
     contest_fig,
     capacity_fig,
     state_reset_fig,
+    recurrence_fig,
 ]
 
 

@@ -162,6 +162,28 @@ def welch(a: Stat | Iterable[float], b: Stat | Iterable[float], level: float = L
     return Welch(diff, se, df, t, min(1.0, 2.0 * t_sf(abs(t), df)), diff - h, diff + h, sa.n, sb.n)
 
 
+def linear(terms: Sequence[tuple[float, Stat | Iterable[float]]], level: float = LEVEL) -> Welch:
+    """Welch's interval for a signed sum of independent means, sum_i c_i mean(x_i) (e.g. a log seconds ratio =
+    a log tokens ratio + a log seconds-per-token ratio): se^2 = sum c_i^2 s_i^2 / n_i, Welch–Satterthwaite df
+    over the terms. ``na``/``nb``: the sizes of the first two terms. Needs >= 2 values in every term."""
+    stats = [(c, _as_stat(x)) for c, x in terms]
+    nan = math.nan
+    diff = sum(c * st.mean for c, st in stats) if all(st.n for _, st in stats) else nan
+    na, nb = (stats[0][1].n, stats[1][1].n) if len(stats) > 1 else (stats[0][1].n, 0)
+    if any(st.n < 2 for _, st in stats):
+        return Welch(diff, nan, nan, nan, nan, nan, nan, na, nb)
+    parts = [(c * c * st.std**2 / st.n, st.n) for c, st in stats]
+    var = sum(v for v, _ in parts)
+    if var == 0:
+        return Welch(diff, 0.0, math.inf, math.copysign(math.inf, diff) if diff else 0.0, float(diff == 0), diff,
+                     diff, na, nb)  # fmt: skip
+    df = var**2 / sum(v * v / (n - 1) for v, n in parts if v > 0)
+    se = math.sqrt(var)
+    t = diff / se
+    h = t_ppf(0.5 + level / 2, df) * se
+    return Welch(diff, se, df, t, min(1.0, 2.0 * t_sf(abs(t), df)), diff - h, diff + h, na, nb)
+
+
 def mean_ci(values: Iterable[float], level: float = LEVEL) -> tuple[float, float, float, int]:
     """(mean, low, high, n) with the t-based interval of the mean."""
     s = stat(values)

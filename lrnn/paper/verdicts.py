@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from lrnn.paper.collect import for_claim
-from lrnn.paper.stats import Stat, Welch, holm, log_ratio, stat, welch
+from lrnn.paper.stats import Stat, Welch, holm, linear, log_ratio, stat, welch
 
 __all__ = ["Stat", "Verdict", "clearly_greater", "stat", "welch"]
 
@@ -611,7 +611,7 @@ def c9(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
     rule = c9.__doc__ or ""
     rec = for_claim(t.get("recurrence", pd.DataFrame()), "C9")
     if rec.empty:
-        return Verdict("C9", "inconclusive", "no recurrence evaluation", rule, "state_reset.png", n="0")
+        return Verdict("C9", "inconclusive", "no recurrence evaluation", rule, "recurrence.png", n="0")
     rows = []
     for name, g in rec[rec["split"] == "val"].groupby("name", sort=False):
         p = g.set_index("state")["ppl"]
@@ -644,7 +644,7 @@ def c9(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
         fmt(c, v) for c, v in s.items()
     )
     return Verdict(
-        "C9", verdict if converged else NOT_CONVERGED, effect, rule, "state_reset.png",
+        "C9", verdict if converged else NOT_CONVERGED, effect, rule, "recurrence.png",
         summary_table(df, ["ppl_carried", "ppl_cell_zeroed", "ppl_state_zeroed", "log_ratio"], ["core"]),
         size=f"untied ppl c zeroed/carried ×{math.exp(u.mean):.3f}" if u.n else "n/a",
         interval=f"[{math.exp(lo):.3f}, {math.exp(hi):.3f}]" if u.n >= 2 else "n/a", n=f"{u.n} untied seeds",
@@ -681,49 +681,59 @@ QUIET = "inconclusive: timing not measured on a quiet machine"
 
 
 def c10(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
-    """PTB, Zaremba small without dropout, all data. Target = the worst run's best validation perplexity (every
-    run reaches it); per run the wall seconds and tokens to reach it (``time_to_target``). Only runs measured one
-    job at a time on a quiet machine (runs.csv ``quiet`` true) count for time. Supported if the tied core's wall
-    time is clearly below the untied core's (95% Welch interval of log(untied/tied seconds) above 0); refuted if
-    the untied core's is clearly below; mixed otherwise (no clear difference). "not converged" if any run has not
-    converged; inconclusive with fewer than ``min_seeds`` quiet runs per core."""
+    """Tied and untied at equal width (the contest's runs, all data). Target = the worst run's best validation
+    perplexity (every run reaches it); per run the training tokens to reach it, from its learning curve
+    (``time_to_target``: independent of what else ran on the machine). Per core the training throughput, measured
+    one job at a time on an otherwise idle machine (``throughput.csv``, ``python -m lrnn.paper throughput``: the
+    run's own command cut to a few hundred updates, cores alternating; only rows with ``quiet`` true count).
+    Seconds to the target = tokens / throughput, so log(untied/tied seconds) = log(untied/tied tokens) -
+    log(untied/tied tokens per second), with a 95% Welch interval over the four groups (``stats.linear``).
+    Supported if that interval lies above 0 (tied reaches the target sooner), refuted if below, mixed otherwise.
+    "not converged" if a run has not converged; inconclusive with fewer than ``min_seeds`` runs per core, or
+    without 2 quiet throughput repeats per core."""
     rule = c10.__doc__ or ""
     curves = for_claim(t["curves"], "C10")
     runs = finished(for_claim(t["runs"], "C10"), "best_val_ppl")
     if curves.empty or "val/ppl" not in curves or runs.empty:
         return Verdict("C10", "inconclusive", "no learning curves", rule, "time_to_target.png", n="0")
     curves = curves[curves["name"].isin(set(runs["name"]))]
-    n_all = seeds_text(runs.groupby("core").size().to_dict())
     converged = all_converged(runs)
     target, df = time_to_target(curves)
-    k = _by_core(df, "tokens")
-    wt = log_ratio(df.loc[df["core"] == "untied", "tokens"], df.loc[df["core"] == "tied", "tokens"])
+    tokens = {c: df.loc[df["core"] == c, "tokens"].dropna().tolist() for c in ("tied", "untied")}
+    wt = log_ratio(tokens["untied"], tokens["tied"])
     tok_size, tok_ci = ratio_text(wt, 2)
-    tokens_text = (f"tokens to val ppl {target:.1f}: untied/tied {tok_size} {tok_ci} (tied {k.get('tied', stat([]))},"
-                   f" untied {k.get('untied', stat([]))})")  # fmt: skip
-    quiet = set(runs.loc[runs["quiet"].map(truthy), "name"]) if "quiet" in runs else set()
-    dq = df[df["name"].isin(quiet)]
-    lu, lt = (stat(np.log(dq.loc[dq["core"] == c, "wall_s"].dropna())) for c in ("untied", "tied"))
-    if min(lu.n, lt.n) < min_seeds:
-        verdict = NOT_CONVERGED if not converged else QUIET if min(lu.n, lt.n) == 0 else "inconclusive"
+    tokens_text = (f"tokens to val ppl {target:.1f}: untied/tied {tok_size} {tok_ci} (n={len(tokens['untied'])}+"
+                   f"{len(tokens['tied'])})")  # fmt: skip
+    tp = t.get("throughput", pd.DataFrame())
+    tp = (
+        tp[tp["quiet"].map(truthy)]
+        if not tp.empty and "quiet" in tp
+        else pd.DataFrame(columns=["core", "tokens_per_s"])
+    )
+    tps = {c: tp.loc[tp["core"] == c, "tokens_per_s"].astype(float).tolist() for c in ("tied", "untied")}
+    n = f"runs {len(tokens['tied'])}+{len(tokens['untied'])}; quiet throughput repeats {len(tps['tied'])}+" \
+        f"{len(tps['untied'])}"  # fmt: skip
+    table = summary_table(df, ["tokens"], ["core"])
+    if min(len(v) for v in tokens.values()) < min_seeds or min(len(v) for v in tps.values()) < 2:
+        verdict = "inconclusive" if min(len(v) for v in tokens.values()) < min_seeds else QUIET
         return Verdict(
-            "C10", verdict, f"{tokens_text}; seconds: {len(quiet)} runs measured on a quiet machine", rule,
-            "time_to_target.png", summary_table(df, ["wall_s", "tokens"], ["core"]),
-            size=f"tokens untied/tied {tok_size}", interval=tok_ci, n=f"{len(quiet)} quiet runs; {n_all}",
-            converged=converged,
+            "C10", verdict if converged else NOT_CONVERGED, tokens_text, rule, "time_to_target.png", table,
+            size=f"tokens untied/tied {tok_size}", interval=tok_ci, n=n, converged=converged,
         )  # fmt: skip
-    tied_faster, untied_faster = clearly_greater(lu, lt, min_seeds), clearly_greater(lt, lu, min_seeds)
-    verdict = "supported" if tied_faster else "refuted" if untied_faster else "mixed"
-    size, ci = ratio_text(welch(lu, lt), 2)
-    secs = _by_core(dq, "wall_s")
+    log = lambda v: [math.log(x) for x in v if x > 0]  # noqa: E731
+    w = linear([(1.0, log(tokens["untied"])), (-1.0, log(tokens["tied"])), (-1.0, log(tps["untied"])),
+                (1.0, log(tps["tied"]))])  # fmt: skip
+    verdict = "supported" if w.low > 0 else "refuted" if w.high < 0 else "mixed"
+    size, ci = ratio_text(w, 2)
+    speed_size, speed_ci = ratio_text(log_ratio(tps["tied"], tps["untied"]), 2)
     effect = (
-        f"seconds to val ppl {target:.1f} (quiet machine): untied/tied {size} {ci} (tied {secs.get('tied')} s, "
-        f"untied {secs.get('untied')} s); {tokens_text}"
+        f"seconds to val ppl {target:.1f}: untied/tied {size} {ci}; {tokens_text}; tokens/s tied/untied "
+        f"{speed_size} {speed_ci} (quiet, {stat(tps['tied']).mean:,.0f} vs {stat(tps['untied']).mean:,.0f})"
     )
     return Verdict(
-        "C10", verdict if converged else NOT_CONVERGED, effect, rule, "time_to_target.png",
-        summary_table(dq, ["wall_s", "tokens"], ["core"]), size=f"seconds untied/tied {size}; tokens {tok_size}",
-        interval=f"{ci}; tokens {tok_ci}", n=f"{lt.n}+{lu.n} quiet runs", converged=converged,
+        "C10", verdict if converged else NOT_CONVERGED, effect, rule, "time_to_target.png", table,
+        size=f"seconds untied/tied {size}; tokens {tok_size}", interval=f"{ci}; tokens {tok_ci}", n=n,
+        converged=converged,
     )  # fmt: skip
 
 

@@ -76,6 +76,9 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for spec in build_grid("smoke"):
         write_fake_run(runs, spec, rng)
     fake_measure().to_csv(runs / "measure-H32-T10-20-40-r1.csv", index=False)
+    pd.DataFrame({"core": ["tied", "untied"] * 2, "tokens_per_s": [900.0, 600.0, 910.0, 590.0], "quiet": True}).to_csv(
+        runs / "throughput.csv", index=False
+    )  # C10's quiet timings
     assert paper_main(["render", "--profile", "smoke", "--out", str(out), "--runs", str(runs)]) == 0
     return out
 

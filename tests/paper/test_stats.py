@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from lrnn.paper import stats as S
@@ -75,3 +76,17 @@ def test_noninferiority_margin() -> None:
     assert S.noninferior([100.0], base, margin=0.02) is None
     ratio = S.log_ratio([110.0, 111.0, 109.0], [100.0, 101.0, 99.0])
     assert math.exp(ratio.diff) == pytest.approx(1.1, abs=1e-3)
+
+
+def test_linear_combination_matches_welch_for_two_terms_and_adds_variances() -> None:
+    from lrnn.paper.stats import linear
+
+    a, b = [1.0, 1.4, 1.2, 1.9], [0.5, 0.7, 0.2]
+    w, lw = S.welch(a, b), linear([(1.0, a), (-1.0, b)])
+    assert (lw.diff, lw.se, lw.df, lw.low, lw.high) == pytest.approx((w.diff, w.se, w.df, w.low, w.high))
+    c, d = [3.0, 3.3, 2.9], [1.0, 1.1, 1.05]
+    four = linear([(1.0, a), (-1.0, b), (-1.0, c), (1.0, d)])
+    assert four.diff == pytest.approx(np.mean(a) - np.mean(b) - np.mean(c) + np.mean(d))
+    assert four.se == pytest.approx(math.sqrt(sum(np.var(x, ddof=1) / len(x) for x in (a, b, c, d))))
+    assert four.high - four.low > w.high - w.low  # more terms, a wider interval
+    assert math.isnan(linear([(1.0, a), (-1.0, [1.0])]).low)  # a term with one value: no interval

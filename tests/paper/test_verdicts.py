@@ -155,19 +155,25 @@ def test_c4_no_verdict_before_convergence() -> None:
     assert "×" in v.size  # the effect is still reported
 
 
-def _curves(tied_speed: float, untied_speed: float, quiet: bool = True, converged: bool = True):
-    rows, runs = [], []
-    for core, speed in (("tied", tied_speed), ("untied", untied_speed)):
+def _curves(tied_speed: float, untied_speed: float, quiet: bool = True, converged: bool = True,
+            tied_data: float = 1.0, untied_data: float = 1.0):  # fmt: skip
+    """Tied and untied runs whose val ppl falls as 1000 / (step * data efficiency), and quiet throughput rows
+    (tokens/s ~ speed, three repeats with a little noise)."""
+    rows, runs, throughput = [], [], []
+    for core, speed, data in (("tied", tied_speed, tied_data), ("untied", untied_speed, untied_data)):
         for seed in range(3):
             name = f"C10-{core}-{seed}"
             runs.append({"name": name, "claims": "C10", "core": core, "seed": seed, "best_val_ppl": 1000.0 / 300,
-                         "quiet": quiet, "converged": converged})  # fmt: skip
-            for step in (100, 200, 300):
-                rows.append({"name": name, "claims": "C10", "core": core, "seed": seed,
-                             "step": step, "val/ppl": 1000.0 / step, "tokens": step * 400,
-                             "wall_s": step / speed * (1 + 0.01 * seed)})  # fmt: skip
+                         "quiet": False, "converged": converged})  # fmt: skip
+            for step in (100, 200, 300, 400, 500, 600):
+                rows.append({"name": name, "claims": "C10", "core": core, "seed": seed, "step": step,
+                             "val/ppl": 1000.0 / (step * data * (1 + 0.01 * seed)), "tokens": step * 400,
+                             "wall_s": step * 7.0})  # fmt: skip
+            throughput.append({"core": core, "repeat": seed, "tokens_per_s": 1000 * speed * (1 + 0.01 * seed),
+                               "quiet": quiet})  # fmt: skip
     t = _runs(runs)
     t["curves"] = pd.DataFrame(rows)
+    t["throughput"] = pd.DataFrame(throughput)
     return t
 
 
@@ -175,7 +181,14 @@ def _curves(tied_speed: float, untied_speed: float, quiet: bool = True, converge
 def test_c10_time_to_target(tied: float, untied: float, verdict: str) -> None:
     v = V.c10(_curves(tied, untied), 3)
     assert v.verdict == verdict
-    assert v.size.startswith("seconds untied/tied ×") and v.n == "3+3 quiet runs"
+    assert v.size.startswith("seconds untied/tied ×") and v.n == "runs 3+3; quiet throughput repeats 3+3"
+
+
+def test_c10_seconds_combine_tokens_and_throughput() -> None:
+    """Untied needs 2x fewer tokens to the target but runs 2.5x slower: tied is still sooner (and the run's own
+    wall clocks, the same for both here, are not what decides)."""
+    assert V.c10(_curves(2.5, 1.0, untied_data=2.0), 3).verdict == "supported"
+    assert V.c10(_curves(1.5, 1.0, untied_data=2.0), 3).verdict == "refuted"  # fewer tokens win now
 
 
 def test_c10_same_speed_is_no_clear_difference() -> None:
@@ -195,8 +208,8 @@ def test_c10_target_is_reached_by_every_seed() -> None:
     c = t["curves"]
     c.loc[c["name"] == "C10-untied-2", "val/ppl"] *= 1.2
     target, df = V.time_to_target(c)
-    assert target == pytest.approx(1.2 * 1000.0 / 300)
-    assert df["wall_s"].notna().all()
+    assert target == pytest.approx(1.2 * 1000.0 / (600 * 1.02))  # seed 2, slowed by 1.2, is the worst
+    assert df["tokens"].notna().all()
     assert V.c10(t, 3).verdict == "supported"
 
 
