@@ -29,6 +29,7 @@ from lrnn.paper.verdicts import (  # noqa: E402
     expand_both,
     finished,
     time_to_target,
+    untying_kind,
 )
 
 Tables = dict[str, pd.DataFrame]
@@ -437,6 +438,44 @@ def contest_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
     return _save(fig, out, "contest.png")
 
 
+KIND_COLORS = {"tied": "0.35", "by position": "tab:blue", "by content": "tab:orange"}
+
+
+def untying_kinds_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
+    """Which kind of untying helps: per matching, every core's test ppl as a ratio to tied's (95% interval, log
+    axis), grouped tied | by position | by content; 1 = as good as tied."""
+    runs = expand_both(finished(for_claim(t["runs"], "contest"), "test_ppl"))
+    table = contest_table(runs) if not runs.empty and "tied" in set(runs["core"]) else pd.DataFrame()
+    groups = list(table.groupby("matching", sort=False)) if not table.empty else []
+    fig, axes = plt.subplots(1, max(len(groups), 1), figsize=(6.2 * max(len(groups), 1), 4.4), squeeze=False)
+    if not groups:
+        _empty(axes[0][0])
+    order = {"tied": 0, "by position": 1, "by content": 2}
+    for ax, (matching, g) in zip(axes[0], groups, strict=False):
+        g = g.assign(kind=g["core"].map(untying_kind))
+        g = g.sort_values(["kind", "ratio_vs_tied"], key=lambda c: c.map(order) if c.name == "kind" else c)
+        g = g.reset_index(drop=True)
+        for i, r in g.iterrows():
+            lo, hi = r["ratio_lo95"], r["ratio_hi95"]
+            err = [[r["ratio_vs_tied"] - lo], [hi - r["ratio_vs_tied"]]] if np.isfinite(lo) else None
+            ax.errorbar([i], [r["ratio_vs_tied"]], yerr=err, fmt="o", ms=7, capsize=4, color=KIND_COLORS[r["kind"]])
+        for kind, kg in g.groupby("kind"):
+            ax.text(kg.index.to_numpy().mean(), 0.97, kind, ha="center", va="top", fontsize=10, weight="bold",
+                    color=KIND_COLORS[kind], transform=ax.get_xaxis_transform())  # fmt: skip
+        bounds = [i - 0.5 for i in range(1, len(g)) if g["kind"].iloc[i] != g["kind"].iloc[i - 1]]
+        for b in bounds:
+            ax.axvline(b, color="0.8", lw=1)
+        ax.axhline(1.0, color="grey", ls=":", lw=1.2)
+        ax.set_xticks(range(len(g)), g["core"], rotation=30, ha="right")
+        ax.set_xlim(-0.6, len(g) - 0.4)
+        ax.set_yscale("log")
+        _plain_log(ax.yaxis)
+        ax.set_ylabel("test ppl / tied's (95% interval); below 1 beats tied")
+        ax.grid(alpha=0.3, which="major", axis="y")
+        _title(ax, f"which kind of untying helps? {matching}", runs, ptb=True)
+    return _save(fig, out, "untying_kinds.png")
+
+
 def capacity_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
     runs = for_claim(t["runs"], "C7")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.3))
@@ -514,6 +553,7 @@ FIGURES: list[Callable[[Tables, pd.DataFrame, Path], str]] = [
     capacity_fig,
     state_reset_fig,
     recurrence_fig,
+    untying_kinds_fig,
 ]
 
 

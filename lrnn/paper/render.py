@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from lrnn.paper.grid import CLAIMS, Budget
-from lrnn.paper.verdicts import Verdict
+from lrnn.paper.verdicts import Verdict, untying_kinds
 
 
 def _cell(v: Any) -> str:
@@ -174,6 +174,21 @@ def render(
         if example:
             lines += [f"One of its runs: `{example}`"]
         lines += [""]
+    kinds, _ = untying_kinds(tables)
+    lines += [
+        "## Which kind of untying helps",
+        "",
+        "Untying by *position* (a weight set per step: untied, share5; or a position-dependent blend: soft_tied, "
+        "mixture, time_varying) against untying by *content* (lexical: the weight set is chosen by the token read), "
+        "both against tied, at each matching. Each kind's best core is named with its test perplexity ratio to "
+        "tied (95% interval, Holm-adjusted outcome from the contest); the last number compares the two kinds' best "
+        "cores directly (Welch on log test perplexity, 95% interval).",
+        "",
+        *[f"- {line}" for line in kinds],
+        "",
+    ]
+    if (out / "figures" / "untying_kinds.png").is_file():
+        lines += ["![which kind of untying helps](figures/untying_kinds.png)", ""]
     lines += [
         "## Provenance",
         "",

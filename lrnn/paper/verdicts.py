@@ -840,6 +840,44 @@ def contest(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
     )  # fmt: skip
 
 
+UNTYING = {"tied": "tied", "lexical": "by content"}  # every other contest core unties by position
+
+
+def untying_kind(core: str) -> str:
+    """How a contest core makes its weights specific: "tied", "by position" (a weight set per step, or a
+    position-dependent blend) or "by content" (a weight set chosen by the token read)."""
+    return UNTYING.get(core, "by position")
+
+
+def untying_kinds(t: dict[str, pd.DataFrame]) -> tuple[list[str], pd.DataFrame]:
+    """Which kind of untying helps: per matching, the best core of each kind against tied (its row of the contest
+    table: ratio, 95% interval, Holm-adjusted outcome), and the best by-content core against the best by-position
+    core (Welch on log test ppl, 95% interval). Returns sentences for the paper and the table."""
+    runs = expand_both(finished(for_claim(t["runs"], "contest"), "test_ppl"))
+    if runs.empty or "tied" not in set(runs["core"]):
+        return ["No finished contest runs yet."], pd.DataFrame()
+    table = contest_table(runs).assign(kind=lambda d: d["core"].map(untying_kind))
+    lines, rows = [], []
+    for matching, m in table.groupby("matching", sort=False):
+        best = {kind: g.sort_values("ratio_vs_tied").iloc[0] for kind, g in m.groupby("kind") if kind != "tied"}
+        parts = []
+        for kind in ("by position", "by content"):
+            if kind in best:
+                b = best[kind]
+                parts.append(f"best {kind} {b['core']} ×{b['ratio_vs_tied']:.3f} tied's test ppl "
+                             f"[{b['ratio_lo95']:.3f}, {b['ratio_hi95']:.3f}] ({b['result']}, n={b['n']})")  # fmt: skip
+                rows.append({"matching": matching, "kind": kind, **b.to_dict()})
+        if len(best) == 2:
+            here = runs[runs["matching"].map(lambda k: MATCHINGS.get(k, k)) == matching]
+            content, position = (here.loc[here["core"] == best[k]["core"], "test_ppl"].astype(float)
+                                 for k in ("by content", "by position"))  # fmt: skip
+            w = log_ratio(content, position)
+            size, ci = ratio_text(w)
+            parts.append(f"content / position {size} {ci}")
+        lines.append(f"**{matching}**: " + ("; ".join(parts) if parts else "only tied has finished") + ".")
+    return lines, pd.DataFrame(rows)
+
+
 def all_verdicts(tables: dict[str, pd.DataFrame], measure: pd.DataFrame, min_seeds: int = 3) -> list[Verdict]:
     return [
         c1(measure),

@@ -102,6 +102,25 @@ def test_contest_per_matching_and_not_converged() -> None:
     assert v.converged is False
 
 
+def test_untying_kinds_names_each_kinds_best_and_compares_them() -> None:
+    lines, table = V.untying_kinds(_runs(_contest_rows({"untied": 1.3, "soft_tied": 1.02, "lexical": 0.9})))
+    assert set(table["kind"]) == {"by position", "by content"}
+    best = table.set_index("kind")
+    assert best.loc["by position", "core"] == "soft_tied" and best.loc["by content", "result"] == "beats tied"
+    assert "content / position ×0.88" in lines[0]  # 0.9 / 1.02
+    high = float(lines[0].split("content / position ×")[1].split("[")[1].split(",")[1].strip(" ]."))
+    assert high < 1  # the interval says content beats position here
+
+
+def test_untying_kinds_counter_example_position_wins() -> None:
+    lines, table = V.untying_kinds(_runs(_contest_rows({"untied": 0.85, "lexical": 1.1})))
+    best = table.set_index("kind")
+    assert best.loc["by position", "result"] == "beats tied" and best.loc["by content", "result"] == "worse than tied"
+    low = float(lines[0].split("content / position ×")[1].split("[")[1].split(",")[0])
+    assert low > 1  # content is clearly worse than position
+    assert V.untying_kinds(_runs([]))[0] == ["No finished contest runs yet."]
+
+
 def test_contest_tied_serves_both_matchings() -> None:
     """runs.csv marks tied 2x200 with matching "both": it is the reference of each matching."""
     rows = [r for r in _contest_rows({"untied": 0.8}, matching="width") if r["core"] != "tied"]
