@@ -295,7 +295,7 @@ def recall_heatmap(t: Tables, m: pd.DataFrame, out: Path) -> str:
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
     for ax, (core, state) in zip(axes[0], panels, strict=True):
         g = runs[runs["core"] == core] if not runs.empty else runs
-        if g.empty or "test_acc" not in g or "state" not in g:
+        if g.empty or "test_acc" not in g or "state" not in g or g["test_acc"].isna().all():
             _empty(ax)
             continue
         g = g.assign(k=g["k1"].astype(int).astype(str) + "/" + g["k2"].astype(int).astype(str))
@@ -306,6 +306,9 @@ def recall_heatmap(t: Tables, m: pd.DataFrame, out: Path) -> str:
         diff = state == "carried - reset"
         p = table("carried") - table("reset") if diff else table(state)
         p = p[sorted(p.columns, key=lambda s: tuple(int(v) for v in s.split("/")))]
+        if p.empty or np.isnan(p.values).all():
+            _empty(ax)
+            continue
         vmin, vmax, cmap = (-0.5, 0.5, "RdBu") if diff else (0.0, 1.0, "viridis")
         im = ax.imshow(p.values, vmin=vmin, vmax=vmax, cmap=cmap, aspect="auto")
         for i, d in enumerate(p.index):

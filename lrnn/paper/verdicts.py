@@ -442,6 +442,9 @@ def c6(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
     if runs.empty or "D" not in runs or "state" not in runs or "test_acc" not in runs:
         return Verdict("C6", "inconclusive", "no runs with carried and reset states", rule, "recall_heatmap.png",
                        n="0")  # fmt: skip
+    runs = runs[pd.to_numeric(runs["test_acc"], errors="coerce").notna()]
+    if runs.empty:
+        return Verdict("C6", "inconclusive", "no finished runs", rule, "recall_heatmap.png", n="0")
     rows = []
     for (core, d, k1, k2), g in runs.groupby(["core", "D", "k1", "k2"], sort=False):
         carried = g.loc[g["state"] == "carried", "test_acc"].astype(float).dropna().tolist()
@@ -470,7 +473,7 @@ def c6(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
     else:
         verdict = "inconclusive"
     parts = [
-        f"{r.core} D={r.D} k={r.k2}: +{r.gain:.3f} [{r.gain_lo95:.3f}, {r.gain_hi95:.3f}] (p_holm {r.p_holm:.2g})"
+        f"{r.core} D={r.D} k={r.k2}: {r.gain:+.3f} [{r.gain_lo95:.3f}, {r.gain_hi95:.3f}] (p_holm {r.p_holm:.2g})"
         for r in cells[cells["beyond"]].itertuples()
     ]
     best = beyond.sort_values("gain").iloc[-1] if len(beyond) else None

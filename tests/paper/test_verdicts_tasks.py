@@ -192,3 +192,10 @@ def test_c9_counter_example_and_gates() -> None:
     assert V.c9(_c9({"untied": 0.9}), 3).verdict == "refuted"  # zeroing the cell helps: not carried
     assert V.c9(_c9({"untied": 1.5}, converged=False), 3).verdict == V.NOT_CONVERGED
     assert V.c9(_c9({"untied": 1.5}), 6).verdict == "inconclusive"
+
+
+def test_c6_with_runs_not_finished_says_so_without_nan() -> None:
+    rows = [{"name": f"C6-tied-{s}", "claims": "C6", "core": "tied", "seed": 0, "D": 5, "k1": 5, "k2": 5, "state": s,
+             "test_acc": float("nan"), "status": "missing"} for s in ("carried", "reset")]  # fmt: skip
+    v = V.c6({"runs": pd.DataFrame(rows)}, 3)
+    assert v.verdict == "inconclusive" and v.effect == "no finished runs" and "nan" not in v.effect.lower()
