@@ -479,6 +479,38 @@ def untying_kinds_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
     return _save(fig, out, "untying_kinds.png")
 
 
+def tuning_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
+    """Tuning: best validation perplexity after the short budget against the lr, one line per (core, strength,
+    structure), per matching; the setting each core's contest runs took is ringed; diverged runs at the top."""
+    tun = t.get("tuning", pd.DataFrame())
+    tun = tun[tun["status"].isin(["completed", "diverged"])] if "status" in tun else tun.iloc[:0]
+    matchings = [k for k in MATCHINGS if not tun.empty and (tun["matching"] == k).any()]
+    fig, axes = plt.subplots(1, max(len(matchings), 1), figsize=(6.4 * max(len(matchings), 1), 4.4), squeeze=False)
+    if not matchings:
+        _empty(axes[0][0])
+    for ax, matching in zip(axes[0], matchings, strict=False):
+        g = tun[tun["matching"] == matching]
+        top = g["best_val_ppl"].astype(float).max() * 1.15 if g["best_val_ppl"].notna().any() else 1000.0
+        extra = [c for c in ("reg", "num_sets") if c in g and g[c].notna().any()]
+        for keys, line in g.groupby(["core", *extra], dropna=False, sort=False):
+            keys = keys if isinstance(keys, tuple) else (keys,)
+            core = keys[0]
+            label = core + "".join(f", {c} {v:g}" for c, v in zip(extra, keys[1:], strict=True) if v == v)
+            line = line.sort_values("lr")
+            y = line["best_val_ppl"].astype(float).where(line["status"] == "completed", top)
+            ls = "-" if len(keys) < 2 or keys[1] != keys[1] or keys[1] == min(g[extra[0]].dropna()) else "--"
+            ax.plot(line["lr"], y, marker=MARKERS.get(core, "o"), ms=5, ls=ls, color=COLORS.get(core), label=label)
+            chosen = line[line["chosen"].map(lambda x: str(x).lower() in ("true", "1"))]
+            ax.scatter(chosen["lr"], chosen["best_val_ppl"], s=160, facecolors="none", edgecolors="k", zorder=5)
+        ax.set(xscale="log", yscale="log", xlabel="learning rate", ylabel="best validation perplexity (1 epoch)")
+        _plain_log_x(ax, g["lr"])
+        _plain_log(ax.yaxis)
+        ax.grid(alpha=0.3, which="major")
+        ax.legend(fontsize=7, ncol=2)
+        _title(ax, f"tuning, {MATCHINGS[matching]} (ringed: the contest's choice)", g)
+    return _save(fig, out, "tuning.png")
+
+
 def capacity_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
     runs = for_claim(t["runs"], "C7")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.3))
@@ -557,6 +589,7 @@ FIGURES: list[Callable[[Tables, pd.DataFrame, Path], str]] = [
     state_reset_fig,
     recurrence_fig,
     untying_kinds_fig,
+    tuning_fig,
 ]
 
 

@@ -152,6 +152,7 @@ def render(
         "",
         *_profile_note(budget),
     ]
+    lines += _tuning_section(tables.get("tuning", pd.DataFrame()), out)
     for v in verdicts:
         lines += [
             f"## {v.claim}",
@@ -215,6 +216,28 @@ def render(
     lines += [markdown_table(runs[cols], max_rows=10_000) if not runs.empty else "_no runs_\n"]
     (out / "README.md").write_text("\n".join(lines))
     return out / "README.md"
+
+
+def _tuning_section(tuning: pd.DataFrame, out: Path) -> list[str]:
+    """Each core's lr (and strength, and structure) chosen on the short budget: the finished tuning runs, the
+    choice marked, and the figure."""
+    if tuning.empty or "status" not in tuning:
+        return []
+    done = tuning[tuning["status"].isin(["completed", "diverged"])]
+    cols = [c for c in ("matching", "core", "lr", "reg", "num_sets", "status", "best_val_ppl", "chosen") if c in done]
+    lines = [
+        "## Tuning",
+        "",
+        f"{len(done)} of {len(tuning)} tuning runs finished (one epoch at a constant lr, seed 0). *chosen*: the "
+        "setting the core's contest runs use (lowest best validation loss of its matching; a diverged run never "
+        "wins; an lr at the edge of the grid was extended first). Full table: `results/tuning.csv`.",
+        "",
+    ]
+    if (out / "figures" / "tuning.png").is_file():
+        lines += ["![tuning](figures/tuning.png)", ""]
+    if not done.empty:
+        lines += [markdown_table(_readable(done[cols]), max_rows=10_000), ""]
+    return lines
 
 
 START, END = "<!-- paper:verdicts -->", "<!-- /paper:verdicts -->"

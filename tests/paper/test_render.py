@@ -100,6 +100,7 @@ def test_render_writes_readme_figures_and_csvs(rendered: Path) -> None:
     runs = pd.read_csv(rendered / "results/runs.csv")
     assert (runs["status"] == "completed").all() and len(runs) == len(build_grid("smoke"))
     assert "## Which kind of untying helps" in readme and "figures/untying_kinds.png" in readme
+    assert "## Tuning" in readme and "figures/tuning.png" in readme  # each core's chosen setting, recorded
     assert (rendered / "figures" / "untying_kinds.png").stat().st_size > 10_000
     c4 = runs[runs["claims"].str.contains("C4")]
     assert len(c4) and c4["train_eval_ppl"].notna().all() and (c4["train_eval_ppl"] < c4["best_val_ppl"]).all()
