@@ -24,7 +24,7 @@ PROMPT ?=
 FILE ?=
 NODES ?=
 
-.PHONY: help install test lint format experiment experiments evaluate generate score bench bench-gpu recall-grid paper paper-plan paper-throughput report clean
+.PHONY: help install test lint format experiment experiments evaluate generate score bench bench-gpu recall-grid paper paper-render paper-plan paper-throughput report clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -82,6 +82,9 @@ recall-grid: $(STAMP)  ## delayed-recall accuracy, lag D x truncation k, tied LS
 
 paper: $(STAMP)  ## the claims: plan, run the grid (cached, resumable) + README, figures, CSVs in OUT [PROFILE=converged|smoke|full] [JOBS=N lanes]
 	$(PY) -m lrnn.paper run --profile "$(PROFILE)" --out "$(OUT)" --wandb "$(WANDB)" $(if $(JOBS),--jobs $(JOBS) --threads 1) $(ARGS)
+
+paper-render: $(STAMP)  ## paper/ from the finished runs only (no training: minutes) [PROFILE] [OUT]
+	$(PY) -m lrnn.paper render --profile "$(PROFILE)" --out "$(OUT)" $(ARGS)
 
 paper-plan: $(STAMP)  ## the paper's runs: done / left / waiting for tuning, estimated core-hours [PROFILE]
 	$(PY) -m lrnn.paper list --profile "$(PROFILE)" $(ARGS)
