@@ -427,18 +427,11 @@ def _sentence_split(model, dm, split, batch_size, max_len, rows, meta) -> None:
     with _evaluation_extrapolation(model.core, max_len is not None and longest > max_len) as extrapolation:
         tally, per_sentence = sentence_pass(model, dm.sentences(name, batch_size))
         carried = sentence_carried_pass(model, dm, name)
-    lengths = torch.tensor([n for n, _ in per_sentence])
-    sums = torch.tensor([s for _, s in per_sentence], dtype=torch.float64)
-    for lo, hi in sentence_bins(int(lengths.max()), max_len):
-        sel = (lengths >= lo) & (lengths <= hi)
-        tokens = int(lengths[sel].sum())
-        if tokens == 0:
-            continue
-        loss = float(sums[sel].sum()) / tokens
-        past = max_len is not None and hi > max_len
+    for b in _binned(per_sentence, max_len):
         rows["length"].append(
-            {"split": split, "mode": "sentence", "length": hi, "bin_lo": lo, "past_max_len": past, "loss": loss,
-             "ppl": _ppl(loss), "tokens": tokens, "extrapolation": extrapolation if past else _own(model.core)}
+            {"split": split, "mode": "sentence", "length": b["length"], "bin_lo": b["bin_lo"],
+             "past_max_len": b["past_max_len"], "loss": b["loss"], "ppl": b["ppl"], "tokens": b["tokens"],
+             "extrapolation": extrapolation if b["past_max_len"] else _own(model.core)}
         )  # fmt: skip
     _position_rows(split, tally, rows)
     meta[f"{split}_loss"] = tally.loss
@@ -478,21 +471,23 @@ def _sentence_length_rows(model: RNNLM, dm: Any, split: str, batch_size: int, ma
     longest = int(batches.batches[-1][1].ne(IGNORE_INDEX).sum(1).max())
     with _evaluation_extrapolation(model.core, max_len is not None and longest > max_len) as extrapolation:
         _, per_sentence = sentence_pass(model, batches)
+    return [{"split": split, **b, "extrapolation": extrapolation if b["past_max_len"] else _own(model.core)}
+            for b in _binned(per_sentence, max_len)]  # fmt: skip
+
+
+def _binned(per_sentence: list[tuple[int, float]], max_len: int | None) -> Rows:
+    """Per sentence-length bin (``sentence_bins``; empty bins left out): the token-weighted loss of the sentences
+    of that length. ``per_sentence``: (tokens, summed loss) of each sentence."""
     lengths = torch.tensor([n for n, _ in per_sentence])
     sums = torch.tensor([s for _, s in per_sentence], dtype=torch.float64)
     out = []
     for lo, hi in sentence_bins(int(lengths.max()), max_len):
         sel = (lengths >= lo) & (lengths <= hi)
         tokens = int(lengths[sel].sum())
-        if tokens == 0:
-            continue
-        loss = float(sums[sel].sum()) / tokens
-        past = max_len is not None and hi > max_len
-        out.append(
-            {"split": split, "length": hi, "bin_lo": lo, "past_max_len": past, "loss": loss, "ppl": _ppl(loss),
-             "tokens": tokens, "sentences": int(sel.sum()),
-             "extrapolation": extrapolation if past else _own(model.core)}
-        )  # fmt: skip
+        if tokens:
+            loss = float(sums[sel].sum()) / tokens
+            out.append({"length": hi, "bin_lo": lo, "past_max_len": max_len is not None and hi > max_len,
+                        "loss": loss, "ppl": _ppl(loss), "tokens": tokens, "sentences": int(sel.sum())})  # fmt: skip
     return out
 
 

@@ -475,10 +475,8 @@ def _train_fraction(b: Budget) -> float:
     return 1.0 if b.ptb_limit_train is None else min(1.0, b.ptb_limit_train * 400 / PTB_TRAIN_TOKENS)
 
 
-def _tuning_scores(tuning: list[RunSpec], runs_dir: Path) -> list[tuple[float, float, float | None]] | None:
-    """(best val loss, lr, reg) of every tuning run (diverged: +inf); ``None`` until all of them have finished.
-    Only the lr x strength stage counts (variants are not scored here: see ``tuned``)."""
-    tuning = [spec for spec in tuning if not spec.variant]
+def _scored(tuning: list[RunSpec], runs_dir: Path) -> list[tuple[float, RunSpec]] | None:
+    """(best val loss, spec) of every tuning run (diverged: +inf); ``None`` until all of them have finished."""
     from lrnn.paper.runner import finished_version
 
     scores = []
@@ -488,27 +486,25 @@ def _tuning_scores(tuning: list[RunSpec], runs_dir: Path) -> list[tuple[float, f
             return None
         results = json.loads((version / "results.json").read_text())
         loss = results.get("best_val_loss") if results.get("status") == "completed" else None
-        scores.append((math.inf if loss is None else float(loss), spec.factor("lr"), spec.factor("reg")))
+        scores.append((math.inf if loss is None else float(loss), spec))
     return scores
+
+
+def _tuning_scores(tuning: list[RunSpec], runs_dir: Path) -> list[tuple[float, float, float | None]] | None:
+    """(best val loss, lr, reg) of the lr x strength stage (variants are not scored here: see ``tuned``);
+    ``None`` until all of them have finished."""
+    scored = _scored([spec for spec in tuning if not spec.variant], runs_dir)
+    return None if scored is None else [(loss, spec.factor("lr"), spec.factor("reg")) for loss, spec in scored]
 
 
 def tuned(tuning: list[RunSpec], runs_dir: Path) -> tuple[float, float | None, Variant] | None:
     """(lr, reg, variant) of the tuning run with the lowest best validation loss (diverged: +inf); ``None`` until
     all of them (variants included) have finished."""
-    from lrnn.paper.runner import finished_version
-
-    best: tuple[float, RunSpec] | None = None
-    for spec in tuning:
-        version = finished_version(runs_dir, spec)
-        if version is None:
-            return None
-        results = json.loads((version / "results.json").read_text())
-        loss = results.get("best_val_loss") if results.get("status") == "completed" else None
-        score = math.inf if loss is None else float(loss)
-        if best is None or score < best[0]:
-            best = (score, spec)
-    assert best is not None
-    return best[1].factor("lr"), best[1].factor("reg"), best[1].variant
+    scored = _scored(tuning, runs_dir)
+    if not scored:
+        return None
+    best = min(scored, key=lambda s: s[0])[1]
+    return best.factor("lr"), best.factor("reg"), best.variant
 
 
 def ptb_runs(b: Budget, runs_dir: Path) -> list[RunSpec]:
