@@ -108,6 +108,14 @@ def _profile_note(budget: Budget) -> list[str]:
     return [f"> **{budget.name} profile**: {note}", ""] if note else []
 
 
+def run_commits(runs: pd.DataFrame) -> str:
+    """ ", made at commits `abc1234` (n runs), ..." for the finished runs (their records name the commit)."""
+    if runs.empty or "git_commit" not in runs:
+        return ""
+    counts = runs["git_commit"].dropna().astype(str).map(lambda c: c[:7]).value_counts()
+    return (", made at commits " + ", ".join(f"`{c}` ({n})" for c, n in counts.items())) if len(counts) else ""
+
+
 def render(
     out: Path,
     verdicts: list[Verdict],
@@ -122,7 +130,8 @@ def render(
     lines = [
         "# Should an LSTM share its weights across time? The ten claims, tested",
         "",
-        f"Profile **{budget.name}**, commit `{provenance.get('commit')}`, {done} of {len(runs)} runs finished.",
+        f"Profile **{budget.name}**, rendered at commit `{provenance.get('commit')}`, {done} of {len(runs)} runs "
+        f"finished{run_commits(runs)}.",
         "",
         "## Verdicts",
         "",

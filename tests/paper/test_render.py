@@ -100,6 +100,7 @@ def test_render_writes_readme_figures_and_csvs(rendered: Path) -> None:
     runs = pd.read_csv(rendered / "results/runs.csv")
     assert (runs["status"] == "completed").all() and len(runs) == len(build_grid("smoke"))
     assert "## Which kind of untying helps" in readme and "figures/untying_kinds.png" in readme
+    assert "made at commits `abc` (" in readme  # the header names the commits its runs used
     assert "## Tuning" in readme and "figures/tuning.png" in readme  # each core's chosen setting, recorded
     assert (rendered / "figures" / "untying_kinds.png").stat().st_size > 10_000
     c4 = runs[runs["claims"].str.contains("C4")]
