@@ -153,7 +153,8 @@ class TextDataModule(SplitDataModule):
 
     def _cache_key(self, splits: dict[str, Any]) -> str:
         fingerprints = {s: getattr(ds, "_fingerprint", None) or len(ds) for s, ds in splits.items()}
-        blob = json.dumps([self.spec.__dict__, fingerprints, "v1"], sort_keys=True, default=str)
+        # v2: int32 ids. A new name, so that an older lrnn sharing this cache folder never reads int32 targets
+        blob = json.dumps([self.spec.__dict__, fingerprints, "v2"], sort_keys=True, default=str)
         return f"{Path(self.spec.path).name}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
     # ---- loaders ----------------------------------------------------------------------------------------------
