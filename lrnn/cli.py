@@ -137,6 +137,8 @@ class LRNNCLI(LightningCLI):
                 self.model.configure_optimizers()
             except ValueError as err:
                 raise ValueError(f"model.optimizer: {err}") from None
+        if self.subcommand == "fit" and self._resume is not None:
+            check_resume_processes(self._run_config()["resume"], self._resume["processes"], self.trainer.world_size)
 
     def _experiment_name(self) -> str:
         config = self._run_config()
@@ -273,10 +275,11 @@ class LRNNCLI(LightningCLI):
         if resume:
             results["resumed_from"] = {"checkpoint": resume["checkpoint"], "step": resume["step"]}
         if status != "running":
-            # 0-based like Lightning's bar, the "epoch N:" lines and metrics.csv: the last epoch that trained
-            started = trainer.fit_loop.epoch_progress.current.started
-            results["epoch"] = started - 1 if started else None
-            results["epochs_completed"] = trainer.fit_loop.epoch_progress.current.completed
+            # two names, no bare "epoch": how many epochs finished (a 2-epoch run: 2), and the index of the last
+            # epoch that trained, 0-based like Lightning's bar, the "epoch N:" lines and metrics.csv (then: 1)
+            progress = trainer.fit_loop.epoch_progress.current
+            results["epochs_completed"] = progress.completed
+            results["last_epoch"] = progress.started - 1 if progress.started else None
             results["global_step"] = trainer.global_step
             results["fit"] = fit_summary(trainer.callback_metrics)  # after_fit passes the pre-test values
             fit_seconds = getattr(self, "_fit_seconds", None)  # set when fit ended; the test pass is not fit time
@@ -383,16 +386,38 @@ def resume_target(run_dir: str, trainer: Any = None) -> dict[str, Any]:
         )
     import torch
 
-    step = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True).get("global_step")
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)
     wandb_id = (record.get("wandb") or {}).get("id")
     return {
         "out_dir": str(folder.parent.parent),
         "name": folder.parent.name,
         "version": int(match.group(1)),
         "checkpoint": str(checkpoint),
-        "step": step,
+        "step": saved.get("global_step"),
         "wandb_id": wandb_id,
+        "processes": mid_epoch_processes(saved),
     }
+
+
+def mid_epoch_processes(checkpoint: dict[str, Any]) -> int | None:
+    """How many processes must resume ``checkpoint``: the number that wrote it when it was taken in the middle of an
+    epoch (each process carries the hidden state of its own streams), None at an epoch's end (any number)."""
+    ranks = checkpoint.get("lrnn_rank_train_states")
+    if ranks is not None:
+        return len(ranks["states"]) if ranks.get("mid_epoch") else None
+    single = checkpoint.get("lrnn_train_state")
+    return 1 if single is not None and single.get("mid_epoch", True) else None
+
+
+def check_resume_processes(run_dir: str, needed: int | None, world_size: int) -> None:
+    """Refuse (ValueError, before the run folder is touched) to resume a mid-epoch checkpoint with another number of
+    processes than the one that wrote it."""
+    if needed is not None and needed != world_size:
+        raise ValueError(
+            f"--resume {run_dir}: its last.ckpt was taken in the middle of an epoch by {needed} process"
+            f"{'es' if needed > 1 else ''}, each carrying the hidden state of its own streams; resume it with {needed} "
+            f"(--trainer.devices x --trainer.num_nodes), not {world_size}. Nothing was changed"
+        )
 
 
 def _budget_raised(folder: Path, trainer: Any) -> bool:

@@ -261,7 +261,7 @@ def sentence_carried_pass(model: RNNLM, dm: Any, split: str) -> Tally:
     device = next(model.parameters()).device
     tally, state, start = Tally(), None, 0
     for n in lengths.tolist():  # inputs start with the previous sentence's <eos>: the BOS of training
-        x, y = inputs[start : start + n].view(1, n), targets[start : start + n].view(1, n)
+        x, y = inputs[start : start + n].view(1, n).long(), targets[start : start + n].view(1, n).long()
         nll, mask, state = token_nll(model, x.to(device), y.to(device), state)
         tally.add(nll, mask)
         start += n

@@ -45,6 +45,33 @@ def test_resume_of_a_completed_run_is_refused_and_touches_nothing(config: Path, 
     assert snapshot(out) == before  # byte for byte: results.json, metrics.csv, checkpoints, config.yaml
 
 
+def test_mid_epoch_resume_with_another_process_count_is_one_line_and_touches_nothing(
+    config: Path, tmp_path: Path, capsys
+) -> None:
+    """A checkpoint taken in the middle of an epoch by 2 DDP processes (each carries its own streams' state) resumed
+    with 1 process: one line on stderr, exit 2, before anything of the run folder changes (results.json keeps
+    "interrupted")."""
+    import torch
+
+    out = tmp_path / "runs"
+    assert fit(config, out, "--trainer.max_steps", "3") == 0  # stops inside the epoch: last.ckpt is mid-epoch
+    run_dir = out / "tiny" / "version_0"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(last, weights_only=False)
+    single = ckpt.pop("lrnn_train_state")
+    assert single["mid_epoch"]
+    ckpt["lrnn_rank_train_states"] = {"states": [single, single], "mid_epoch": True}  # as 2 ranks write it
+    torch.save(ckpt, last)
+    results = json.loads((run_dir / "results.json").read_text())
+    (run_dir / "results.json").write_text(json.dumps({**results, "status": "interrupted"}))
+    before = snapshot(out)
+    capsys.readouterr()
+    assert main(["fit", "--resume", str(run_dir), "--trainer.max_steps", "6"]) == 2
+    (err,) = error_lines(capsys.readouterr().err)
+    assert "middle of an epoch by 2 processes" in err and "not 1" in err and "Nothing was changed" in err
+    assert snapshot(out) == before
+
+
 def test_abbreviated_or_misspelled_options_exit_2_naming_the_right_one(config: Path, tmp_path: Path, capsys) -> None:
     for given in ("--trainer.max_epoch", "--trainer.max_epochz"):
         with pytest.raises(SystemExit) as info:  # --print_config: where prefixes are accepted, nothing trains
@@ -91,8 +118,9 @@ def test_ctrl_c_during_start_up_leaves_no_half_made_folder(config: Path, tmp_pat
 def test_records_time_fit_and_test_apart_and_count_epochs_from_0(
     config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A fake clock: each training epoch takes 10 s, the test pass 1000 s. ``fit_seconds`` is the fit only, and the
-    epoch in results.json is the one the console and metrics.csv call the last (0-based, as Lightning shows)."""
+    """A fake clock: each training epoch takes 10 s, the test pass 1000 s. ``fit_seconds`` is the fit only;
+    results.json counts the finished epochs (``epochs_completed``) and names the last one as the console and
+    metrics.csv do (``last_epoch``, 0-based, as Lightning shows)."""
     from lrnn.lightning.lm import LanguageModel
 
     class Clock:
@@ -121,8 +149,8 @@ def test_records_time_fit_and_test_apart_and_count_epochs_from_0(
         float(r.split(",")[header.index("epoch")]) for r in rows[1:] if r.split(",")[header.index("train/loss")]
     ]
     console = [m.split(":")[0] for m in caplog.messages if m.startswith("epoch ")]
-    assert results["epoch"] == max(train_epochs) == 1 and console == ["epoch 0", "epoch 1"]
-    assert results["epochs_completed"] == 2
+    assert results["last_epoch"] == max(train_epochs) == 1 and console == ["epoch 0", "epoch 1"]
+    assert results["epochs_completed"] == 2 and "epoch" not in results  # no bare "epoch": 0-based or a count?
 
 
 def test_help_lists_evaluate_and_test_has_no_dirpath_warning(config: Path, tmp_path: Path, capsys) -> None:

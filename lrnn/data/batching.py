@@ -99,6 +99,7 @@ class StreamWindows(IterableDataset):
                 x, y = self.data[:, start:end], self.data[:, start + 1 : end + 1]
             else:
                 x, y = self.data[:, start:end], self.targets[:, start:end]
+            x, y = x.long(), y.long()  # the cache holds int32 ids (lrnn.data.datamodule.TOKEN_DTYPE)
             yield x, torch.full_like(y, IGNORE_INDEX) if self.idle else y
 
     @property

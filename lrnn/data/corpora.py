@@ -13,6 +13,7 @@ A name that is neither a short name, an existing path, nor in the mirror fails a
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import os
 import socket
@@ -124,25 +125,35 @@ def _fail_fast_if_unreachable(spec: CorpusSpec) -> None:
         raise FileNotFoundError(f"dataset {name!r}: the Hugging Face Hub does not answer ({err}). {hint}") from None
 
 
-def check_text_file(path: Path, split: str) -> bytes:
-    """The file's bytes, after checking that it is non-empty UTF-8 text (one-line errors naming the file)."""
-    data = path.read_bytes()
-    if b"\0" in data[:8192]:
-        raise ValueError(f"{path}: {split} split: a binary file (NUL bytes), not text")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ValueError(
-            f"{path}: {split} split: not UTF-8 text at byte offset {err.start} (byte 0x{data[err.start]:02x})"
-        ) from None
-    if not text.strip():
+def check_text_file(path: Path, split: str, chunk_bytes: int = 1 << 24) -> None:
+    """Check that ``path`` is non-empty UTF-8 text (one-line errors naming the file), reading it in chunks of
+    ``chunk_bytes`` with an incremental decoder: memory stays one chunk whatever the file's size."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    blank, offset = True, 0
+    with path.open("rb") as f:
+        while True:
+            data = f.read(chunk_bytes)
+            if offset < 8192 and b"\0" in data[: 8192 - offset]:
+                raise ValueError(f"{path}: {split} split: a binary file (NUL bytes), not text")
+            pending = len(decoder.getstate()[0])  # bytes of a character cut by the previous chunk
+            try:
+                text = decoder.decode(data, final=not data)
+            except UnicodeDecodeError as err:  # err.object: the pending bytes + this chunk
+                at, bad = offset - pending + err.start, err.object[err.start]
+                what = f"not UTF-8 text at byte offset {at} (byte 0x{bad:02x})"
+                raise ValueError(f"{path}: {split} split: {what}") from None
+            blank = blank and not text.strip()
+            if not data:
+                break
+            offset += len(data)
+    if blank:
         raise ValueError(f"{path}: the {split} split is empty")
-    return data
 
 
 def _split_single_file(path: Path) -> datasets.DatasetDict:
     """One local text file: its lines in order, 90% train, 5% validation, 5% test (``SINGLE_FILE_SPLIT``)."""
-    data = check_text_file(path, "train")
+    check_text_file(path, "train")
+    data = path.read_bytes()
     lines = data.decode("utf-8").splitlines()
     n = len(lines)
     n_val, n_test = max(1, round(n * SINGLE_FILE_SPLIT[1])), max(1, round(n * SINGLE_FILE_SPLIT[2]))

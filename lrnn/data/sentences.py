@@ -51,7 +51,7 @@ class SentenceBatches(IterableDataset):
     """Yields ``(inputs, targets)`` batches [B', T] of whole sequences, padded and bucketed by length.
 
     Args:
-        inputs, targets: all sequences concatenated, each [M] int64 (targets may hold ``IGNORE_INDEX``).
+        inputs, targets: all sequences concatenated, each [M] integer ids (targets may hold ``IGNORE_INDEX``).
         lengths: [S] length of every sequence, summing to M.
         batch_size: sequences per batch (B; the last batch of the length order may be smaller).
         shuffle: visit the batches in a new order every epoch (``seed`` and the epoch fix it).
@@ -104,7 +104,7 @@ class SentenceBatches(IterableDataset):
     def _pad(
         inputs: torch.Tensor, targets: torch.Tensor, starts: torch.Tensor, lengths: torch.Tensor, pad_id: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.full((lengths.numel(), int(lengths.max())), pad_id, dtype=inputs.dtype)
+        x = torch.full((lengths.numel(), int(lengths.max())), pad_id, dtype=torch.long)  # int64 from int32 ids
         y = torch.full_like(x, IGNORE_INDEX)
         for row, (start, length) in enumerate(zip(starts.tolist(), lengths.tolist(), strict=True)):
             x[row, :length] = inputs[start : start + length]

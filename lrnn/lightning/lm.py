@@ -538,8 +538,8 @@ class LanguageModel(L.LightningModule):
         if mid_epoch:
             raise ValueError(
                 f"this checkpoint was written in the middle of an epoch by {len(states)} processes, each carrying "
-                f"the hidden state of its own streams; resume it with {len(states)} processes (devices x nodes), "
-                f"not {world}, or resume from an end-of-epoch checkpoint"
+                f"the hidden state of its own streams; resume it with {len(states)} processes (--trainer.devices x "
+                f"--trainer.num_nodes), not {world}"
             )
         return None  # an epoch boundary: nothing carried over (the random states start from this run's seed)
 

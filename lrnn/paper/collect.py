@@ -75,10 +75,17 @@ def run_row(spec: RunSpec, version: Path | None) -> dict[str, Any]:
             row["tokens_per_s"] = float(m["train/tokens_per_s"].dropna().mean())
         row["steps"] = int(m["step"].max()) + 1 if "step" in m and len(m) else 0
         max_epochs = _config(version).get("trainer", {}).get("max_epochs")
-        stopped_early = max_epochs is not None and 0 <= int(res.get("epoch", max_epochs)) < int(max_epochs)
+        stopped_early = max_epochs is not None and 0 <= epochs_completed(res, max_epochs) < int(max_epochs)
         row["converged"] = converged(m, stopped_early)
     row["quiet"] = bool(paper.get("quiet", False))  # timed alone on the machine (C10's timings need it)
     return row
+
+
+def epochs_completed(results: dict, default: int) -> int:
+    """Epochs a run finished, from its results.json: ``epochs_completed``; files written before it existed have
+    only ``epoch``, which then held the same count (Lightning's epoch counter after fit). A file with both has a
+    0-based ``epoch`` (the last epoch that trained), which is not a count."""
+    return int(results.get("epochs_completed", results.get("epoch", default)))
 
 
 CONVERGED_GAIN = 0.01  # a PTB run has converged when its last epoch improved the best validation ppl by < 1%

@@ -42,7 +42,7 @@ def test_validation_carries_state_across_batches(tiny_corpus: Path) -> None:
     dm.setup()
     lm = LanguageModel(TiedLSTM(16, 16, num_layers=2), vocab_size=dm.vocab_size)
     metrics = _trainer().validate(lm, datamodule=dm, verbose=False)[0]
-    streams = dm.windows("validation", 3).data  # [3, L]
+    streams = dm.windows("validation", 3).data.long()  # [3, L] (the cache holds int32 ids)
     with torch.no_grad():
         logits, _ = lm.model.eval()(streams[:, :-1])
     expected = F.cross_entropy(logits.reshape(-1, logits.size(-1)), streams[:, 1:].reshape(-1))
