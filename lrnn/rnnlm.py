@@ -7,9 +7,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from lrnn.cores._lstm_math import GradBuffers, _native_ops
+from lrnn.data.batching import IGNORE_INDEX  # targets with this value are not scored
 
 State = tuple[torch.Tensor, torch.Tensor]
-IGNORE_INDEX = -100
 
 
 def _reuses_buffers(t: torch.Tensor) -> bool:
@@ -111,7 +111,8 @@ class EmbeddingLookup(torch.autograd.Function):
 
 
 class RNNLM(nn.Module):
-    """Embedding -> dropout -> core -> dropout -> linear decoder over the vocabulary.
+    """The language-model network (plain PyTorch): embedding -> dropout -> core -> dropout -> linear decoder over the
+    vocabulary. ``lrnn.LitLanguageModel`` trains one (as its ``model``).
 
     Args:
         vocab_size: V.
@@ -173,16 +174,34 @@ class RNNLM(nn.Module):
 
     def _features(self, tokens: torch.Tensor, state: State | None, offset: int) -> tuple[torch.Tensor, State]:
         """The decoder's input (after dropout), in the core's layout ([B, T, H] if batch_first, else [T, B, H])."""
-        batch_first = getattr(self.core, "batch_first", False)
-        tokens = tokens if batch_first else tokens.t()
-        if torch.is_grad_enabled() and self.embedding.weight.requires_grad and _reuses_buffers(tokens):
-            x = EmbeddingLookup.apply(tokens, self.embedding.weight, self.loss_buffers)  # = self.embedding(tokens)
-        else:
-            x = self.embedding(tokens)
-        out, state = self.run_core(self.drop(x), tokens, state, offset)
+        out, state = self._embed_and_run(tokens, state, offset, reuse_buffers=True)
         if self.projection is not None:
             out = self.projection(out)
         return self.drop(out), state
+
+    def advance(self, tokens: torch.Tensor, state: State | None = None, offset: int = 0) -> State:
+        """The state after ``tokens`` [B, T]: embedding, dropout and core only, no decoder (what truncated BPTT runs
+        over the steps it does not score). Gradients flow through it as through ``nll``."""
+        return self._embed_and_run(tokens, state, offset, reuse_buffers=False)[1]
+
+    def _embed_and_run(
+        self, tokens: torch.Tensor, state: State | None, offset: int, reuse_buffers: bool
+    ) -> tuple[torch.Tensor, State]:
+        """Embedding -> dropout -> core: the core's output (before projection and dropout) and final state.
+        ``reuse_buffers``: on CPU in training, the embedding's gradient goes into reused memory (`EmbeddingLookup`);
+        `advance` uses torch's embedding, so a TBPTT update has one such gradient (the scored steps')."""
+        batch_first = getattr(self.core, "batch_first", False)
+        tokens = tokens if batch_first else tokens.t()
+        if (
+            reuse_buffers
+            and torch.is_grad_enabled()
+            and self.embedding.weight.requires_grad
+            and _reuses_buffers(tokens)
+        ):
+            x = EmbeddingLookup.apply(tokens, self.embedding.weight, self.loss_buffers)  # = self.embedding(tokens)
+        else:
+            x = self.embedding(tokens)
+        return self.run_core(self.drop(x), tokens, state, offset)
 
     def run_core(
         self, x: torch.Tensor, tokens: torch.Tensor, state: State | None, offset: int = 0

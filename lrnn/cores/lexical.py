@@ -30,7 +30,7 @@ class LexicalLSTM(StepWeightLSTMBase):
 
     The deltas start at zero (U zero, V uniform like W), so a fresh core computes what its nn.LSTM computes, and U
     gets a gradient from the first step. `regularization()` returns penalty * sum_s ||U_s V_sᵀ||² over layers;
-    `LanguageModel` adds it to every update. rank=None stores full-rank deltas Δ_s [4H, H] instead of U_s V_sᵀ (a
+    `LitLanguageModel` adds it to every update. rank=None stores full-rank deltas Δ_s [4H, H] instead of U_s V_sᵀ (a
     per-sample [4H, H] matrix per step: slow and memory hungry, for small models and tests).
 
     Calling it: the set of every step comes with the input, as token ids or as set ids, in the input's layout:

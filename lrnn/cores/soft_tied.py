@@ -19,7 +19,7 @@ class SoftTiedLSTM(PositionSets, StepWeightLSTMBase):
     `extrapolation` past max_len). Every weight matrix and the bias of every layer get a per-set delta; the deltas
     start at zero, so a fresh core computes what its shared nn.LSTM computes. `regularization()` returns
     penalty * sum_s ||Δ_s||² (all layers, weights and biases): penalty 0 leaves an untied LSTM (a reparametrised
-    UntiedLSTM), a huge penalty pins it to a tied one. The objective in `LanguageModel` adds it to every update.
+    UntiedLSTM), a huge penalty pins it to a tied one. The objective in `LitLanguageModel` adds it to every update.
 
     rank=r makes each weight delta low-rank, Δ_s = U_s V_sᵀ with U_s [4H, r], V_s [in, r]: r * (4H + in) parameters
     per matrix and set instead of 4H * in (bias deltas stay full, 4H per set). U starts at zero and V random, so Δ
