@@ -24,9 +24,9 @@ from lightning_utilities.core.apply_func import apply_to_collection
 from torch import nn
 from torchmetrics import MeanMetric
 
-from lrnn.cores import _native as native
 from lrnn.cores._lstm_math import StepWeightLSTMBase
 from lrnn.data.batching import IGNORE_INDEX
+from lrnn.kernels import native_ops
 from lrnn.lightning.clipping import clip_gradients
 from lrnn.lightning.ddp import configure_unused_parameters
 from lrnn.lightning.tbptt import TBPTT, detach_state
@@ -583,7 +583,7 @@ class LitLanguageModel(L.LightningModule):
         for logger in self.loggers:
             logger.log_hyperparams(counts)
         if self.device.type == "cpu" and isinstance(self.model.core, StepWeightLSTMBase):
-            native.ops()  # build (first run on a machine: ~15 s) or load the CPU kernels now, not in the timed epoch
+            native_ops()  # build (first run on a machine: ~15 s) or load the CPU kernels now, not in the timed epoch
 
     # ---- optimisation -----------------------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
