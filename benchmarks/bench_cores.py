@@ -59,10 +59,10 @@ import torch.nn as nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import lrnn.cores._lstm_math as lstm_math  # noqa: E402
-from lrnn.cores._lstm_math import _prefetch  # noqa: E402
+import lrnn.kernels.step_weight as lstm_math  # noqa: E402
 from lrnn.cores.time_varying import TimeVaryingLSTM  # noqa: E402
 from lrnn.cores.untied import UntiedLSTM  # noqa: E402
+from lrnn.kernels.step_weight import _prefetch  # noqa: E402
 
 SHAPES = {  # name: (batch, seq_len, hidden, layers, input)
     "small": (20, 20, 200, 2, 200),

@@ -1,4 +1,4 @@
-"""The CPU measurements behind the choices in lrnn/cores/_lstm_math.py, each variant against the one it replaced.
+"""The CPU measurements behind the choices in lrnn/kernels/step_weight.py, each variant against the one it replaced.
 
     python benchmarks/bench_cpu_paths.py --threads 1
 
@@ -45,7 +45,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import lrnn.cores._lstm_math as M  # noqa: E402
+import lrnn.kernels.step_weight as M  # noqa: E402
 from lrnn.cores.untied import UntiedLSTM  # noqa: E402
 from lrnn.rnnlm import LinearNLL  # noqa: E402
 
@@ -202,7 +202,7 @@ def decoder_loss(repeats: int, N: int = 400, H: int = 200, V: int = 10_000) -> N
     def fwd_bwd(native: bool) -> None:
         M.USE_NATIVE_CPU = native
         h.grad = w.grad = b.grad = None
-        LinearNLL.apply(h, w, b, y, buffers).backward()
+        LinearNLL.apply(h, w, b, y, -100, buffers).backward()
 
     names = ("torch ops (5 + 2 passes over [N, V])", "compiled kernel (1 + 1 per row)")
     t = interleaved({names[0]: lambda: fwd_bwd(False), names[1]: lambda: fwd_bwd(True)}, repeats)
@@ -213,7 +213,7 @@ def decoder_loss(repeats: int, N: int = 400, H: int = 200, V: int = 10_000) -> N
 
 
 def small_products(repeats: int) -> None:
-    from lrnn.cores import _native
+    from lrnn.kernels import _native
 
     ops = _native.ops()
     if ops is None or not ops.small_products_compiled():
@@ -274,7 +274,7 @@ def small_products(repeats: int) -> None:
 
 
 def training_step(rounds: int) -> None:
-    from lrnn.cores import _native
+    from lrnn.kernels import _native
     from lrnn.rnnlm import RNNLM
 
     ops = _native.ops()
@@ -316,7 +316,7 @@ def training_step(rounds: int) -> None:
 
 
 def run_products(repeats: int, H: int = 650, T: int = 35, B: int = 20) -> None:
-    from lrnn.cores import _native
+    from lrnn.kernels import _native
 
     ops = _native.ops()
     if ops is None or torch.get_num_threads() < 2:
@@ -414,7 +414,7 @@ def _training_steps(kind: str) -> Callable[[], None]:
 
 
 def avx512_kernels(repeats: int, rounds: int) -> None:
-    from lrnn.cores import _native
+    from lrnn.kernels import _native
 
     ops = _native.ops()
     if ops is None or not ops.small_products_compiled() or not ops.avx512_available():
@@ -430,7 +430,7 @@ def avx512_kernels(repeats: int, rounds: int) -> None:
 
     def decoder() -> None:
         h.grad = w.grad = b.grad = None
-        LinearNLL.apply(h, w, b, y, buffers).backward()
+        LinearNLL.apply(h, w, b, y, -100, buffers).backward()
 
     _avx512_row(ops, "LinearNLL [400, 200] -> 10k, fwd+bwd", decoder, 1, repeats, with_torch=False)
     torch.manual_seed(0)

@@ -49,8 +49,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lrnn import TextDataModule, TiedLSTM, UntiedLSTM  # noqa: E402
-from lrnn.cores import _native  # noqa: E402
 from lrnn.data import StreamWindows  # noqa: E402
+from lrnn.kernels import _native  # noqa: E402
 from lrnn.rnnlm import RNNLM  # noqa: E402
 
 B, T, H, V, LR, CLIP, INIT = 20, 20, 200, 10_000, 1.0, 5.0, 0.1

@@ -43,7 +43,7 @@ def main() -> None:
 
     def step(buffers: bool) -> float:
         nonlocal state
-        rnnlm._reuses_buffers = lambda t: buffers
+        rnnlm.reuses_buffers = lambda t: buffers
         model.zero_grad(set_to_none=True)
         sync()
         t0 = time.perf_counter()

@@ -44,7 +44,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from lrnn.argerrors import unknown_option
 from lrnn.lightning.interrupts import MidEpochCheckpoint, RunInterrupted
-from lrnn.lightning.lm import LanguageModel, TrainingDiverged
+from lrnn.lightning.lm import LitLanguageModel, TrainingDiverged
 from lrnn.loggers import git_commit, make_loggers, portable, quiet_known_noise, wandb_run_info
 from lrnn.progress import LMProgressBar
 
@@ -130,7 +130,7 @@ class LRNNCLI(LightningCLI):
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
-        if self.subcommand == "fit" and isinstance(self.model, LanguageModel):
+        if self.subcommand == "fit" and isinstance(self.model, LitLanguageModel):
             # build the optimizer once now: a bad setting (e.g. a negative lr) is an argument error, reported
             # before any run folder exists, not a failed run
             try:
@@ -233,7 +233,7 @@ class LRNNCLI(LightningCLI):
         model = self.model
         if (
             isinstance(ckpt, ModelCheckpoint)
-            and isinstance(model, LanguageModel)
+            and isinstance(model, LitLanguageModel)
             and model.last_val_step != trainer.global_step
             and trainer.limit_val_batches
             and not trainer.fast_dev_run
@@ -289,7 +289,7 @@ class LRNNCLI(LightningCLI):
             results["best_val_loss"] = float(ckpt.best_model_score)
             results["best_checkpoint"] = ckpt.best_model_path
         results.update(extra or {})
-        if isinstance(self.model, LanguageModel):
+        if isinstance(self.model, LitLanguageModel):
             results["params"] = self.model.model.num_parameters()
         results["wandb"] = wandb_run_info(trainer.loggers)
         results["git_commit"] = git_commit()
@@ -547,7 +547,7 @@ def main(args: list[str] | None = None) -> int:
         warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within")
     try:
         cli = LRNNCLI(
-            LanguageModel,
+            LitLanguageModel,
             L.LightningDataModule,
             subclass_mode_data=True,
             auto_configure_optimizers=False,

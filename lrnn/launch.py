@@ -1,5 +1,8 @@
 """``make experiment NAME=...``: run ``lrnn fit`` (then test) on ``experiments/<NAME>.yaml``.
 
+Every run starts as ``python -m lrnn fit ...`` (``lrnn.cli``, LightningCLI); this module holds the one place that
+builds those command lines (`lrnn_command`, `fit_argv`, `resume_argv`), used here and by the paper's runner.
+
 python -m lrnn.launch NAME [--gpus N] [--nodes M] [--wandb auto|online|offline|off] [--threads N] [-- extra args]
 python -m lrnn.launch [NAME] --resume runs/NAME/version_K [-- extra args]   # continue that run
 python -m lrnn.launch --list
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from lrnn.argerrors import ArgumentParser
@@ -75,12 +79,28 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+def lrnn_command(argv: Sequence[str], python: str = sys.executable) -> list[str]:
+    """The command line that runs ``lrnn <argv>`` (``fit``, ``evaluate``, ...) in a new Python process."""
+    return [python, "-m", "lrnn", *argv]
+
+
+def fit_argv(config: str | Path, *options: str) -> list[str]:
+    """``lrnn fit`` arguments for a config file, then further options (``--name``, dotted keys, ...)."""
+    return ["fit", "--config", str(config), *options]
+
+
+def resume_argv(folder: str | Path, *options: str) -> list[str]:
+    """``lrnn fit --resume <run folder>``: the run continues in its folder from its own config.yaml (the CLI adds
+    ``--config <folder>/config.yaml``) and its ``last.ckpt``."""
+    return ["fit", "--resume", str(folder), *options]
+
+
 def build_argv(
     name: str, gpus: str = "", wandb: str = "auto", extra: list[str] | None = None, nodes: str = ""
 ) -> list[str]:
     """``lrnn fit`` arguments. ``GPUS=N``: N processes per machine, one per GPU (on a machine without a CUDA GPU:
     N CPU processes, DDP over gloo); ``NODES=M``: M machines (``trainer.num_nodes``), N processes each."""
-    argv = ["fit", "--config", str(EXPERIMENTS / f"{name}.yaml"), "--name", name, "--wandb", wandb]
+    argv = fit_argv(EXPERIMENTS / f"{name}.yaml", "--name", name, "--wandb", wandb)
     n = positive(gpus, "GPUS") if gpus else 1
     m = positive(nodes, "NODES") if nodes else 1
     if gpus:
@@ -126,23 +146,23 @@ def main(argv: list[str] | None = None) -> int:
         if not (folder / "config.yaml").is_file():
             print(f"error: RESUME={args.resume}: no run folder with a config.yaml there", file=sys.stderr)
             return 2
-        fit_argv = ["fit", "--config", str(folder / "config.yaml"), "--resume", str(folder), *extra]
-        print("lrnn " + " ".join(fit_argv), flush=True)
-        os.execv(sys.executable, [sys.executable, "-m", "lrnn", *fit_argv])
+        argv = resume_argv(folder, *extra)
+        print("lrnn " + " ".join(argv), flush=True)
+        os.execv(sys.executable, lrnn_command(argv))
     if args.name not in available():
         problem = "no experiment given" if not args.name else f"unknown experiment {args.name!r}"
         print(f"error: {problem}. Use NAME=<one of>:\n{listing()}", file=sys.stderr)
         return 2
     try:
-        fit_argv = build_argv(args.name, args.gpus, args.wandb, extra, args.nodes)
+        argv = build_argv(args.name, args.gpus, args.wandb, extra, args.nodes)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if args.gpus and "cpu" in fit_argv:
+    if args.gpus and "cpu" in argv:
         print(f"no CUDA GPU here: GPUS={args.gpus} runs {args.gpus} CPU processes (DDP over gloo)", flush=True)
-    print("lrnn " + " ".join(fit_argv), flush=True)
+    print("lrnn " + " ".join(argv), flush=True)
     # exec rather than call: Lightning's DDP launcher re-runs this very command line on every rank
-    os.execv(sys.executable, [sys.executable, "-m", "lrnn", *fit_argv])
+    os.execv(sys.executable, lrnn_command(argv))
 
 
 if __name__ == "__main__":

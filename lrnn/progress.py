@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 
 class LMProgressBar(TQDMProgressBar):
     """Adds ``ppl`` (exp of the logged ``train/loss``) and ``tok/s`` (this epoch's training tokens per second, from
-    ``LanguageModel``'s own count). Computed only when the bar refreshes, never in the training step.
+    ``LitLanguageModel``'s own count). Computed only when the bar refreshes, never in the training step.
 
     The bar refreshes at most every ``min_interval`` seconds (and at the end of each loop), tqdm's own redraw rate,
     instead of after every batch: a refresh reads the logged metrics, which on a GPU is a host sync, and formats the

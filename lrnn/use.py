@@ -1,6 +1,6 @@
 """Use a trained model: ``lrnn generate RUN --prompt "..."`` samples text, ``lrnn score RUN FILE`` reports the per-token
 loss and perplexity of a text file. Both need only the checkpoint: the model is rebuilt by
-``LanguageModel.load_from_checkpoint`` and the vocabulary travels in the checkpoint (no corpus is read).
+``LitLanguageModel.load_from_checkpoint`` and the vocabulary travels in the checkpoint (no corpus is read).
 
 Text is tokenized as in training: word level splits on whitespace and ends every line with ``<eos>``, unknown words
 become ``<unk>``; char level takes characters. Positions follow the training condition: with stream batching the
@@ -30,7 +30,7 @@ import yaml
 
 from lrnn.data.corpora import resolve
 from lrnn.data.vocab import EOS, UNK, Vocabulary, split_row
-from lrnn.lightning.lm import LanguageModel, instantiate_core
+from lrnn.lightning.lm import LitLanguageModel, instantiate_core
 
 
 class UseError(ValueError):
@@ -50,7 +50,7 @@ def checkpoint_path(run: str | Path, ckpt: str = "best") -> Path:
 class Trained:
     """A trained language model with its vocabulary and the positions it was trained with."""
 
-    model: LanguageModel
+    model: LitLanguageModel
     vocab: Vocabulary
     level: str  # "word" or "char"
     window: int | None  # stream batching: the training seq_len (positions restart every window); None: sentences
@@ -72,7 +72,7 @@ class Trained:
             if not config.is_file():
                 raise UseError(f"{path} does not describe its core and there is no {config} beside it")
             extra["core"] = instantiate_core(yaml.safe_load(config.read_text())["model"]["core"])
-        model = LanguageModel.load_from_checkpoint(path, map_location=device or "cpu", weights_only=False, **extra)
+        model = LitLanguageModel.load_from_checkpoint(path, map_location=device or "cpu", weights_only=False, **extra)
         spec = resolve(str(data.get("dataset", "")), data.get("config"), data.get("text_column"), data.get("level"))
         window = None if data.get("batching") == "sentence" else int(data.get("seq_len") or 35)
         return cls(model.eval(), Vocabulary.from_state_dict(vocab), spec.level, window)

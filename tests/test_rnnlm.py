@@ -31,3 +31,22 @@ def test_tie_embeddings_checks_the_decoder_width():
     RNNLM(10, TiedLSTM(8, 12), output_size=8, tie_embeddings=True)  # projection brings 12 back to 8
     with pytest.raises(ValueError, match="tie_embeddings"):
         RNNLM(10, TiedLSTM(8, 12), tie_embeddings=True)
+
+
+def test_advance_is_the_state_of_the_forward_pass():
+    """TBPTT's unscored steps (`advance`) end in the state the full forward pass ends in, and carry gradient."""
+    torch.manual_seed(0)
+    model = RNNLM(30, TiedLSTM(8, 12, num_layers=2), output_size=8).double()
+    tokens, state = torch.randint(0, 30, (3, 5)), (torch.randn(2, 3, 12).double(), torch.randn(2, 3, 12).double())
+    _, (h, c) = model(tokens, state, offset=2)
+    h_a, c_a = model.advance(tokens, state, offset=2)
+    torch.testing.assert_close((h_a, c_a), (h, c), rtol=0, atol=0)
+    h_a.sum().backward()
+    assert model.embedding.weight.grad is not None and model.decoder.weight.grad is None
+
+
+def test_model_and_lightning_module_names():
+    import lrnn
+
+    assert lrnn.LanguageModel is lrnn.LitLanguageModel  # the earlier name stays importable
+    assert issubclass(lrnn.RNNLM, torch.nn.Module) and not issubclass(lrnn.RNNLM, lrnn.LitLanguageModel)

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
-from lrnn.cores._lstm_math import StepWeightLSTMBase, check_positive_int
+from lrnn.cores._lstm_math import (
+    StepWeightLSTMBase,
+    ZeroDeltasInit,
+    check_input,
+    check_positive_int,
+    lstm_cell,
+    run_layers,
+)
+from lrnn.kernels import lexical_layer
 
 State = tuple[Tensor, Tensor]
 
 
-class LexicalLSTM(StepWeightLSTMBase):
+class LexicalLSTM(ZeroDeltasInit, StepWeightLSTMBase):
     """An LSTM whose recurrent weights at step t depend on the input token w_t (Salle & Villavicencio 2018's
     restricted recurrent tensor network, as low-rank deltas): W_hh(t) = W_hh + U_s V_sᵀ with s = set(w_t).
 
@@ -30,7 +35,7 @@ class LexicalLSTM(StepWeightLSTMBase):
 
     The deltas start at zero (U zero, V uniform like W), so a fresh core computes what its nn.LSTM computes, and U
     gets a gradient from the first step. `regularization()` returns penalty * sum_s ||U_s V_sᵀ||² over layers;
-    `LanguageModel` adds it to every update. rank=None stores full-rank deltas Δ_s [4H, H] instead of U_s V_sᵀ (a
+    `LitLanguageModel` adds it to every update. rank=None stores full-rank deltas Δ_s [4H, H] instead of U_s V_sᵀ (a
     per-sample [4H, H] matrix per step: slow and memory hungry, for small models and tests).
 
     Calling it: the set of every step comes with the input, as token ids or as set ids, in the input's layout:
@@ -48,9 +53,11 @@ class LexicalLSTM(StepWeightLSTMBase):
         full rank: delta_hh_l{k} [K-1, 4H, H] (Δ_s itself).
     Total: the nn.LSTM's count + num_layers * (K-1) * r * 5H (full rank: num_layers * (K-1) * 4H²).
 
-    A window gathers the factors of its steps' sets once (index_select on the whole [K-1, ...] tensor, so every
-    parameter gets a gradient every step, zeros for sets not read: DDP needs no find_unused_parameters) and adds
-    U_s (V_sᵀ h) to each step's gates with two small batched products; no per-sample weight matrix is formed.
+    The math of a layer is `reference_layer` (plain PyTorch, per-sample Δ_s h); the forward runs the fast path,
+    `lrnn.kernels.lexical_layer`, which gathers the factors of its steps' sets (index_select on the whole [K-1, ...]
+    tensor, so every parameter gets a gradient every step, zeros for sets not read: DDP needs no
+    find_unused_parameters) and adds U_s (V_sᵀ h) with two small batched products, no per-sample weight matrix formed.
+    ``use_kernels = False`` runs the reference instead.
     """
 
     reads_tokens = True  # RNNLM passes tokens=
@@ -99,20 +106,6 @@ class LexicalLSTM(StepWeightLSTMBase):
                 self.register_parameter(f"delta_hh_v_l{k}", nn.Parameter(torch.empty(n, rank, H)))
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        """The base set as nn.LSTM (uniform in ±1/sqrt(H)); deltas zero (low rank: U zero, V as the base set)."""
-        self.init_uniform_(1.0 / math.sqrt(self.hidden_size))
-
-    def init_uniform_(self, bound: float) -> None:
-        """Base weights and V factors uniform in [-bound, bound], deltas (and U factors) zero. RNNLM's `init_range`
-        calls this instead of drawing every parameter, which would make the deltas non-zero."""
-        with torch.no_grad():
-            for name, p in self.named_parameters():
-                if name.startswith("delta_") and "_v_" not in name:
-                    p.zero_()
-                else:
-                    p.uniform_(-bound, bound)
-
     # ---- which set a step uses ----------------------------------------------------------------------------------
     def sets_of(self, tokens: Tensor) -> Tensor:
         """The weight set of every token: tokens [...] int -> [...] int64 in 0..K-1 (0: the base set)."""
@@ -154,39 +147,36 @@ class LexicalLSTM(StepWeightLSTMBase):
     ) -> tuple[Tensor, State]:
         """input [T, B, in] ([B, T, in] if batch_first, [T, in] unbatched) and tokens or sets (see the class
         docstring) -> output [T, B, H] (input's layout), (h_n, c_n) each [num_layers, B, H]."""
-        if input.dim() not in (2, 3):
-            raise ValueError(f"expected input of 2 (unbatched) or 3 dimensions, got shape {tuple(input.shape)}")
-        if input.shape[-1] != self.input_size:
-            raise ValueError(f"input.size(-1) must be {self.input_size}, got {input.shape[-1]}")
+        check_input(input, self.input_size)
         s = self._step_sets(input, tokens, sets)
-        unbatched = input.dim() == 2
-        x = (input.unsqueeze(1) if unbatched else (input.transpose(0, 1) if self.batch_first else input)).contiguous()
-        s = s.unsqueeze(1) if unbatched else (s.t() if self.batch_first else s)
-        T, B, H, L = x.shape[0], x.shape[1], self.hidden_size, self.num_layers
-        if T == 0:
-            raise ValueError("expected a sequence of at least one step, got length 0")
-        if hx is None:
-            h0 = c0 = x.new_zeros(L, B, H)
-        else:
-            h0, c0 = (st.unsqueeze(1) for st in hx) if unbatched else hx
-            for name, st in (("h0", h0), ("c0", c0)):
-                if st.shape != (L, B, H):
-                    raise ValueError(f"expected {name} of shape {(L, B, H)}, got {tuple(st.shape)}")
-        rows = (s - 1).clamp_min(0)  # set s >= 1 is row s - 1 of the deltas; base steps read row 0 ...
-        keep = (s > 0).to(x.dtype)  # ... and are masked out
-        h_n, c_n = [], []
-        for k in range(L):
-            x, h, c = self._layer(x, h0[k], c0[k], k, rows, keep)
-            h_n.append(h)
-            c_n.append(c)
-            if self.dropout > 0 and self.training and k < L - 1:
-                x = F.dropout(x, self.dropout, training=True)
-        out = x.squeeze(1) if unbatched else (x.transpose(0, 1) if self.batch_first else x)
-        h_n, c_n = torch.stack(h_n), torch.stack(c_n)
-        return out, ((h_n.squeeze(1), c_n.squeeze(1)) if unbatched else (h_n, c_n))
+        s = s.unsqueeze(1) if input.dim() == 2 else (s.t() if self.batch_first else s)  # [T, B], as the core's x
 
-    def _layer(self, x: Tensor, h: Tensor, c: Tensor, k: int, rows: Tensor, keep: Tensor) -> tuple[Tensor, ...]:
-        """Layer k over x [T, B, in] from (h, c) [B, H]: out [T, B, H], h_T, c_T."""
+        def layer(k: int, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+            return (self._fast_layer if self.use_kernels else self.reference_layer)(k, x.contiguous(), h, c, s)
+
+        return run_layers(
+            input, hx, layer, num_layers=self.num_layers, hidden_size=self.hidden_size, input_size=self.input_size,
+            batch_first=self.batch_first, dropout=self.dropout, training=self.training,
+        )  # fmt: skip
+
+    def reference_layer(self, k: int, x: Tensor, h: Tensor, c: Tensor, sets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Layer k in plain PyTorch: x [T, B, in], h and c [B, H], sets [T, B] -> out [T, B, H], h_T, c_T. Step t of
+        sample b is nn.LSTM's step with W_hh + Δ_s, s = sets[t, b] (Δ_0 = 0: the base set)."""
+        w_ih, w_hh = getattr(self, f"weight_ih_l{k}"), getattr(self, f"weight_hh_l{k}")
+        b_ih, b_hh = (getattr(self, f"bias_ih_l{k}"), getattr(self, f"bias_hh_l{k}")) if self.bias else (None, None)
+        d = self.deltas(k)  # [K-1, 4H, H]
+        deltas = torch.cat([d.new_zeros(1, *d.shape[1:]), d])  # row s: Δ_s, row 0 the base set's zero
+        outs = []
+        for t in range(x.shape[0]):
+            delta_h = torch.bmm(deltas[sets[t]], h.unsqueeze(2)).squeeze(2)  # Δ_s h for every sample
+            h, c = lstm_cell(x[t], h, c, w_ih, w_hh, b_ih, b_hh, extra_gates=delta_h)
+            outs.append(h)
+        return torch.stack(outs), h, c
+
+    def _fast_layer(self, k: int, x: Tensor, h: Tensor, c: Tensor, sets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Layer k through `lrnn.kernels.lexical_layer` (the same math, no autograd graph per step)."""
+        rows = (sets - 1).clamp_min(0)  # set s >= 1 is row s - 1 of the deltas; base steps read row 0 ...
+        keep = (sets > 0).to(x.dtype)  # ... and are masked out
         b = getattr(self, f"bias_ih_l{k}") + getattr(self, f"bias_hh_l{k}") if self.bias else None
         u = v = None
         if self.num_sets > 1:
@@ -195,7 +185,7 @@ class LexicalLSTM(StepWeightLSTMBase):
             else:
                 u, v = getattr(self, f"delta_hh_u_l{k}"), getattr(self, f"delta_hh_v_l{k}")
         w_ih, w_hh = getattr(self, f"weight_ih_l{k}"), getattr(self, f"weight_hh_l{k}")
-        return LexicalLSTMLayer.apply(x, h, c, w_ih, w_hh, b, u, v, rows, keep)
+        return lexical_layer(x, h, c, w_ih, w_hh, b, u, v, rows, keep)
 
     # ---- deltas, penalty, sizes -----------------------------------------------------------------------------------
     def deltas(self, k: int) -> Tensor:
@@ -248,90 +238,3 @@ class LexicalLSTM(StepWeightLSTMBase):
         s = f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, num_sets={self.num_sets}"
         s += f", rank={self.rank}" if self.rank is not None else ""
         return s + f", penalty={self.penalty}" + self._repr_flags()
-
-
-class LexicalLSTMLayer(torch.autograd.Function):
-    """One LSTM layer whose step t adds U_s V_sᵀ h to sample b's gates, s its set (gate order i, f, g, o as nn.LSTM).
-
-    apply(x, h0, c0, w_ih, w_hh, bias, u, v, rows, keep): x [T, B, in], h0/c0 [B, H], w_ih [4H, in], w_hh [4H, H],
-    bias [4H] or None; u [K-1, r, 4H] and v [K-1, r, H] hold U_sᵀ and V_sᵀ (v None: full rank, u [K-1, H, 4H] holds
-    Δ_sᵀ and V = I; u None: no deltas, a plain LSTM); rows [T, B] the delta row of every step and sample, keep [T, B]
-    1 where it has a set of its own, 0 on the base set. Returns out [T, B, H] (h of every step), h_T, c_T.
-
-    The forward loop records no graph (one autograd node per layer, not ~15 per step); each step gathers its B rows
-    of u and v (small, still in cache for the products) and adds U_s (V_sᵀ h) with one batched product. The backward
-    is one reverse loop for the state gradients and the deltas' (their rows summed with index_add_, so every row gets
-    a gradient, zero where no step read it), then one product per shared matrix. Differentiable once.
-    """
-
-    @staticmethod
-    def forward(ctx, x, h0, c0, w_ih, w_hh, bias, u, v, rows, keep):  # noqa: D102
-        T, B, H = x.shape[0], x.shape[1], w_hh.shape[1]
-        gates = F.linear(x, w_ih, bias)  # [T, B, 4H]: the input side of every step at once
-        z_all = None if u is None else x.new_empty(T, B, u.shape[1])  # z = V_sᵀ h of every step (full rank: h)
-        out, c_all, tanh_c = x.new_empty(T, B, H), x.new_empty(T, B, H), x.new_empty(T, B, H)
-        h, c = h0, c0
-        for t in range(T):
-            g = gates[t]
-            g.addmm_(h, w_hh.t())
-            if u is not None:
-                if v is None:
-                    z = torch.mul(h, keep[t, :, None], out=z_all[t])
-                else:
-                    z = torch.mul((v.index_select(0, rows[t]) * h.unsqueeze(1)).sum(2), keep[t, :, None], out=z_all[t])
-                g.unsqueeze(1).baddbmm_(z.unsqueeze(1), u.index_select(0, rows[t]))  # + U_s z
-            g[:, : 2 * H].sigmoid_()
-            g[:, 2 * H : 3 * H].tanh_()
-            g[:, 3 * H :].sigmoid_()
-            i, f, gg, o = g.chunk(4, 1)
-            c = torch.mul(f, c, out=c_all[t]).addcmul_(i, gg)
-            h = torch.mul(o, torch.tanh(c, out=tanh_c[t]), out=out[t])
-        ctx.has_bias = bias is not None
-        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, u, v, out, gates, c_all, tanh_c, z_all, rows, keep)
-        return out, out[-1].clone(), c_all[-1].clone()
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out, grad_hn, grad_cn):  # noqa: D102
-        x, h0, c0, w_ih, w_hh, u, v, out, gates, c_all, tanh_c, z_all, rows, keep = ctx.saved_tensors
-        T, B, H = out.shape
-        c_prev = torch.cat([c0.unsqueeze(0), c_all[:-1]])
-        h_prev = torch.cat([h0.unsqueeze(0), out[:-1]])
-        # With y = tanh(c_t): dc_t = dc_{t+1} f_{t+1} + dh_t o (1 - y²),
-        # d[i, f, g] = dc_t * [g i (1 - i), c_{t-1} f (1 - f), i (1 - g²)], d[o] = dh_t * y o (1 - o).
-        i, f, g, o = gates.chunk(4, 2)
-        to_dc = o * (1 - tanh_c * tanh_c)
-        factors4 = torch.cat([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g), tanh_c * o * (1 - o)], 2)
-        factors4 = factors4.view(T, B, 4, H)
-        d_gates = torch.empty_like(gates)
-        d_gates4 = d_gates.view(T, B, 4, H)
-        du = None if u is None else torch.zeros_like(u)
-        dv = None if v is None else torch.zeros_like(v)
-        dh, dc = grad_hn, grad_cn  # the gradient reaching h_t, c_t from step t+1 (and from h_n, c_n)
-        for t in range(T - 1, -1, -1):
-            dh_t = grad_out[t] + dh
-            dc = torch.addcmul(dc, dh_t, to_dc[t])
-            torch.mul(factors4[t, :, :3], dc.unsqueeze(1), out=d_gates4[t, :, :3])
-            torch.mul(factors4[t, :, 3], dh_t, out=d_gates4[t, :, 3])
-            dc = dc * f[t]
-            dg = d_gates[t]
-            dh = torch.mm(dg, w_hh)
-            if u is not None:  # through U_s z: dU_s += dg zᵀ, dz = U_sᵀ dg; through z = V_sᵀ h: dV_s += h dzᵀ
-                du.index_add_(0, rows[t], z_all[t].unsqueeze(2) * dg.unsqueeze(1))
-                dz = torch.bmm(dg.unsqueeze(1), u.index_select(0, rows[t]).mT).squeeze(1) * keep[t, :, None]
-                if v is None:
-                    dh += dz
-                else:
-                    dh.unsqueeze(1).baddbmm_(dz.unsqueeze(1), v.index_select(0, rows[t]))
-                    dv.index_add_(0, rows[t], dz.unsqueeze(2) * h_prev[t].unsqueeze(1))
-        need = ctx.needs_input_grad
-        N = T * B
-        dg = d_gates.view(N, -1)
-        dx = torch.mm(dg, w_ih).view(T, B, -1) if need[0] else None
-        dw_ih = torch.mm(dg.t(), x.reshape(N, -1)) if need[3] else None
-        dw_hh = torch.mm(dg.t(), h_prev.view(N, H)) if need[4] else None
-        db = dg.sum(0) if ctx.has_bias and need[5] else None
-        return (
-            dx, dh if need[1] else None, dc if need[2] else None, dw_ih, dw_hh, db,
-            du if need[6] else None, dv if need[7] else None, None, None,
-        )  # fmt: skip

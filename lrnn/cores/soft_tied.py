@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn as nn
 from torch import Tensor
 
-from lrnn.cores._lstm_math import LayerWeights, StepWeightLSTMBase, check_positive_int
+from lrnn.cores._lstm_math import LayerWeights, StepWeightLSTMBase, ZeroDeltasInit, check_positive_int
 from lrnn.cores._positions import Extrapolation, PositionSets, first_use
 
 
-class SoftTiedLSTM(PositionSets, StepWeightLSTMBase):
+class SoftTiedLSTM(PositionSets, ZeroDeltasInit, StepWeightLSTMBase):
     """An LSTM whose weights at position p are a shared set plus the delta of p's weight set: W_p = W + Δ_s(p).
 
     Positions map to weight sets like UntiedLSTM (s = p // share_every, S = ceil(max_len / share_every) sets,
     `extrapolation` past max_len). Every weight matrix and the bias of every layer get a per-set delta; the deltas
     start at zero, so a fresh core computes what its shared nn.LSTM computes. `regularization()` returns
     penalty * sum_s ||Δ_s||² (all layers, weights and biases): penalty 0 leaves an untied LSTM (a reparametrised
-    UntiedLSTM), a huge penalty pins it to a tied one. The objective in `LanguageModel` adds it to every update.
+    UntiedLSTM), a huge penalty pins it to a tied one. The objective in `LitLanguageModel` adds it to every update.
 
     rank=r makes each weight delta low-rank, Δ_s = U_s V_sᵀ with U_s [4H, r], V_s [in, r]: r * (4H + in) parameters
     per matrix and set instead of 4H * in (bias deltas stay full, 4H per set). U starts at zero and V random, so Δ
@@ -78,20 +76,6 @@ class SoftTiedLSTM(PositionSets, StepWeightLSTMBase):
 
     def _shared(self) -> list[Tensor]:
         return [p for name, p in self.named_parameters() if not name.startswith("delta_")]
-
-    def reset_parameters(self) -> None:
-        """The shared set as nn.LSTM (uniform in ±1/sqrt(H)); deltas zero (low rank: U zero, V as the shared set)."""
-        self.init_uniform_(1.0 / math.sqrt(self.hidden_size))
-
-    def init_uniform_(self, bound: float) -> None:
-        """Shared weights and V factors uniform in [-bound, bound], deltas (and U factors) zero. RNNLM's
-        `init_range` calls this instead of drawing every parameter, which would make the deltas non-zero."""
-        with torch.no_grad():
-            for name, p in self.named_parameters():
-                if name.startswith("delta_") and "_v_" not in name:
-                    p.zero_()
-                else:
-                    p.uniform_(-bound, bound)
 
     def deltas(self, k: int, sets: list[int] | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
         """Layer k's deltas of `sets` (default all): (Δ_ih [n, 4H, in], Δ_hh [n, 4H, H], Δ_bias [n, 4H] or None)."""

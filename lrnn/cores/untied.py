@@ -8,7 +8,7 @@ from torch import Tensor
 
 from lrnn.cores._lstm_math import LayerWeights, StepWeightLSTMBase
 from lrnn.cores._positions import EXTRAPOLATIONS, Extrapolation, PositionSets
-from lrnn.cores.cuda_graphs import CUDAGraphs
+from lrnn.kernels import CUDAGraphs
 
 __all__ = ["EXTRAPOLATIONS", "Extrapolation", "UntiedLSTM"]
 
@@ -34,21 +34,14 @@ class UntiedLSTM(PositionSets, StepWeightLSTMBase):
         bias_ih_l{k}, bias_hh_l{k}: ParameterList of S [4H] (if bias)
     i.e. nn.LSTM's parameters, one copy per weight set: `weight_ih_l0[s]` is set s's nn.LSTM `weight_ih_l0` (rows
     are gates i, f, g, o); state_dict keys are `weight_ih_l0.{s}`. `stacked("weight_ih_l0")` gives the [S, 4H, in]
-    view of a name. On CPU the weight gradients of a layer are written into one [S, ...] buffer that the core
-    reuses from one backward to the next (see `GradBuffers` in _lstm_math.py: a fresh multi-MB gradient every step
-    would page-fault), never into memory that a `.grad` or anyone else still holds. Sets no step used get no
-    gradient (.grad stays None), exactly like the naive ModuleList of LSTMCells.
+    view of a name. The parameter count is S times that of the same nn.LSTM (see `parameter_counts`).
 
-    On GPU, with share_every >= 2, each run of steps that share a set is one cuDNN call (torch's own LSTM kernel),
-    the state carried from block to block. Everything else (and all of it on CPU) is a custom autograd Function (see
-    lrnn/cores/_lstm_math.py), whose CPU loops run in lrnn's compiled kernels (built on first use): differentiable
-    once, double backward is not supported. Where no compiler is found the Function runs Python loops, and on CPU
-    blocks with weight sets up to 8 MB per layer go to oneDNN (one call per block) instead.
-    The parameter count is S times that of the same nn.LSTM (see `parameter_counts`).
-
-    cuda_graphs=True (GPU training): the forward and backward are captured as CUDA graphs once per input shape and
-    replayed, instead of launching ~5 small kernels per step and layer (see lrnn/cores/cuda_graphs.py for when the
-    eager path runs instead). Results are those of the eager path; on CPU the flag does nothing.
+    The math of a step is nn.LSTM's with set idx[t]'s weights (`lrnn.cores._lstm_math.lstm_cell`); the forward runs
+    it through `lrnn.kernels.step_weight_layer` (one hand-written backward per layer, compiled CPU kernels, cuDNN
+    per block of shared steps on GPU; differentiable once), or as plain PyTorch with `use_kernels = False`. Sets no
+    step used get no gradient (.grad stays None), like a naive ModuleList of LSTMCells. cuda_graphs=True (GPU
+    training) replays the forward and backward as CUDA graphs captured once per input shape (`lrnn.kernels.CUDAGraphs`;
+    same results; on CPU the flag does nothing).
 
     Example:
         >>> core = UntiedLSTM(8, 16, num_layers=2, max_len=35)
@@ -92,14 +85,8 @@ class UntiedLSTM(PositionSets, StepWeightLSTMBase):
         recurrent = S * self.num_layers * 4 * H * H
         bias = S * self.num_layers * 8 * H if self.bias else 0
         total = S * self.parameters_per_set()
-        return {
-            "num_weight_sets": S,
-            "per_set": self.parameters_per_set(),
-            "total": total,
-            "recurrent": recurrent,
-            "input": total - recurrent - bias,
-            "bias": bias,
-        }
+        return {"num_weight_sets": S, "per_set": self.parameters_per_set(), "total": total, "recurrent": recurrent,
+                "input": total - recurrent - bias, "bias": bias}  # fmt: skip
 
     @property
     def num_recurrent_parameters(self) -> int:
@@ -132,6 +119,7 @@ class UntiedLSTM(PositionSets, StepWeightLSTMBase):
         return self._eager_forward(input, hx, offset)
 
     def _eager_forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None, offset: int):
+        """The forward without CUDA graphs: step t uses weight set idx[t] of every layer."""
         idx = self.weight_set_indices(self._seq_len(input), offset)
         return self._run(input, hx, [self.layer_weights(k) for k in range(self.num_layers)], idx)
 

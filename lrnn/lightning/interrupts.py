@@ -2,7 +2,7 @@
 
 ``MidEpochCheckpoint`` writes ``<checkpoints>/last.ckpt`` between two training batches, where a checkpoint holds
 everything an exact resume needs: weights, optimizer, lr schedule, the loops' progress, the train loader's position
-in the epoch (:class:`lrnn.data.base.ResumableLoader`) and, from ``LanguageModel``, the carried hidden state, the
+in the epoch (:class:`lrnn.data.base.ResumableLoader`) and, from ``LitLanguageModel``, the carried hidden state, the
 TBPTT buffer, the running train metrics and the random states. ``trainer.fit(..., ckpt_path=last.ckpt)`` then
 continues with the next batch and gives the same numbers as a run that was never stopped.
 
@@ -14,7 +14,7 @@ training ends).
 
 Under DDP every rank installs the handlers, and after every batch the ranks agree (one all-reduce of a flag: any
 rank's signal, rank 0's clock) on whether to save now, so they all reach ``Trainer.save_checkpoint`` at the same
-batch; ``LanguageModel`` then gathers every rank's carried state, TBPTT buffer, metrics and random states into the
+batch; ``LitLanguageModel`` then gathers every rank's carried state, TBPTT buffer, metrics and random states into the
 checkpoint, and a resume with the same number of processes continues each rank exactly.
 
 SLURM: with Lightning's ``SLURMEnvironment(auto_requeue=True)`` (its default under SLURM), the requeue signal

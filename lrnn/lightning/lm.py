@@ -1,5 +1,10 @@
-"""``LanguageModel``: the LightningModule that trains any recurrent core as a language model (window, TBPTT or
-sentence-level BPTT)."""
+"""``LitLanguageModel``: the LightningModule that trains any recurrent core as a language model (window, TBPTT or
+sentence-level BPTT).
+
+Two classes, two jobs: ``lrnn.RNNLM`` is the network (a plain ``nn.Module``: embedding -> core -> decoder) and
+``LitLanguageModel`` (Lightning's ``Lit*`` naming) trains and evaluates one. ``LanguageModel`` is the earlier name of
+``LitLanguageModel``, kept importable.
+"""
 
 from __future__ import annotations
 
@@ -19,21 +24,17 @@ from lightning_utilities.core.apply_func import apply_to_collection
 from torch import nn
 from torchmetrics import MeanMetric
 
-from lrnn.cores import _native as native
 from lrnn.cores._lstm_math import StepWeightLSTMBase
 from lrnn.data.batching import IGNORE_INDEX
+from lrnn.kernels import native_ops
 from lrnn.lightning.clipping import clip_gradients
 from lrnn.lightning.ddp import configure_unused_parameters
-from lrnn.lightning.tbptt import TBPTT
+from lrnn.lightning.tbptt import TBPTT, detach_state
 from lrnn.rnnlm import RNNLM, State
 
 LossReduction = Literal["mean", "sum_over_time"]
 Bptt = Literal["window", "tbptt", "full"]
 Batch = tuple[torch.Tensor, torch.Tensor]
-
-
-def detach_state(state: State | None) -> State | None:
-    return None if state is None else (state[0].detach(), state[1].detach())
 
 
 class TrainingDiverged(RuntimeError):
@@ -102,8 +103,9 @@ def instantiate_core(config: Mapping[str, Any]) -> nn.Module:
     return cls(**(config.get("init_args") or {}))
 
 
-class LanguageModel(L.LightningModule):
-    """Embedding -> recurrent core -> decoder, trained window by window, by TBPTT(k1, k2) or per sentence.
+class LitLanguageModel(L.LightningModule):
+    """Trains an ``RNNLM`` (embedding -> recurrent core -> decoder; ``self.model``) window by window, by TBPTT(k1, k2)
+    or per sentence.
 
     Training modes (``bptt``):
 
@@ -374,11 +376,8 @@ class LanguageModel(L.LightningModule):
         return float(self.trainer.optimizers[0].param_groups[0]["lr"]) if self.trainer.optimizers else float("nan")
 
     def _advance(self, chunk: tuple[torch.Tensor, ...], state: State | None, offset: int) -> State:
-        """TBPTT advance_fn: embedding and core only (no decoder) over steps that are not scored."""
-        model, tokens = self.model, chunk[0]
-        batch_first = getattr(model.core, "batch_first", False)
-        tokens = tokens if batch_first else tokens.t()
-        return model.run_core(model.drop(model.embedding(tokens)), tokens, state, offset)[1]
+        """TBPTT advance_fn: the state after steps that are not scored (no decoder, see ``RNNLM.advance``)."""
+        return self.model.advance(chunk[0], state, offset)
 
     def _normalizer(self, scored: tuple[torch.Tensor, ...]) -> torch.Tensor | int:
         """The update's objective = summed NLL / this (see ``loss_reduction``)."""
@@ -584,7 +583,7 @@ class LanguageModel(L.LightningModule):
         for logger in self.loggers:
             logger.log_hyperparams(counts)
         if self.device.type == "cpu" and isinstance(self.model.core, StepWeightLSTMBase):
-            native.ops()  # build (first run on a machine: ~15 s) or load the CPU kernels now, not in the timed epoch
+            native_ops()  # build (first run on a machine: ~15 s) or load the CPU kernels now, not in the timed epoch
 
     # ---- optimisation -----------------------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
@@ -593,3 +592,6 @@ class LanguageModel(L.LightningModule):
         decay, after = self.hparams.lr_decay, self.hparams.lr_decay_after
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: decay ** max(0, epoch + 1 - after))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}
+
+
+LanguageModel = LitLanguageModel  # the name before issue 26 (class paths and imports keep working)

@@ -29,6 +29,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from lrnn.launch import fit_argv
+
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENTS = ROOT / "experiments"
 DEFAULTS = ROOT / "lrnn" / "configs" / "defaults.yaml"
@@ -203,7 +205,7 @@ class RunSpec:
     def fit_args(self) -> list[str]:
         """``lrnn fit`` arguments (without output, W&B and progress-bar flags); paths relative to the repository."""
         config = (EXPERIMENTS / f"{self.experiment}.yaml").relative_to(ROOT)
-        args = ["fit", "--config", str(config), "--seed_everything", str(self.seed)]
+        args = fit_argv(config, "--seed_everything", str(self.seed))
         for k, v in self.overrides:
             args += [f"--{k}", _cli_value(v)]
         return args

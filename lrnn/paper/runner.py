@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lrnn.launch import lrnn_command, resume_argv
 from lrnn.loggers import portable
 from lrnn.paper.grid import ROOT, RunSpec
 
@@ -142,8 +143,9 @@ def resumable_version(runs: Path, spec: RunSpec) -> Path | None:
 
 def resume_command(version: Path, wandb: str, python: str = sys.executable) -> list[str]:
     """``lrnn fit --resume <version>``: the run's own config.yaml, same folder and W&B run (issue #8)."""
-    return [python, "-m", "lrnn", "fit", "--resume", _arg_path(version), "--wandb", wandb,
-            "--trainer.enable_progress_bar", "false"]  # fmt: skip
+    return lrnn_command(
+        resume_argv(_arg_path(version), "--wandb", wandb, "--trainer.enable_progress_bar", "false"), python
+    )
 
 
 def _arg_path(path: Path) -> str:
@@ -165,26 +167,20 @@ def needs_evaluation(spec: RunSpec, version: Path) -> bool:
 def fit_command(spec: RunSpec, runs: Path, profile: str, wandb: str, python: str = sys.executable) -> list[str]:
     """The ``lrnn fit`` command line of a spec (what the W&B sweep runs too, with the same dotted keys)."""
     tags = [f"core:{spec.core}", f"profile:{profile}", *(f"claim:{c}" for c in spec.claims)]
-    return [
+    paper_config = {"paper/core": spec.core, "paper/profile": profile, **{f"paper/{k}": v for k, v in spec.factors}}
+    return lrnn_command(
+        [
+            *spec.fit_args(),
+            "--name", spec.experiment_name,
+            "--out_dir", _arg_path(runs / spec.key),
+            "--wandb", wandb,
+            "--wandb_group", spec.claims[0],
+            "--wandb_tags", json.dumps(tags),
+            "--wandb_config", json.dumps(paper_config),
+            "--trainer.enable_progress_bar", "false",
+        ],
         python,
-        "-m",
-        "lrnn",
-        *spec.fit_args(),
-        "--name",
-        spec.experiment_name,
-        "--out_dir",
-        _arg_path(runs / spec.key),
-        "--wandb",
-        wandb,
-        "--wandb_group",
-        spec.claims[0],
-        "--wandb_tags",
-        json.dumps(tags),
-        "--wandb_config",
-        json.dumps({"paper/core": spec.core, "paper/profile": profile, **{f"paper/{k}": v for k, v in spec.factors}}),
-        "--trainer.enable_progress_bar",
-        "false",
-    ]
+    )  # fmt: skip
 
 
 def evaluate_command(
@@ -197,9 +193,10 @@ def evaluate_command(
 ) -> list[str]:
     """``lrnn evaluate`` into ``<version>/evaluation`` (replacing a partial one); ``splits`` empty with ``train``:
     the training-stream perplexity only."""
-    args = [python, "-m", "lrnn", "evaluate", _arg_path(version), "--lengths", *map(str, lengths), "--splits", *splits]
+    args = ["evaluate", _arg_path(version), "--lengths", *map(str, lengths), "--splits", *splits]
     args += ["--train"] if train else []
-    return [*args, "--device", device, "--no-plots", "--out", _arg_path(version / "evaluation"), "--overwrite"]
+    args += ["--device", device, "--no-plots", "--out", _arg_path(version / "evaluation"), "--overwrite"]
+    return lrnn_command(args, python)
 
 
 def machine() -> dict[str, Any]:

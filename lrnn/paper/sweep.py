@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from lrnn.launch import lrnn_command
 from lrnn.paper.collect import readable_command
 from lrnn.paper.grid import RunSpec
 
@@ -32,6 +33,6 @@ def write_sweep(grid: list[RunSpec], path: Path, profile: str, runs: Path) -> Pa
         f"# make paper PROFILE={profile} as a W&B sweep: `wandb sweep {path}`, then `wandb agent <id>`.",
         "# paper_run -> the lrnn fit command it runs:",
     ]
-    lines += [f"#   {r.key}: {readable_command(['python', '-m', 'lrnn', *r.fit_args()])}" for r in grid]
+    lines += [f"#   {r.key}: {readable_command(lrnn_command(r.fit_args(), 'python'))}" for r in grid]
     path.write_text("\n".join(lines) + "\n" + yaml.safe_dump(sweep_config(grid, profile), sort_keys=False))
     return path

@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from lrnn.launch import lrnn_command
 from lrnn.paper.grid import ROOT, RunSpec
 
 FIELDS = ["core", "repeat", "steps", "tokens_per_s", "threads", "load_max", "quiet", "git_commit", "measured_at"]
@@ -45,12 +46,12 @@ def timing_specs(grid: list[RunSpec], cores: Sequence[str] = ("tied", "untied"))
 
 def timing_command(spec: RunSpec, out_dir: Path, steps: int, python: str = sys.executable) -> list[str]:
     """The spec's ``lrnn fit`` cut to ``steps`` updates: one epoch, no validation, no test, no W&B."""
-    return [
-        python, "-m", "lrnn", *spec.fit_args(), "--out_dir", str(out_dir), "--name", spec.core, "--wandb", "off",
+    return lrnn_command([
+        *spec.fit_args(), "--out_dir", str(out_dir), "--name", spec.core, "--wandb", "off",
         "--trainer.max_epochs", "1", "--trainer.limit_train_batches", str(steps), "--trainer.limit_val_batches", "0",
         "--trainer.callbacks", "[]", "--test_after_fit", "false",
         "--trainer.enable_progress_bar", "false",
-    ]  # fmt: skip
+    ], python)  # fmt: skip
 
 
 def _tokens_per_s(run_root: Path) -> float:

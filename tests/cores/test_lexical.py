@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from lrnn import RNNLM, LexicalLSTM
 from lrnn.data.sentences import SentenceBatches, sentence_sequences
-from tests.cores.test_untied import grads, loss_of, rand_state
+from tests.cores.test_untied import grads, loss_of, naive_lstm, rand_state
 
 F64 = torch.float64
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is faster on a shared CPU
@@ -26,29 +26,17 @@ def randomize_deltas(core: LexicalLSTM, scale: float = 0.5) -> None:
 def reference(core: LexicalLSTM, x: torch.Tensor, sets: torch.Tensor, hx=None):
     """Per-sample explicit weights: step t of sample b uses W_hh + Δ_s as one [4H, H] matrix (s = sets[t, b], Δ_0 =
     0), time-major. Plain autograd, so its gradients are the reference for the core's hand-written backward."""
-    T, B, _ = x.shape
-    H, L = core.hidden_size, core.num_layers
-    h_n, c_n = [], []
-    for k in range(L):
-        w_ih, w_hh = getattr(core, f"weight_ih_l{k}"), getattr(core, f"weight_hh_l{k}")
-        sets_w = torch.cat([torch.zeros_like(w_hh).unsqueeze(0), core.deltas(k)]) + w_hh  # [K, 4H, H]
-        h, c = (x.new_zeros(B, H), x.new_zeros(B, H)) if hx is None else (hx[0][k], hx[1][k])
-        outs = []
-        for t in range(T):
-            rows = []
-            for b in range(B):
-                gates = w_ih @ x[t, b] + sets_w[sets[t, b]] @ h[b]
-                if core.bias:
-                    gates = gates + getattr(core, f"bias_ih_l{k}") + getattr(core, f"bias_hh_l{k}")
-                rows.append(gates)
-            i, f, g, o = torch.stack(rows).chunk(4, 1)
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            h = torch.sigmoid(o) * torch.tanh(c)
-            outs.append(h)
-        x = torch.stack(outs)
-        h_n.append(h)
-        c_n.append(c)
-    return x, (torch.stack(h_n), torch.stack(c_n))
+    sets_w = [
+        torch.cat([torch.zeros_like(w).unsqueeze(0), core.deltas(k)]) + w  # [K, 4H, H]
+        for k, w in enumerate(getattr(core, f"weight_hh_l{k}") for k in range(core.num_layers))
+    ]
+
+    def gates(k, t, x_t, h):
+        w_ih = getattr(core, f"weight_ih_l{k}")
+        rows = torch.stack([w_ih @ x_t[b] + sets_w[k][sets[t, b]] @ h[b] for b in range(x_t.shape[0])])
+        return rows + getattr(core, f"bias_ih_l{k}") + getattr(core, f"bias_hh_l{k}") if core.bias else rows
+
+    return naive_lstm(x, hx, core.num_layers, core.hidden_size, gates)
 
 
 @pytest.mark.parametrize("num_sets,rank", [(1, None), (1, 3), (5, None), (5, 3)])

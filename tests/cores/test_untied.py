@@ -6,27 +6,23 @@ import pytest
 import torch
 import torch.nn as nn
 
-from lrnn.cores import _lstm_math
-from lrnn.cores._lstm_math import step_segments
 from lrnn.cores.untied import UntiedLSTM
+from lrnn.kernels import step_weight
+from lrnn.kernels.step_weight import step_segments
 
 F64 = torch.float64
 
 
-def reference(core: UntiedLSTM, x: torch.Tensor, hx=None, offset: int = 0):
-    """Plain-autograd untied LSTM (time-major, batched): step t uses core's weight set for position offset + t."""
+def naive_lstm(x: torch.Tensor, hx, num_layers: int, hidden_size: int, gates):
+    """Plain-autograd LSTM stack, time-major: gates(k, t, x_t [B, in], h [B, H]) -> the pre-activations [B, 4H] of
+    layer k at step t (gate order i, f, g, o). Returns out [T, B, H], (h_n, c_n)."""
     T, B, _ = x.shape
-    idx = core.weight_set_indices(T, offset)
-    H, L = core.hidden_size, core.num_layers
     h_n, c_n = [], []
-    for k in range(L):
-        h, c = (x.new_zeros(B, H), x.new_zeros(B, H)) if hx is None else (hx[0][k], hx[1][k])
+    for k in range(num_layers):
+        h, c = (x.new_zeros(B, hidden_size), x.new_zeros(B, hidden_size)) if hx is None else (hx[0][k], hx[1][k])
         outs = []
-        for t, s in enumerate(idx):
-            gates = x[t] @ getattr(core, f"weight_ih_l{k}")[s].t() + h @ getattr(core, f"weight_hh_l{k}")[s].t()
-            if core.bias:
-                gates = gates + getattr(core, f"bias_ih_l{k}")[s] + getattr(core, f"bias_hh_l{k}")[s]
-            i, f, g, o = gates.chunk(4, 1)
+        for t in range(T):
+            i, f, g, o = gates(k, t, x[t], h).chunk(4, 1)
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
             h = torch.sigmoid(o) * torch.tanh(c)
             outs.append(h)
@@ -34,6 +30,18 @@ def reference(core: UntiedLSTM, x: torch.Tensor, hx=None, offset: int = 0):
         h_n.append(h)
         c_n.append(c)
     return x, (torch.stack(h_n), torch.stack(c_n))
+
+
+def reference(core: UntiedLSTM, x: torch.Tensor, hx=None, offset: int = 0):
+    """Plain-autograd untied LSTM (time-major, batched): step t uses core's weight set for position offset + t."""
+    idx = core.weight_set_indices(x.shape[0], offset)
+
+    def gates(k, t, x_t, h):
+        s = idx[t]
+        out = x_t @ getattr(core, f"weight_ih_l{k}")[s].t() + h @ getattr(core, f"weight_hh_l{k}")[s].t()
+        return out + getattr(core, f"bias_ih_l{k}")[s] + getattr(core, f"bias_hh_l{k}")[s] if core.bias else out
+
+    return naive_lstm(x, hx, core.num_layers, core.hidden_size, gates)
 
 
 def rand_state(L: int, B: int, H: int, dtype=F64, requires_grad: bool = True):
@@ -126,8 +134,8 @@ def test_matches_reference_with_distinct_sets(share_every, offset, extrapolation
 def test_blocked_weight_gradients_match_reference(share_every, monkeypatch):
     """The CPU path that computes large weight gradients in zero-filled row blocks (forced here, ragged blocks of 3
     rows)."""
-    monkeypatch.setattr(_lstm_math, "_PREFETCH_UP_TO", 0)  # every gradient in blocks
-    monkeypatch.setattr(_lstm_math, "_DW_BLOCK_BYTES", 3 * 4 * 8)  # 3 rows of a [16, 4] float64 gradient
+    monkeypatch.setattr(step_weight, "_PREFETCH_UP_TO", 0)  # every gradient in blocks
+    monkeypatch.setattr(step_weight, "_DW_BLOCK_BYTES", 3 * 4 * 8)  # 3 rows of a [16, 4] float64 gradient
     torch.manual_seed(5)
     core = UntiedLSTM(4, 4, 2, max_len=6, share_every=share_every).double()
     x = torch.randn(6, 3, 4, dtype=F64, requires_grad=True)
@@ -141,10 +149,10 @@ def test_blocked_weight_gradients_match_reference(share_every, monkeypatch):
 def test_grad_product_blocks_cover_every_row(monkeypatch):
     g, inp = torch.randn(7, 50, dtype=F64), torch.randn(7, 9, dtype=F64)
     expected = g.t() @ inp
-    torch.testing.assert_close(_lstm_math._grad_product(g, inp), expected, atol=1e-12, rtol=0)  # one product
-    monkeypatch.setattr(_lstm_math, "_PREFETCH_UP_TO", 0)  # every gradient in blocks
-    monkeypatch.setattr(_lstm_math, "_DW_BLOCK_BYTES", 9 * 8 * 8)  # blocks of 8 rows: 6 full ones and one of 2
-    blocked = _lstm_math._grad_product(g, inp)
+    torch.testing.assert_close(step_weight._grad_product(g, inp), expected, atol=1e-12, rtol=0)  # one product
+    monkeypatch.setattr(step_weight, "_PREFETCH_UP_TO", 0)  # every gradient in blocks
+    monkeypatch.setattr(step_weight, "_DW_BLOCK_BYTES", 9 * 8 * 8)  # blocks of 8 rows: 6 full ones and one of 2
+    blocked = step_weight._grad_product(g, inp)
     assert blocked.is_contiguous() and blocked.shape == (50, 9)
     torch.testing.assert_close(blocked, expected, atol=1e-12, rtol=0)
 
@@ -358,7 +366,7 @@ def test_double_backward_is_refused():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("fused", [True, False])
 def test_cuda_matches_cpu(fused, monkeypatch):
-    monkeypatch.setattr(_lstm_math, "USE_FUSED_CUDA_CELL", fused)
+    monkeypatch.setattr(step_weight, "USE_FUSED_CUDA_CELL", fused)
     torch.manual_seed(13)
     core = UntiedLSTM(3, 8, 2, max_len=7, share_every=2).double()
     x = torch.randn(6, 4, 3, dtype=F64)

@@ -10,8 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from lrnn import LanguageModel, TextDataModule, TiedLSTM
-from lrnn.cores import _lstm_math, _native
-from lrnn.cores._lstm_math import GradBuffers
+from lrnn.kernels import GradBuffers, _native, step_weight
 from lrnn.rnnlm import IGNORE_INDEX, RNNLM, EmbeddingLookup, LinearNLL
 from tests.helpers import FakeClock, timed_language_model
 
@@ -118,7 +117,7 @@ def test_fused_nll_matches_cross_entropy_of_the_logits(
     """RNNLM.nll (the training hot path, logits in a reused buffer) = cross_entropy(forward), values and gradients,
     with ignored targets, on repeated calls (buffer reuse) and when the previous gradients are still held; with
     lrnn's compiled softmax pass (CPU) and with the torch ops it falls back to."""
-    monkeypatch.setattr(_lstm_math, "USE_NATIVE_CPU", native)
+    monkeypatch.setattr(step_weight, "USE_NATIVE_CPU", native)
     torch.manual_seed(0)
     model = RNNLM(40, TiedLSTM(8, 8, batch_first=batch_first), tie_embeddings=tie, dropout=0.0).double()
     tokens, targets = torch.randint(0, 40, (3, 6)), torch.randint(0, 40, (3, 6))
@@ -150,7 +149,7 @@ def test_fused_nll_float32_many_rows_scaled_gradient(
     kernels: on an AVX-512 CPU its product kernels write the logits (the bias added in the softmax pass) and the
     weight gradient (classes a multiple of 4), switched off ("kernels-avx2") torch's products do; 998 classes go to
     torch's products either way."""
-    monkeypatch.setattr(_lstm_math, "USE_NATIVE_CPU", native != "torch-ops")
+    monkeypatch.setattr(step_weight, "USE_NATIVE_CPU", native != "torch-ops")
     torch.manual_seed(1)
     h, weight, bias = torch.randn(64, 16), torch.randn(classes, 16) * 3, torch.randn(classes) * 30
     targets = torch.randint(0, classes, (64,))
@@ -162,7 +161,7 @@ def test_fused_nll_float32_many_rows_scaled_gradient(
     ops = _native.ops() if native != "torch-ops" else None
     was = ops.use_avx512(native == "kernels") if ops is not None else None
     try:
-        got = 0.37 * LinearNLL.apply(h, weight, bias if with_bias else None, targets, GradBuffers())
+        got = 0.37 * LinearNLL.apply(h, weight, bias if with_bias else None, targets, IGNORE_INDEX, GradBuffers())
         grads = torch.autograd.grad(got, params)
     finally:
         if ops is not None:
@@ -175,7 +174,7 @@ def test_fused_nll_float32_many_rows_scaled_gradient(
 def test_fused_nll_rejects_out_of_range_targets() -> None:
     h, weight = torch.randn(3, 4), torch.randn(10, 4)
     with pytest.raises((IndexError, RuntimeError), match="out of bounds"):
-        LinearNLL.apply(h, weight, None, torch.tensor([1, 10, 2]), GradBuffers())
+        LinearNLL.apply(h, weight, None, torch.tensor([1, 10, 2]), IGNORE_INDEX, GradBuffers())
 
 
 def test_tokens_per_s_counts_training_time_only(tiny_corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -311,7 +310,7 @@ def test_off_cpu_nll_is_torchs_cross_entropy(monkeypatch: pytest.MonkeyPatch) ->
     targets[0, 2] = IGNORE_INDEX
     results = []
     for cpu_path in (True, False):
-        monkeypatch.setattr(rnnlm, "_reuses_buffers", lambda t, cpu_path=cpu_path: cpu_path)
+        monkeypatch.setattr(rnnlm, "reuses_buffers", lambda t, cpu_path=cpu_path: cpu_path)
         calls = []
         for fn in (EmbeddingLookup, LinearNLL):
             monkeypatch.setattr(fn, "apply", lambda *a, real=fn.apply, c=calls: c.append(1) or real(*a))

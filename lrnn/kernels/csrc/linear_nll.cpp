@@ -3,7 +3,7 @@
 // the whole [N, V] buffer (16 MB at PTB's 400 x 10k) going forward and two going back. Rows are split over torch's
 // threads; a row's arithmetic does not depend on the split. Where the CPU has AVX-512, the logits and the decoder
 // weight's gradient come from lrnn's product kernels (small_gemm.h), and the bias is added in the softmax pass. Built
-// with step_weight_lstm.cpp (lrnn/cores/_native.py).
+// with step_weight_lstm.cpp (lrnn/kernels/_native.py).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>

@@ -8,8 +8,8 @@ import pickle
 import pytest
 import torch
 
-from lrnn.cores.cuda_graphs import CUDAGraphs, _copies, _parameter_aliases, _parameters_swapped
 from lrnn.cores.untied import UntiedLSTM
+from lrnn.kernels.cuda_graphs import CUDAGraphs, _copies, _parameter_aliases, _parameters_swapped
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 

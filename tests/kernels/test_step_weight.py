@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lrnn.cores import _lstm_math
-from lrnn.cores._lstm_math import GradBuffers
 from lrnn.cores.untied import UntiedLSTM
+from lrnn.kernels import GradBuffers, step_weight
 
 F64 = torch.float64
 
@@ -16,10 +15,10 @@ def run_both(core: UntiedLSTM, x: torch.Tensor, hx, offset: int, monkeypatch) ->
     """Outputs and all gradients with the fused runs and with StepWeightLSTMLayer, same dropout masks. On CPU the fused
     runs are the path without lrnn's compiled kernels, so those are switched off here (tests/cores/test_native.py
     compares the kernels with the Python loops)."""
-    monkeypatch.setattr(_lstm_math, "USE_NATIVE_CPU", False)
+    monkeypatch.setattr(step_weight, "USE_NATIVE_CPU", False)
     results = []
     for fuse in (True, False):
-        monkeypatch.setattr(_lstm_math, "FUSE_SHARED_RUNS", fuse)
+        monkeypatch.setattr(step_weight, "FUSE_SHARED_RUNS", fuse)
         core.zero_grad(set_to_none=True)
         inputs = [x] + ([] if hx is None else list(hx))
         torch.manual_seed(5)
@@ -60,10 +59,10 @@ def test_fused_runs_unbatched_no_bias_no_state(monkeypatch):
 
 
 def test_fused_runs_are_used_for_shared_blocks(monkeypatch):
-    monkeypatch.setattr(_lstm_math, "USE_NATIVE_CPU", False)
+    monkeypatch.setattr(step_weight, "USE_NATIVE_CPU", False)
     calls = []
-    original = _lstm_math._lstm_runs
-    monkeypatch.setattr(_lstm_math, "_lstm_runs", lambda *a: calls.append(a[3]) or original(*a))
+    original = step_weight._lstm_runs
+    monkeypatch.setattr(step_weight, "_lstm_runs", lambda *a: calls.append(a[3]) or original(*a))
     UntiedLSTM(2, 3, 1, max_len=10, share_every=5)(torch.randn(10, 1, 2))
     assert calls == [[(0, 5, 0), (5, 10, 1)]]
     calls.clear()
@@ -156,16 +155,16 @@ def test_grad_buffers_never_hand_out_inference_tensors_to_training():
 def test_large_cpu_weight_sets_skip_the_fused_runs(monkeypatch):
     """On CPU, layers whose weight set exceeds _FUSE_RUNS_CPU_UP_TO run their shared blocks through
     StepWeightLSTMLayer (oneDNN's per-call weight reorder costs more there), with the same results."""
-    monkeypatch.setattr(_lstm_math, "USE_NATIVE_CPU", False)
+    monkeypatch.setattr(step_weight, "USE_NATIVE_CPU", False)
     torch.manual_seed(0)
     core = UntiedLSTM(3, 5, 2, max_len=8, share_every=4).double()
     x = torch.randn(8, 2, 3, dtype=F64, requires_grad=True)
     calls = []
-    real = _lstm_math._lstm_runs
-    monkeypatch.setattr(_lstm_math, "_lstm_runs", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = step_weight._lstm_runs
+    monkeypatch.setattr(step_weight, "_lstm_runs", lambda *a, **k: calls.append(1) or real(*a, **k))
     fused, _ = core(x)
     assert len(calls) == 2  # one per layer
-    monkeypatch.setattr(_lstm_math, "_FUSE_RUNS_CPU_UP_TO", 0)
+    monkeypatch.setattr(step_weight, "_FUSE_RUNS_CPU_UP_TO", 0)
     calls.clear()
     unfused, _ = core(x)
     assert calls == []

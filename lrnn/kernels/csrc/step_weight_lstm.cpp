@@ -1,11 +1,11 @@
-// CPU kernels for StepWeightLSTMLayer (lrnn/cores/_lstm_math.py): one LSTM layer over a sequence where step t uses
+// CPU kernels for StepWeightLSTMLayer (lrnn/kernels/step_weight.py): one LSTM layer over a sequence where step t uses
 // weight set idx[t]. The Python Function calls these for float32/float64 on CPU; they do what its Python loops do
 // (same products, same order of steps), but the per-step gate arithmetic is one fused, vectorised pass over the
 // batch instead of ~8 tensor operations, and the step loops run without Python. Built on first use by
-// lrnn/cores/_native.py (torch.utils.cpp_extension); ops are registered as torch.ops.lrnn.*.
+// lrnn/kernels/_native.py (torch.utils.cpp_extension); ops are registered as torch.ops.lrnn.*.
 //
 // Segments (the flat `segs` list, 4 ints each): steps t0..t1-1 use sets s0, s0+1, ... (diagonal = 1) or all use set
-// s0 (a run, diagonal = 0); see step_segments in _lstm_math.py.
+// s0 (a run, diagonal = 0); see step_segments in step_weight.py.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -109,7 +109,7 @@ inline void for_rows(int64_t B, int64_t H, const F& f) {
 }
 
 // Read a cold, L2-sized weight set once in order so that the product that follows finds it in cache (see
-// _prefetch in _lstm_math.py: MKL's packing of a cold set is ~40% slower).
+// _prefetch in step_weight.py: MKL's packing of a cold set is ~40% slower).
 inline void prefetch(const Tensor& w, int64_t up_to) {
   if (w.numel() * w.element_size() <= up_to) w.sum();
 }

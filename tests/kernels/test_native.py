@@ -1,4 +1,4 @@
-"""lrnn's compiled CPU kernels (lrnn/cores/_native.py, csrc/step_weight_lstm.cpp) against the Python loops."""
+"""lrnn's compiled CPU kernels (lrnn/kernels/_native.py, csrc/step_weight_lstm.cpp) against the Python loops."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator
 import pytest
 import torch
 
-from lrnn.cores import _lstm_math, _native
 from lrnn.cores.time_varying import TimeVaryingLSTM
 from lrnn.cores.untied import UntiedLSTM
+from lrnn.kernels import _native, step_weight
 
 F64 = torch.float64
 
@@ -51,7 +51,7 @@ def switched(switch: Callable[[bool], bool], on: bool) -> Iterator[None]:
 
 
 def outputs_and_grads(core, x, hx, native: bool, monkeypatch, offset: int = 0) -> list[torch.Tensor]:
-    monkeypatch.setattr(_lstm_math, "USE_NATIVE_CPU", native)
+    monkeypatch.setattr(step_weight, "USE_NATIVE_CPU", native)
     core.zero_grad(set_to_none=True)
     inputs = [t for t in [x, *(hx or [])] if t.requires_grad]
     torch.manual_seed(3)
@@ -89,7 +89,7 @@ def test_kernels_match_the_python_loops(ops, case, state, dtype, atol, monkeypat
     """Outputs, state and every gradient (input, h0, c0, all weight sets and biases) agree with the Python loops:
     to 1e-12 in float64 (the kernels use the library exp/tanh there) and to float32 precision (their own exp)."""
     kwargs, T, offset = CASES[case]
-    monkeypatch.setattr(_lstm_math, "FUSE_SHARED_RUNS", False)
+    monkeypatch.setattr(step_weight, "FUSE_SHARED_RUNS", False)
     torch.manual_seed(0)
     core = UntiedLSTM(3, 5, 2, **kwargs).to(dtype)
     B = 4
@@ -316,10 +316,10 @@ def test_the_kernels_run_for_untied_and_time_varying_cores(ops):
 
 def test_half_precision_and_switched_off_use_the_python_loops(ops, monkeypatch):
     x = torch.randn(2, 2, 3)
-    assert _lstm_math._native_ops(x) is ops
-    assert _lstm_math._native_ops(x.to(torch.bfloat16)) is None
-    monkeypatch.setattr(_lstm_math, "USE_NATIVE_CPU", False)
-    assert _lstm_math._native_ops(x) is None
+    assert step_weight._native_ops(x) is ops
+    assert step_weight._native_ops(x.to(torch.bfloat16)) is None
+    monkeypatch.setattr(step_weight, "USE_NATIVE_CPU", False)
+    assert step_weight._native_ops(x) is None
 
 
 def test_a_failed_build_warns_once_and_falls_back(monkeypatch):
@@ -368,8 +368,8 @@ def test_shared_blocks_stay_in_the_kernels_on_cpu(ops, monkeypatch):
     """share_every >= 2 on CPU: the compiled kernels run the blocks (faster than one oneDNN call per block), with the
     same results as the oneDNN path that runs without them."""
     calls = []
-    real = _lstm_math._lstm_runs
-    monkeypatch.setattr(_lstm_math, "_lstm_runs", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = step_weight._lstm_runs
+    monkeypatch.setattr(step_weight, "_lstm_runs", lambda *a, **k: calls.append(1) or real(*a, **k))
     torch.manual_seed(0)
     core = UntiedLSTM(3, 5, 2, max_len=10, share_every=5).to(F64)
     x = torch.randn(10, 2, 3, dtype=F64, requires_grad=True)
