@@ -1,7 +1,7 @@
 """``lrnn`` command line: LightningCLI (jsonargparse) with lrnn's defaults, loggers and fit-then-test.
 
-    lrnn fit --config experiments/tied_ptb.yaml [--name tied_ptb] [--wandb auto|online|offline|off]
-    lrnn test --config experiments/tied_ptb.yaml --ckpt_path runs/tied_ptb/version_0/checkpoints/best.ckpt
+    lrnn fit --config lrnn/experiments/tied_ptb.yaml [--name tied_ptb] [--wandb auto|online|offline|off]
+    lrnn test --config lrnn/experiments/tied_ptb.yaml --ckpt_path runs/tied_ptb/version_0/checkpoints/best.ckpt
     lrnn evaluate runs/tied_ptb/version_0 [--ckpt best|last|PATH] [--lengths 10 20 40] [--out DIR]
     lrnn generate runs/tied_ptb/version_0 --prompt "the market" [--max_tokens 50] [--temperature 1] [--seed 0]
     lrnn score runs/tied_ptb/version_0 FILE [--json]

@@ -88,15 +88,15 @@ def test_launcher_lists_experiments_and_rejects_unknown_names(capsys: pytest.Cap
 
 def test_launcher_builds_the_fit_command() -> None:
     argv = launch.build_argv("tied_ptb", gpus="2", wandb="off", extra=["--trainer.max_epochs", "1"])
-    assert argv[:2] == ["fit", "--config"] and argv[2].endswith("experiments/tied_ptb.yaml")
+    assert argv[:2] == ["fit", "--config"] and argv[2].endswith("lrnn/experiments/tied_ptb.yaml")
     assert argv[argv.index("--trainer.strategy") + 1] == "ddp" and argv[-2:] == ["--trainer.max_epochs", "1"]
 
 
 @pytest.mark.parametrize("name", sorted(launch.available()))
 def test_every_experiment_config_parses(name: str, capsys: pytest.CaptureFixture[str]) -> None:
-    """Each experiments/*.yaml is a valid LightningCLI config (--print_config parses it, nothing is trained)."""
+    """Each lrnn/experiments/*.yaml is a valid LightningCLI config (--print_config parses it, nothing is trained)."""
     with pytest.raises(SystemExit) as exit_info:
-        cli_main(["fit", "--config", str(REPO / "experiments" / f"{name}.yaml"), "--print_config"])
+        cli_main(["fit", "--config", str(REPO / "lrnn" / "experiments" / f"{name}.yaml"), "--print_config"])
     assert exit_info.value.code in (0, None)
     assert "class_path" in capsys.readouterr().out
 

@@ -1,6 +1,6 @@
 """The grid: which ``lrnn fit`` runs each claim needs, per profile.
 
-A run is an experiment YAML (``experiments/<name>.yaml``) plus LightningCLI dotted-key overrides and a seed. Its
+A run is an experiment YAML (``lrnn/experiments/<name>.yaml``) plus LightningCLI dotted-key overrides and a seed. Its
 identity (the cache key) is a hash of the *resolved* config: ``lrnn/configs/defaults.yaml``, the YAML and the
 overrides merged into one nested dict, the way LightningCLI layers them (a ``class_path`` that changes replaces its
 ``init_args``). So the same settings give the same run folder however the YAMLs are laid out, a finished run is
@@ -32,7 +32,7 @@ from typing import Any
 from lrnn.launch import fit_argv
 
 ROOT = Path(__file__).resolve().parents[2]
-EXPERIMENTS = ROOT / "experiments"
+EXPERIMENTS = ROOT / "lrnn" / "experiments"
 DEFAULTS = ROOT / "lrnn" / "configs" / "defaults.yaml"
 PTB_VOCAB = 10_000  # PTB's vocabulary (tested in tests/data/test_corpora.py)
 PTB_TRAIN_TOKENS = 929_589
@@ -152,7 +152,7 @@ def _yaml(path: str) -> dict[str, Any]:
 
 
 def resolved_config(experiment: str, overrides: Iterable[tuple[str, Any]], seed: int) -> dict[str, Any]:
-    """defaults.yaml <- experiments/<experiment>.yaml <- dotted overrides <- seed, merged as LightningCLI does."""
+    """defaults.yaml <- lrnn/experiments/<experiment>.yaml <- dotted overrides <- seed, merged as LightningCLI does."""
     config = _merge(_yaml(str(DEFAULTS)), _yaml(str(EXPERIMENTS / f"{experiment}.yaml")))
     for k, v in overrides:
         config = _set_dotted(config, k, v)
@@ -268,7 +268,7 @@ CORES: dict[str, Core] = {
         "lrnn.TimeVaryingLSTM", (("num_bases", 4), ("period", 160.0), ("basis", "legendre")), cost=1.5
     ),
     "untied": Core("lrnn.UntiedLSTM", (("max_len", 20),), cost=1.4),
-    # untied by content: the 127 most frequent tokens own a rank-8 delta on W_hh (experiments/lexical_ptb.yaml);
+    # untied by content: the 127 most frequent tokens own a rank-8 delta on W_hh (lexical_ptb.yaml);
     # K = 64 and 256 sets are tried at the chosen lr and penalty
     "lexical": Core(
         "lrnn.LexicalLSTM",

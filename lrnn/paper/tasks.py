@@ -2,7 +2,7 @@
 
 ``synthetic_runs(profile) -> list[RunSpec]`` is what ``lrnn.paper.grid.build_grid`` adds for its synthetic claims.
 
-Position rule (C3/C7), ``experiments/position_rule_p30_*.yaml``: sequences of P = 30 random symbols (A = 8) behind a
+Position rule (C3/C7), ``position_rule_p30_*.yaml``: sequences of P = 30 random symbols (A = 8) behind a
 marker; the target at position p is ``perm[p][symbol]``, 30 fixed random permutations. At 1 layer of 16 units and
 2,000 updates a tied LSTM cannot both count to 30 and hold the 30 x 8 table (it stays far below 100%); an untied
 core (one weight set per position) and a tied LSTM widened to the untied core's parameter count (``tied_wide``)

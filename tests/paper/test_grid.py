@@ -60,7 +60,7 @@ def test_key_depends_on_config_not_on_claims() -> None:
 def test_fit_args_are_lightningcli_dotted_keys() -> None:
     run = next(r for r in build_grid("converged") if "C6" in r.claims)
     args = run.fit_args()
-    assert args[:3] == ["fit", "--config", "experiments/recall_tied_k10.yaml"]  # relative: records name no machine
+    assert args[:3] == ["fit", "--config", "lrnn/experiments/recall_tied_k10.yaml"]  # relative: records name no machine
     assert "--model.k1" in args and "--data.init_args.lag" in args
     assert '"lrnn.TiedLSTM"' in args[args.index("--model.core") + 1]
 
