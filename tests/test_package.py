@@ -8,12 +8,14 @@ import importlib.metadata
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+
+import pytest
 
 import lrnn
 from lrnn import launch
 
+tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = Path(lrnn.__file__).parent
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
@@ -91,7 +93,8 @@ def test_named_experiments_live_inside_the_package() -> None:
 IMPORT_EVERYTHING = """
 import importlib, logging, pkgutil, warnings
 import torch, lightning, lightning.pytorch.cli, datasets, torchmetrics, matplotlib.pyplot, pandas, wandb
-loggers = [logging.getLogger(n) for n in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")]
+names = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+loggers = [logging.getLogger(n) for n in names]
 before = (list(warnings.filters), [list(lg.filters) for lg in loggers])
 import lrnn
 for m in pkgutil.walk_packages(lrnn.__path__, "lrnn."):

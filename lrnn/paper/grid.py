@@ -29,11 +29,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from lrnn.configs import DEFAULTS, EXTENDS, config_chain
 from lrnn.launch import fit_argv
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENTS = ROOT / "lrnn" / "experiments"
-DEFAULTS = ROOT / "lrnn" / "configs" / "defaults.yaml"
 PTB_VOCAB = 10_000  # PTB's vocabulary (tested in tests/data/test_corpora.py)
 PTB_TRAIN_TOKENS = 929_589
 PTB_VALID_TOKENS = 73_760
@@ -152,8 +152,11 @@ def _yaml(path: str) -> dict[str, Any]:
 
 
 def resolved_config(experiment: str, overrides: Iterable[tuple[str, Any]], seed: int) -> dict[str, Any]:
-    """defaults.yaml <- lrnn/experiments/<experiment>.yaml <- dotted overrides <- seed, merged as LightningCLI does."""
-    config = _merge(_yaml(str(DEFAULTS)), _yaml(str(EXPERIMENTS / f"{experiment}.yaml")))
+    """defaults.yaml <- the YAMLs the experiment extends <- lrnn/experiments/<experiment>.yaml <- dotted overrides
+    <- seed, merged as LightningCLI does (``extends`` itself is not a setting)."""
+    config = _yaml(str(DEFAULTS))
+    for path in config_chain(EXPERIMENTS / f"{experiment}.yaml"):
+        config = _merge(config, {k: v for k, v in _yaml(str(path)).items() if k != EXTENDS})
     for k, v in overrides:
         config = _set_dotted(config, k, v)
     return {**config, "seed_everything": seed}
