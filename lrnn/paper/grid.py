@@ -31,13 +31,13 @@ from typing import Any
 
 from lrnn.configs import DEFAULTS, EXTENDS, config_chain
 from lrnn.launch import fit_argv
+from lrnn.paper.cores import CONTEST, CORE_ORDER, CORES, PTB_WIDTH, Core, Variant  # noqa: F401 (re-exported)
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENTS = ROOT / "lrnn" / "experiments"
 PTB_VOCAB = 10_000  # PTB's vocabulary (tested in tests/data/test_corpora.py)
 PTB_TRAIN_TOKENS = 929_589
 PTB_VALID_TOKENS = 73_760
-PTB_WIDTH = 200  # embedding and softmax width of every PTB contest run (tied 2x200: Zaremba-small)
 RECIPE = "tied_ptb_dropout"  # every PTB run: this YAML's recipe with the core swapped (model.core)
 
 CLAIMS: dict[str, str] = {
@@ -91,7 +91,6 @@ class Budget:
     tiny_corpus: bool = False  # "PTB" runs read a small generated corpus instead (smoke: fast, no mirror needed)
 
 
-CONTEST = ("tied", "share5", "soft_tied", "mixture", "time_varying", "untied", "lexical")
 WIDTH_CONTEST = ("tied", "untied", "lexical", "soft_tied")
 PROFILES: dict[str, Budget] = {
     "converged": Budget(
@@ -234,56 +233,7 @@ def _cli_value(v: Any) -> str:
     return str(v)
 
 
-# ---- cores ------------------------------------------------------------------------------------------------------
-Variant = tuple[tuple[str, Any], ...]  # init_args that replace a core's defaults, e.g. (("num_sets", 64),)
-
-
-@dataclass(frozen=True)
-class Core:
-    """A core of the PTB contest: its ``model.core`` class and init_args beyond (input_size, hidden_size,
-    num_layers, dropout); ``reg``: the init_arg of its regularization strength and the values tuning tries (with
-    every lr); ``cost``: training cost per token relative to tied 2x200 (one thread, for the estimates);
-    ``variants``: other settings of its structure (init_args replacing ``init_args``' values), tried in a second
-    tuning stage at the chosen lr and strength."""
-
-    class_path: str
-    init_args: tuple[tuple[str, Any], ...] = ()
-    reg: tuple[str, tuple[float, ...]] | None = None
-    cost: float = 1.0
-    variants: tuple[tuple[tuple[str, Any], ...], ...] = ()
-
-    def spec(self, width: int, reg: float | None = None, variant: Variant = ()) -> dict[str, Any]:
-        args = {"input_size": PTB_WIDTH, "hidden_size": width, "num_layers": 2, **dict(self.init_args)}
-        args.update(variant)
-        args["dropout"] = 0.3  # between the two layers (the recipe's dropout on the other connections is 0.3 too)
-        if self.reg is not None and reg is not None:
-            args[self.reg[0]] = reg
-        return {"class_path": self.class_path, "init_args": args}
-
-
-CORES: dict[str, Core] = {
-    "tied": Core("lrnn.TiedLSTM"),
-    "share5": Core("lrnn.UntiedLSTM", (("max_len", 20), ("share_every", 5)), cost=1.1),
-    "soft_tied": Core("lrnn.SoftTiedLSTM", (("max_len", 20), ("rank", 8)), reg=("penalty", (1e-4, 1e-3)), cost=1.9),
-    "mixture": Core("lrnn.MixtureLSTM", (("max_len", 20), ("num_sets", 4)), cost=1.4),
-    # weights a smooth, non-periodic function of the position: Legendre polynomials over the longest evaluated window
-    "time_varying": Core(
-        "lrnn.TimeVaryingLSTM", (("num_bases", 4), ("period", 160.0), ("basis", "legendre")), cost=1.5
-    ),
-    "untied": Core("lrnn.UntiedLSTM", (("max_len", 20),), cost=1.4),
-    # untied by content: the 127 most frequent tokens own a rank-8 delta on W_hh (lexical_ptb.yaml);
-    # K = 64 and 256 sets are tried at the chosen lr and penalty
-    "lexical": Core(
-        "lrnn.LexicalLSTM",
-        (("num_sets", 128), ("rank", 8)),
-        reg=("penalty", (1e-4, 1e-3)),
-        cost=1.5,
-        variants=((("num_sets", 64),), (("num_sets", 256),)),
-    ),  # fmt: skip
-}
-CORE_ORDER = ("tied", "tied_wide", "share5", "soft_tied", "mixture", "time_varying", "untied", "lexical")
-
-
+# ---- cores (lrnn/paper/cores.py) ---------------------------------------------------------------------------
 def core_parameters(spec: dict[str, Any], vocab: int, output_size: int | None = None) -> int:
     """Total parameters of ``RNNLM(vocab, core, output_size=...)`` for a ``model.core`` spec (built on the meta
     device: no memory)."""
