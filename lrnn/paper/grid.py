@@ -31,6 +31,7 @@ from typing import Any
 
 from lrnn.configs import DEFAULTS, EXTENDS, config_chain
 from lrnn.launch import fit_argv
+from lrnn.paper.claims import CLAIM_LIST, CLAIMS  # noqa: F401 (CLAIMS re-exported)
 from lrnn.paper.cores import CONTEST, CORE_ORDER, CORES, PTB_WIDTH, Core, Variant  # noqa: F401 (re-exported)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,22 +40,6 @@ PTB_VOCAB = 10_000  # PTB's vocabulary (tested in tests/data/test_corpora.py)
 PTB_TRAIN_TOKENS = 929_589
 PTB_VALID_TOKENS = 73_760
 RECIPE = "tied_ptb_dropout"  # every PTB run: this YAML's recipe with the core swapped (model.core)
-
-CLAIMS: dict[str, str] = {
-    "C1": "Sharing gives far fewer parameters.",
-    "C2": "An untied LSTM cannot handle sequences of other lengths than it was trained on.",
-    "C3": "Text follows the same rules at every position, so sharing is the right prior "
-    "(unlike position-dependent data).",
-    "C4": "Untied is more flexible, so it overfits and needs far more data.",
-    "C5": "Parameters grow linearly with T, infeasible for long sequences.",
-    "C6": "Trained with truncated BPTT, the carried state can still learn structure longer than the truncation.",
-    "C7": "Untying is not more powerful: a tied LSTM with more width can imitate it.",
-    "C8": "Making the weights a smooth function of time keeps variable-length inputs.",
-    "C9": "An untied LSTM still carries its cell state across time: it is still recurrent.",
-    "C10": "Sharing reduces training time.",
-    "contest": "The sharing spectrum on PTB at convergence, at equal width and at equal parameters: does anything "
-    "beat tied?",
-}
 
 
 @dataclass(frozen=True)
@@ -514,21 +499,36 @@ def ptb_runs(b: Budget, runs_dir: Path) -> list[RunSpec]:
 
 
 # ---- the grid ---------------------------------------------------------------------------------------------------
+def _ptb_section(profile: str, runs_dir: Path) -> list[RunSpec]:
+    return ptb_runs(PROFILES[profile], runs_dir)
+
+
+def _rule_section(profile: str, runs_dir: Path) -> list[RunSpec]:
+    from lrnn.paper.tasks import TASK_BUDGETS, rule_runs
+
+    return rule_runs(TASK_BUDGETS[profile])
+
+
+def _recall_section(profile: str, runs_dir: Path) -> list[RunSpec]:
+    from lrnn.paper.tasks import TASK_BUDGETS, recall_runs
+
+    return recall_runs(TASK_BUDGETS[profile])
+
+
+# The runs a claim can read (its ``runs`` in lrnn/paper/claims.py): PTB (tuning, the contest, C4's fractions, the
+# evaluations), the position-rule task and delayed recall (lrnn/paper/tasks.py).
+SECTIONS = {"ptb": _ptb_section, "rule": _rule_section, "recall": _recall_section}
+
+
 def build_grid(profile: str, runs_dir: Path | str | None = None) -> list[RunSpec]:
-    """Every run of a profile in the order to run them, deduplicated by cache key (a run several claims use is
-    listed once, claims merged). Contest runs whose core's tuning is not finished in ``runs_dir`` (default
-    ``runs/paper-<profile>``) are listed with ``waiting`` set."""
+    """Every run of a profile in the order to run them: each grid section a claim reads, in the order of the claims,
+    deduplicated by cache key (a run several claims use is listed once, claims merged). Contest runs whose core's
+    tuning is not finished in ``runs_dir`` (default ``runs/paper-<profile>``) are listed with ``waiting`` set."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    b = PROFILES[profile]
-    runs: list[RunSpec] = []
-
-    runs += ptb_runs(b, Path(runs_dir) if runs_dir else ROOT / "runs" / f"paper-{profile}")
-
-    from lrnn.paper.tasks import synthetic_runs  # C3/C7's position rule, C6's delayed recall
-
-    runs += synthetic_runs(profile)
-    return dedupe(runs)
+    runs_dir = Path(runs_dir) if runs_dir else ROOT / "runs" / f"paper-{profile}"
+    sections = dict.fromkeys(section for claim in CLAIM_LIST for section in claim.runs)
+    return dedupe(run for section in sections for run in SECTIONS[section](profile, runs_dir))
 
 
 def dedupe(runs: Iterable[RunSpec]) -> list[RunSpec]:
