@@ -35,7 +35,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,paper]'
 	@touch $@
 
 test: $(STAMP)  ## run the test suite (reads corpora via LRNN_DATA_MIRROR where set)

@@ -1,10 +1,10 @@
 """Training throughput: `lrnn fit` (LanguageModel + Lightning, as the CLI runs it) vs two plain PyTorch loops.
 
 Model: Zaremba's small PTB configuration (2x200 LSTM, vocab 10k, B=20, T=20, SGD lr 1, clip 5, state carried),
-tied (`experiments/tied_ptb.yaml`) and untied (`experiments/untied_ptb.yaml`, 20 weight sets). Three ways to train
+tied (`lrnn/experiments/tied_ptb.yaml`) and untied (`untied_ptb.yaml`, 20 weight sets). Three ways to train
 it on the same token stream, the same number of batches from a fresh model:
 
-- ``lrnn fit``: ``python -m lrnn fit --config experiments/<x>.yaml`` in a subprocess (progress bar, CSV logger,
+- ``lrnn fit``: ``python -m lrnn fit --config lrnn/experiments/<x>.yaml`` in a subprocess (progress bar, CSV logger,
   checkpointing, metrics: everything a user gets), one epoch of ``--batches`` batches; the number is its logged
   ``train/tokens_per_s`` (training time of the whole epoch, validation excluded).
 - ``plain loop``: the loop one would write by hand around lrnn's ``RNNLM``: batches [B, T], Zaremba's objective,
@@ -93,7 +93,7 @@ def run_lrnn_fit(
     kind: str, dataset: str, batches: int, threads: int, device: str, out: Path, extra: tuple[str, ...] = ()
 ) -> float:
     cmd = [
-        sys.executable, "-m", "lrnn", "fit", "--config", str(ROOT / "experiments" / f"{kind}_ptb.yaml"),
+        sys.executable, "-m", "lrnn", "fit", "--config", str(ROOT / "lrnn" / "experiments" / f"{kind}_ptb.yaml"),
         "--wandb", "off", "--out_dir", str(out), "--test_after_fit", "false", "--data.init_args.dataset", dataset,
         "--trainer.max_epochs", "1", "--trainer.limit_train_batches", str(batches),
         "--trainer.limit_val_batches", "1", "--trainer.accelerator", "gpu" if device == "cuda" else "cpu", *extra,

@@ -1,18 +1,19 @@
 """``lrnn`` command line: LightningCLI (jsonargparse) with lrnn's defaults, loggers and fit-then-test.
 
-    lrnn fit --config experiments/tied_ptb.yaml [--name tied_ptb] [--wandb auto|online|offline|off]
-    lrnn test --config experiments/tied_ptb.yaml --ckpt_path runs/tied_ptb/version_0/checkpoints/best.ckpt
+    lrnn fit --config lrnn/experiments/tied_ptb.yaml [--name tied_ptb] [--wandb auto|online|offline|off]
+    lrnn test --config lrnn/experiments/tied_ptb.yaml --ckpt_path runs/tied_ptb/version_0/checkpoints/best.ckpt
     lrnn evaluate runs/tied_ptb/version_0 [--ckpt best|last|PATH] [--lengths 10 20 40] [--out DIR]
     lrnn generate runs/tied_ptb/version_0 --prompt "the market" [--max_tokens 50] [--temperature 1] [--seed 0]
     lrnn score runs/tied_ptb/version_0 FILE [--json]
 
     lrnn fit --resume runs/tied_ptb/version_0   # continue an interrupted run in its folder and W&B run
 
-Every config is layered on ``lrnn/configs/defaults.yaml``. ``fit`` evaluates the best-validation checkpoint on the
-test split when it finishes (``--test_after_fit false`` to skip) and writes ``results.json`` beside the metrics, with
-``"status"``: ``running`` while it trains, then ``completed``, ``interrupted`` (Ctrl-C / SIGTERM: a checkpoint of the
-current step was saved; exit status 130 / 143), ``diverged`` (a non-finite training loss; exit status 3) or
-``failed`` (with the error; exit status 1). Bad arguments or data: a one-line error and exit status 2.
+Every config is layered on ``lrnn/configs/defaults.yaml``, and on the configs its ``extends:`` names (``lrnn.configs``).
+``fit`` evaluates the best-validation checkpoint on the test split when it finishes (``--test_after_fit false`` to skip)
+and writes ``results.json`` beside the metrics, with ``"status"``: ``running`` while it trains, then ``completed``,
+``interrupted`` (Ctrl-C / SIGTERM: a checkpoint of the current step was saved; exit status 130 / 143), ``diverged`` (a
+non-finite training loss; exit status 3) or ``failed`` (with the error; exit status 1). Bad arguments or data: a
+one-line error and exit status 2.
 
 ``model.bptt: tbptt`` and ``full`` train with manual optimization, where Lightning forbids
 ``trainer.gradient_clip_val`` and ``trainer.accumulate_grad_batches``: the CLI moves them to ``model.grad_clip``
@@ -43,12 +44,12 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from lrnn.argerrors import unknown_option
+from lrnn.configs import DEFAULTS, EXTENDS, ConfigError, expand_config_args
 from lrnn.lightning.interrupts import MidEpochCheckpoint, RunInterrupted
 from lrnn.lightning.lm import LitLanguageModel, TrainingDiverged
 from lrnn.loggers import git_commit, make_loggers, portable, quiet_known_noise, wandb_run_info
 from lrnn.progress import LMProgressBar
 
-DEFAULTS = Path(__file__).parent / "configs" / "defaults.yaml"
 EVALUATE_HELP = "Length generalization, per-position loss and state reset of a run (lrnn evaluate RUN --help)"
 
 
@@ -87,6 +88,9 @@ class LRNNCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
         parser.add_argument("--name", type=str | None, default=None, help="experiment name (default: config stem)")
+        parser.add_argument(  # read by lrnn.configs.expand_config_args before parsing; here so a config may name it
+            f"--{EXTENDS}", type=str | list[str] | None, default=None, help="configs this one is layered on (first)"
+        )
         parser.add_argument("--wandb", type=str, default="auto", help="auto | online | offline | off")
         parser.add_argument("--wandb_group", type=str | None, default=None, help="W&B group (default: the name)")
         parser.add_argument("--wandb_tags", type=list[str] | None, default=None, help="W&B tags, e.g. [core:tied]")
@@ -114,6 +118,7 @@ class LRNNCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self._run_config()
+        config[EXTENDS] = None  # the bases were read before this config (main); the saved config.yaml is complete
         move_manual_optimization_args(config)
         self._resume: dict[str, Any] | None = None
         if self.subcommand != "fit":  # evaluating a checkpoint in a new run folder: nothing of its folder is reused
@@ -540,6 +545,11 @@ def main(args: list[str] | None = None) -> int:
         i = argv.index("--resume")
         if i + 1 < len(argv):  # the run's own saved config
             argv[i:i] = ["--config", str(Path(argv[i + 1]) / "config.yaml")]
+    try:
+        argv = expand_config_args(argv)  # `extends:` in a config: its bases first, as more --config files
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if args is None:  # LightningCLI reads sys.argv itself (and warns when given both)
         sys.argv[1:], argv = argv, None
     default_files = {"default_config_files": [str(DEFAULTS)]}

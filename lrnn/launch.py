@@ -1,4 +1,4 @@
-"""``make experiment NAME=...``: run ``lrnn fit`` (then test) on ``experiments/<NAME>.yaml``.
+"""``make experiment NAME=...``: run ``lrnn fit`` (then test) on ``lrnn/experiments/<NAME>.yaml``.
 
 Every run starts as ``python -m lrnn fit ...`` (``lrnn.cli``, LightningCLI); this module holds the one place that
 builds those command lines (`lrnn_command`, `fit_argv`, `resume_argv`), used here and by the paper's runner.
@@ -17,7 +17,8 @@ from pathlib import Path
 
 from lrnn.argerrors import ArgumentParser
 
-EXPERIMENTS = Path(os.environ.get("LRNN_EXPERIMENTS", Path(__file__).resolve().parent.parent / "experiments"))
+# shipped inside the package (lrnn/experiments/), so an installed lrnn runs them by name from any folder
+EXPERIMENTS = Path(os.environ.get("LRNN_EXPERIMENTS", Path(__file__).resolve().parent / "experiments"))
 
 
 def available() -> dict[str, str]:

@@ -164,7 +164,10 @@ def quiet_known_noise() -> None:
 
     The litlogger tip and the wandb 'anonymous' warning are printed by those libraries' loggers; the rest are
     Python warnings: our loaders are IterableDatasets with an exact ``__len__`` and no workers, and Lightning still
-    calls a torch ``_pytree`` API that torch deprecated."""
+    calls a torch ``_pytree`` API that torch deprecated.
+
+    The ``lrnn`` command calls it (``lrnn.cli.main``); importing lrnn does not, so a program that uses lrnn as a
+    library keeps its own warning filters (call this to get the command's quiet)."""
     import logging
 
     warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")

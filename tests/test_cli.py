@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from lrnn import launch
 from lrnn.cli import main as cli_main
 from lrnn.data import TextDataModule
+from lrnn.paper.grid import EXPERIMENTS, resolved_config
 from tests.conftest import REPO
 
 TINY_CONFIG = """
@@ -88,17 +90,45 @@ def test_launcher_lists_experiments_and_rejects_unknown_names(capsys: pytest.Cap
 
 def test_launcher_builds_the_fit_command() -> None:
     argv = launch.build_argv("tied_ptb", gpus="2", wandb="off", extra=["--trainer.max_epochs", "1"])
-    assert argv[:2] == ["fit", "--config"] and argv[2].endswith("experiments/tied_ptb.yaml")
+    assert argv[:2] == ["fit", "--config"] and argv[2].endswith("lrnn/experiments/tied_ptb.yaml")
     assert argv[argv.index("--trainer.strategy") + 1] == "ddp" and argv[-2:] == ["--trainer.max_epochs", "1"]
 
 
+def _leaves(config: dict, prefix: str = "") -> dict[str, object]:
+    out = {}
+    for k, v in config.items():
+        out.update(_leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
 @pytest.mark.parametrize("name", sorted(launch.available()))
-def test_every_experiment_config_parses(name: str, capsys: pytest.CaptureFixture[str]) -> None:
-    """Each experiments/*.yaml is a valid LightningCLI config (--print_config parses it, nothing is trained)."""
+def test_every_experiment_config_parses_to_what_the_paper_hashes(name: str, capsys: pytest.CaptureFixture) -> None:
+    """Each lrnn/experiments/*.yaml is a valid LightningCLI config (--print_config parses it with the configs it
+    extends, nothing is trained), and every setting of the paper's resolved config (its cache key) is the setting
+    LightningCLI gives the run."""
     with pytest.raises(SystemExit) as exit_info:
-        cli_main(["fit", "--config", str(REPO / "experiments" / f"{name}.yaml"), "--print_config"])
+        cli_main(["fit", "--config", str(EXPERIMENTS / f"{name}.yaml"), "--seed_everything", "7", "--print_config"])
     assert exit_info.value.code in (0, None)
-    assert "class_path" in capsys.readouterr().out
+    printed = _leaves(yaml.safe_load(capsys.readouterr().out))
+    hashed = _leaves(resolved_config(name, (), seed=7))
+    assert {k: printed.get(k, "<missing>") for k in hashed} == hashed
+
+
+def test_a_config_extends_its_bases_and_the_saved_config_stands_alone(tiny_config: Path, tmp_path: Path) -> None:
+    top = tmp_path / "top" / "shorter.yaml"  # a base in another folder: extends is relative to the config
+    top.parent.mkdir()
+    top.write_text("extends: ../tiny.yaml\ntrainer:\n  max_epochs: 1\n")
+    out = tmp_path / "runs"
+    args = ["-m", "lrnn", "fit", "--config", str(top), "--out_dir", str(out), "--wandb", "off"]
+    result = run([*args, "--trainer.limit_train_batches", "2", "--test_after_fit", "false"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    saved = yaml.safe_load((out / "shorter" / "version_0" / "config.yaml").read_text())  # named after the top
+    assert saved["model"]["core"]["init_args"]["hidden_size"] == 16 and saved["trainer"]["max_epochs"] == 1
+    assert saved.get("extends") is None  # complete: resuming from it reads no base
+    (tmp_path / "tiny.yaml").unlink()
+    result = run(args, cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0, result.stderr[-2000:]
+    assert "tiny.yaml" in result.stderr and "does not exist" in result.stderr
 
 
 @pytest.mark.slow

@@ -288,7 +288,7 @@ NEW_CONFIGS = [
 @pytest.mark.parametrize("name", NEW_CONFIGS)
 def test_new_config_trains(name: str, corpus: Path, tmp_path: Path, one_thread) -> None:
     """Each new experiment config, on tiny data at width 16, trains a few steps and validates to a finite loss."""
-    config = REPO / "experiments" / f"{name}.yaml"
+    config = REPO / "lrnn" / "experiments" / f"{name}.yaml"
     run_dir = fit(
         config, tmp_path / "runs",
         "--data.init_args.dataset", str(corpus),
@@ -310,7 +310,7 @@ def test_lexical_run_evaluates(corpus: Path, tmp_path: Path, one_thread) -> None
     from RNNLM), and `lrnn evaluate` reloads the checkpoint (the token -> set map with it) and reproduces the loss
     the run logged; carried state and resets differ, as for any core."""
     run_dir = fit(
-        REPO / "experiments" / "lexical_ptb.yaml", tmp_path / "runs",
+        REPO / "lrnn" / "experiments" / "lexical_ptb.yaml", tmp_path / "runs",
         "--data.init_args.dataset", str(corpus), "--data.init_args.seq_len", "6",
         "--model.core.init_args.input_size", "16", "--model.core.init_args.hidden_size", "16",
         "--model.core.init_args.num_sets", "8", "--model.core.init_args.rank", "2",

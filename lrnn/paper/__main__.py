@@ -160,6 +160,16 @@ def render_all(args, grid: list[RunSpec], budget: Budget, runs: Path, provenance
     return path
 
 
+PAPER_EXTRA = {"run": ("pandas",), "render": ("pandas",), "report": ("pandas", "wandb_workspaces")}
+
+
+def missing_extra(command: str) -> str | None:
+    """The first module of the ``paper`` extra that ``command`` needs and this environment lacks, if any."""
+    import importlib.util
+
+    return next((m for m in PAPER_EXTRA.get(command, ()) if importlib.util.find_spec(m) is None), None)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lrnn.paper", description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -185,6 +195,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile not in PROFILES:
         print(f"error: unknown profile {args.profile!r}; choose one of {', '.join(PROFILES)}", file=sys.stderr)
         return 2
+    missing = missing_extra(args.command)
+    if missing:
+        need = f"pip install 'lrnn[paper]'; {missing} is not installed"
+        print(f"error: python -m lrnn.paper {args.command} needs lrnn's paper extra ({need})", file=sys.stderr)
+        return 1
     budget = PROFILES[args.profile]
     runs = Path(args.runs or ROOT / "runs" / f"paper-{args.profile}")
 

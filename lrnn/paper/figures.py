@@ -19,7 +19,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from lrnn.paper.collect import for_claim  # noqa: E402
-from lrnn.paper.grid import CORE_ORDER, PTB_TRAIN_TOKENS  # noqa: E402
+from lrnn.paper.cores import COLORS, CORE_ORDER, MARKERS  # noqa: E402 (markers: lines that coincide stay visible)
+from lrnn.paper.grid import PTB_TRAIN_TOKENS  # noqa: E402
 from lrnn.paper.stats import stat, t_ppf  # noqa: E402
 from lrnn.paper.verdicts import (  # noqa: E402
     CHANCE,
@@ -33,8 +34,6 @@ from lrnn.paper.verdicts import (  # noqa: E402
 )
 
 Tables = dict[str, pd.DataFrame]
-COLORS = dict(zip(CORE_ORDER, plt.get_cmap("tab10").colors, strict=False))
-MARKERS = dict(zip(CORE_ORDER, "osD^v<>P", strict=False))  # lines that coincide stay visible
 PROFILE = {"name": ""}  # the profile of the current make_figures call (titles state it)
 
 

@@ -1,6 +1,6 @@
 """The grid: which ``lrnn fit`` runs each claim needs, per profile.
 
-A run is an experiment YAML (``experiments/<name>.yaml``) plus LightningCLI dotted-key overrides and a seed. Its
+A run is an experiment YAML (``lrnn/experiments/<name>.yaml``) plus LightningCLI dotted-key overrides and a seed. Its
 identity (the cache key) is a hash of the *resolved* config: ``lrnn/configs/defaults.yaml``, the YAML and the
 overrides merged into one nested dict, the way LightningCLI layers them (a ``class_path`` that changes replaces its
 ``init_args``). So the same settings give the same run folder however the YAMLs are laid out, a finished run is
@@ -29,32 +29,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from lrnn.configs import DEFAULTS, EXTENDS, config_chain
 from lrnn.launch import fit_argv
+from lrnn.paper.claims import CLAIM_LIST, CLAIMS  # noqa: F401 (CLAIMS re-exported)
+from lrnn.paper.cores import CONTEST, CORE_ORDER, CORES, PTB_WIDTH, Core, Variant  # noqa: F401 (re-exported)
 
 ROOT = Path(__file__).resolve().parents[2]
-EXPERIMENTS = ROOT / "experiments"
-DEFAULTS = ROOT / "lrnn" / "configs" / "defaults.yaml"
+EXPERIMENTS = ROOT / "lrnn" / "experiments"
 PTB_VOCAB = 10_000  # PTB's vocabulary (tested in tests/data/test_corpora.py)
 PTB_TRAIN_TOKENS = 929_589
 PTB_VALID_TOKENS = 73_760
-PTB_WIDTH = 200  # embedding and softmax width of every PTB contest run (tied 2x200: Zaremba-small)
 RECIPE = "tied_ptb_dropout"  # every PTB run: this YAML's recipe with the core swapped (model.core)
-
-CLAIMS: dict[str, str] = {
-    "C1": "Sharing gives far fewer parameters.",
-    "C2": "An untied LSTM cannot handle sequences of other lengths than it was trained on.",
-    "C3": "Text follows the same rules at every position, so sharing is the right prior "
-    "(unlike position-dependent data).",
-    "C4": "Untied is more flexible, so it overfits and needs far more data.",
-    "C5": "Parameters grow linearly with T, infeasible for long sequences.",
-    "C6": "Trained with truncated BPTT, the carried state can still learn structure longer than the truncation.",
-    "C7": "Untying is not more powerful: a tied LSTM with more width can imitate it.",
-    "C8": "Making the weights a smooth function of time keeps variable-length inputs.",
-    "C9": "An untied LSTM still carries its cell state across time: it is still recurrent.",
-    "C10": "Sharing reduces training time.",
-    "contest": "The sharing spectrum on PTB at convergence, at equal width and at equal parameters: does anything "
-    "beat tied?",
-}
 
 
 @dataclass(frozen=True)
@@ -91,7 +76,6 @@ class Budget:
     tiny_corpus: bool = False  # "PTB" runs read a small generated corpus instead (smoke: fast, no mirror needed)
 
 
-CONTEST = ("tied", "share5", "soft_tied", "mixture", "time_varying", "untied", "lexical")
 WIDTH_CONTEST = ("tied", "untied", "lexical", "soft_tied")
 PROFILES: dict[str, Budget] = {
     "converged": Budget(
@@ -152,8 +136,11 @@ def _yaml(path: str) -> dict[str, Any]:
 
 
 def resolved_config(experiment: str, overrides: Iterable[tuple[str, Any]], seed: int) -> dict[str, Any]:
-    """defaults.yaml <- experiments/<experiment>.yaml <- dotted overrides <- seed, merged as LightningCLI does."""
-    config = _merge(_yaml(str(DEFAULTS)), _yaml(str(EXPERIMENTS / f"{experiment}.yaml")))
+    """defaults.yaml <- the YAMLs the experiment extends <- lrnn/experiments/<experiment>.yaml <- dotted overrides
+    <- seed, merged as LightningCLI does (``extends`` itself is not a setting)."""
+    config = _yaml(str(DEFAULTS))
+    for path in config_chain(EXPERIMENTS / f"{experiment}.yaml"):
+        config = _merge(config, {k: v for k, v in _yaml(str(path)).items() if k != EXTENDS})
     for k, v in overrides:
         config = _set_dotted(config, k, v)
     return {**config, "seed_everything": seed}
@@ -231,56 +218,7 @@ def _cli_value(v: Any) -> str:
     return str(v)
 
 
-# ---- cores ------------------------------------------------------------------------------------------------------
-Variant = tuple[tuple[str, Any], ...]  # init_args that replace a core's defaults, e.g. (("num_sets", 64),)
-
-
-@dataclass(frozen=True)
-class Core:
-    """A core of the PTB contest: its ``model.core`` class and init_args beyond (input_size, hidden_size,
-    num_layers, dropout); ``reg``: the init_arg of its regularization strength and the values tuning tries (with
-    every lr); ``cost``: training cost per token relative to tied 2x200 (one thread, for the estimates);
-    ``variants``: other settings of its structure (init_args replacing ``init_args``' values), tried in a second
-    tuning stage at the chosen lr and strength."""
-
-    class_path: str
-    init_args: tuple[tuple[str, Any], ...] = ()
-    reg: tuple[str, tuple[float, ...]] | None = None
-    cost: float = 1.0
-    variants: tuple[tuple[tuple[str, Any], ...], ...] = ()
-
-    def spec(self, width: int, reg: float | None = None, variant: Variant = ()) -> dict[str, Any]:
-        args = {"input_size": PTB_WIDTH, "hidden_size": width, "num_layers": 2, **dict(self.init_args)}
-        args.update(variant)
-        args["dropout"] = 0.3  # between the two layers (the recipe's dropout on the other connections is 0.3 too)
-        if self.reg is not None and reg is not None:
-            args[self.reg[0]] = reg
-        return {"class_path": self.class_path, "init_args": args}
-
-
-CORES: dict[str, Core] = {
-    "tied": Core("lrnn.TiedLSTM"),
-    "share5": Core("lrnn.UntiedLSTM", (("max_len", 20), ("share_every", 5)), cost=1.1),
-    "soft_tied": Core("lrnn.SoftTiedLSTM", (("max_len", 20), ("rank", 8)), reg=("penalty", (1e-4, 1e-3)), cost=1.9),
-    "mixture": Core("lrnn.MixtureLSTM", (("max_len", 20), ("num_sets", 4)), cost=1.4),
-    # weights a smooth, non-periodic function of the position: Legendre polynomials over the longest evaluated window
-    "time_varying": Core(
-        "lrnn.TimeVaryingLSTM", (("num_bases", 4), ("period", 160.0), ("basis", "legendre")), cost=1.5
-    ),
-    "untied": Core("lrnn.UntiedLSTM", (("max_len", 20),), cost=1.4),
-    # untied by content: the 127 most frequent tokens own a rank-8 delta on W_hh (experiments/lexical_ptb.yaml);
-    # K = 64 and 256 sets are tried at the chosen lr and penalty
-    "lexical": Core(
-        "lrnn.LexicalLSTM",
-        (("num_sets", 128), ("rank", 8)),
-        reg=("penalty", (1e-4, 1e-3)),
-        cost=1.5,
-        variants=((("num_sets", 64),), (("num_sets", 256),)),
-    ),  # fmt: skip
-}
-CORE_ORDER = ("tied", "tied_wide", "share5", "soft_tied", "mixture", "time_varying", "untied", "lexical")
-
-
+# ---- cores (lrnn/paper/cores.py) ---------------------------------------------------------------------------
 def core_parameters(spec: dict[str, Any], vocab: int, output_size: int | None = None) -> int:
     """Total parameters of ``RNNLM(vocab, core, output_size=...)`` for a ``model.core`` spec (built on the meta
     device: no memory)."""
@@ -561,21 +499,36 @@ def ptb_runs(b: Budget, runs_dir: Path) -> list[RunSpec]:
 
 
 # ---- the grid ---------------------------------------------------------------------------------------------------
+def _ptb_section(profile: str, runs_dir: Path) -> list[RunSpec]:
+    return ptb_runs(PROFILES[profile], runs_dir)
+
+
+def _rule_section(profile: str, runs_dir: Path) -> list[RunSpec]:
+    from lrnn.paper.tasks import TASK_BUDGETS, rule_runs
+
+    return rule_runs(TASK_BUDGETS[profile])
+
+
+def _recall_section(profile: str, runs_dir: Path) -> list[RunSpec]:
+    from lrnn.paper.tasks import TASK_BUDGETS, recall_runs
+
+    return recall_runs(TASK_BUDGETS[profile])
+
+
+# The runs a claim can read (its ``runs`` in lrnn/paper/claims.py): PTB (tuning, the contest, C4's fractions, the
+# evaluations), the position-rule task and delayed recall (lrnn/paper/tasks.py).
+SECTIONS = {"ptb": _ptb_section, "rule": _rule_section, "recall": _recall_section}
+
+
 def build_grid(profile: str, runs_dir: Path | str | None = None) -> list[RunSpec]:
-    """Every run of a profile in the order to run them, deduplicated by cache key (a run several claims use is
-    listed once, claims merged). Contest runs whose core's tuning is not finished in ``runs_dir`` (default
-    ``runs/paper-<profile>``) are listed with ``waiting`` set."""
+    """Every run of a profile in the order to run them: each grid section a claim reads, in the order of the claims,
+    deduplicated by cache key (a run several claims use is listed once, claims merged). Contest runs whose core's
+    tuning is not finished in ``runs_dir`` (default ``runs/paper-<profile>``) are listed with ``waiting`` set."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    b = PROFILES[profile]
-    runs: list[RunSpec] = []
-
-    runs += ptb_runs(b, Path(runs_dir) if runs_dir else ROOT / "runs" / f"paper-{profile}")
-
-    from lrnn.paper.tasks import synthetic_runs  # C3/C7's position rule, C6's delayed recall
-
-    runs += synthetic_runs(profile)
-    return dedupe(runs)
+    runs_dir = Path(runs_dir) if runs_dir else ROOT / "runs" / f"paper-{profile}"
+    sections = dict.fromkeys(section for claim in CLAIM_LIST for section in claim.runs)
+    return dedupe(run for section in sections for run in SECTIONS[section](profile, runs_dir))
 
 
 def dedupe(runs: Iterable[RunSpec]) -> list[RunSpec]:

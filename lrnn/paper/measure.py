@@ -13,30 +13,21 @@ from typing import Any
 
 import torch
 
+from lrnn.paper.cores import CORES, MEASURE_CORES
 from lrnn.paper.grid import PTB_VOCAB
 from lrnn.rnnlm import RNNLM
-
-MEASURE_CORES = ("tied", "share5", "soft_tied", "mixture", "time_varying", "untied")
 
 
 def build_core(core: str, hidden: int, seq_len: int, layers: int = 2) -> torch.nn.Module:
     """A core of width ``hidden`` whose position-dependent weights cover ``seq_len`` steps."""
-    import lrnn
+    import importlib
 
+    entry = CORES.get(core)
+    if entry is None or entry.measure is None:
+        raise ValueError(f"unknown core {core!r}")
+    module, name = entry.class_path.rsplit(".", 1)
     base = {"input_size": hidden, "hidden_size": hidden, "num_layers": layers}
-    if core == "tied":
-        return lrnn.TiedLSTM(**base)
-    if core == "untied":
-        return lrnn.UntiedLSTM(**base, max_len=seq_len)
-    if core == "share5":
-        return lrnn.UntiedLSTM(**base, max_len=seq_len, share_every=5)
-    if core == "soft_tied":
-        return lrnn.SoftTiedLSTM(**base, max_len=seq_len)
-    if core == "mixture":
-        return lrnn.MixtureLSTM(**base, max_len=seq_len, num_sets=4)
-    if core == "time_varying":
-        return lrnn.TimeVaryingLSTM(**base, num_bases=4, period=float(seq_len))
-    raise ValueError(f"unknown core {core!r}")
+    return getattr(importlib.import_module(module), name)(**base, **entry.measure(seq_len))
 
 
 def _count(module: torch.nn.Module) -> int:

@@ -9,7 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-from lrnn.paper.grid import CLAIMS, Budget
+from lrnn.paper.claims import CLAIMS
+from lrnn.paper.grid import Budget
 from lrnn.paper.verdicts import Verdict, untying_kinds
 
 

@@ -21,7 +21,8 @@ from pathlib import Path
 import pandas as pd
 
 from lrnn.loggers import resolve_wandb_mode
-from lrnn.paper.grid import CLAIMS, ROOT
+from lrnn.paper.claims import CLAIM_LIST, CLAIMS
+from lrnn.paper.grid import ROOT
 
 # Every paper run logs its core's short name (tied, untied, share5, ...) into its W&B config under this key, and
 # carries the tags claim:<C>, core:<name>, profile:<p> (lrnn/paper/runner.py).
@@ -30,26 +31,8 @@ FACTOR_KEY = "paper/{}"  # the run's factors (fraction, matching, D, k1, k2, ...
 
 # The claim's own quantity where it is a logged metric: ("bar", summary metric) = mean ± stderr per core;
 # ("line", history metric, x) = mean ± stderr curve per core; ("scatter", factor, summary metric).
-CLAIM_PANELS: dict[str, list[tuple[str, ...]]] = {
-    "C1": [],  # measured without training: the figure
-    "C2": [("line", "val/ppl", "epoch")],  # ppl by window length is an evaluation, not a logged metric
-    "C3": [("bar", "test/ppl"), ("bar", "test/acc")],
-    "C4": [("scatter", "fraction", "test/ppl"), ("line", "val/ppl", "epoch")],
-    "C5": [],
-    "C6": [("bar", "test/acc"), ("scatter", "k2", "test/acc")],
-    "C7": [("bar", "test/acc"), ("bar", "test/ppl")],
-    "C8": [("line", "val/ppl", "epoch")],
-    "C9": [("line", "val/ppl", "epoch")],  # reset vs carried is an evaluation, not a logged metric
-    "C10": [("line", "val/ppl", "_runtime"), ("line", "val/ppl", "epoch")],
-    "contest": [("bar", "test/ppl"), ("line", "val/ppl", "epoch")],
-}
-NOT_LOGGED = {
-    "C1": "parameter counts (measured without training)",
-    "C2": "perplexity by evaluation window length (`lrnn evaluate`)",
-    "C5": "parameters, memory and tokens/s vs T (measured without training)",
-    "C8": "perplexity by evaluation window length (`lrnn evaluate`)",
-    "C9": "perplexity with the state reset vs carried (`lrnn evaluate`)",
-}
+CLAIM_PANELS: dict[str, list[tuple[str, ...]]] = {c.id: list(c.panels) for c in CLAIM_LIST}  # lrnn/paper/claims.py
+NOT_LOGGED = {c.id: c.not_logged for c in CLAIM_LIST if c.not_logged}
 X_TITLES = {"epoch": "epoch", "_runtime": "wall seconds", "trainer/global_step": "update"}
 
 

@@ -2,7 +2,7 @@
 
 ``synthetic_runs(profile) -> list[RunSpec]`` is what ``lrnn.paper.grid.build_grid`` adds for its synthetic claims.
 
-Position rule (C3/C7), ``experiments/position_rule_p30_*.yaml``: sequences of P = 30 random symbols (A = 8) behind a
+Position rule (C3/C7), ``position_rule_p30_*.yaml``: sequences of P = 30 random symbols (A = 8) behind a
 marker; the target at position p is ``perm[p][symbol]``, 30 fixed random permutations. At 1 layer of 16 units and
 2,000 updates a tied LSTM cannot both count to 30 and hold the 30 x 8 table (it stays far below 100%); an untied
 core (one weight set per position) and a tied LSTM widened to the untied core's parameter count (``tied_wide``)
@@ -25,18 +25,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from lrnn.paper.cores import CORES, TASK_CORES, core_spec
 from lrnn.paper.grid import RunSpec, core_parameters, matched_width
 
 RULE_EXPERIMENT = "position_rule_p30_untied"  # the model.core override picks the core
 RECALL_EXPERIMENT = "recall_tied_k10"
 RULE_PERIOD, RULE_ALPHABET, RULE_HIDDEN = 30, 8, 16
 RULE_VOCAB = RULE_ALPHABET + 1  # the marker
-RULE_CORES = ("tied", "share5", "soft_tied", "mixture", "time_varying", "untied", "tied_wide")
-# Relative cost per training token (tied 2x200 PTB = 1, for grid.estimate_minutes), from lrnn fit at one thread on
-# a loaded 2-core machine (rule, 1.98M tokens: tied 1x16 29 s, untied 1x16 220 s, tied 1x141 236 s at load ~12),
-# scaled to a quiet one; estimates only.
-RULE_COST = {"tied": 0.05, "tied_wide": 0.15, "untied": 0.1, "share5": 0.1, "soft_tied": 0.1, "mixture": 0.1,
-             "time_varying": 0.1}  # fmt: skip
+RULE_CORES = TASK_CORES  # every core with settings for the synthetic tasks (lrnn/paper/cores.py)
 RECALL_COST = 0.1
 
 
@@ -77,19 +73,7 @@ TASK_BUDGETS: dict[str, TaskBudget] = {
 
 def rule_core(core: str, hidden: int = RULE_HIDDEN) -> dict[str, Any]:
     """The ``model.core`` spec of the position-rule task for a core short name (1 layer, input 32, max_len P + 1)."""
-    base = {"input_size": 32, "hidden_size": hidden, "num_layers": 1}
-    max_len = RULE_PERIOD + 1
-    specs = {
-        "tied": ("lrnn.TiedLSTM", {}),
-        "tied_wide": ("lrnn.TiedLSTM", {}),
-        "share5": ("lrnn.UntiedLSTM", {"max_len": max_len, "share_every": 5}),
-        "soft_tied": ("lrnn.SoftTiedLSTM", {"max_len": max_len, "penalty": 1.0e-4}),
-        "mixture": ("lrnn.MixtureLSTM", {"max_len": max_len, "num_sets": 4}),
-        "time_varying": ("lrnn.TimeVaryingLSTM", {"num_bases": 4, "basis": "legendre", "period": float(max_len)}),
-        "untied": ("lrnn.UntiedLSTM", {"max_len": max_len}),
-    }
-    class_path, extra = specs[core]
-    return {"class_path": class_path, "init_args": {**base, **extra}}
+    return core_spec(core, RULE_PERIOD + 1, input_size=32, hidden_size=hidden, num_layers=1)
 
 
 def wide_width() -> int:
@@ -124,7 +108,7 @@ def rule_runs(b: TaskBudget) -> list[RunSpec]:
                     seed=seed,
                     factors=(("task", "rule"), ("width", spec["init_args"]["hidden_size"])),
                     tokens=length * b.rule_epochs,
-                    cost=RULE_COST[core],
+                    cost=CORES[core].task_cost,
                 )
             )
     return runs
@@ -141,15 +125,8 @@ def recall_runs(b: TaskBudget) -> list[RunSpec]:
     for k in b.truncations:
         for lag in recall_lags(k):
             for core in b.recall_cores:
-                core_spec: dict[str, Any] = {
-                    "class_path": "lrnn.TiedLSTM",
-                    "init_args": {"input_size": 32, "hidden_size": 64, "num_layers": 1},
-                }
-                if core == "untied":  # offsets count within the k-step gradient segment
-                    core_spec = {
-                        "class_path": "lrnn.UntiedLSTM",
-                        "init_args": {"input_size": 32, "hidden_size": 64, "num_layers": 1, "max_len": k},
-                    }
+                # position-dependent cores count positions within the k-step gradient segment
+                spec = core_spec(core, k, input_size=32, hidden_size=64, num_layers=1)
                 for state in ("carried", "reset"):
                     for seed in b.seeds:
                         runs.append(
@@ -158,7 +135,7 @@ def recall_runs(b: TaskBudget) -> list[RunSpec]:
                                 core=core,
                                 experiment=RECALL_EXPERIMENT,
                                 overrides=(
-                                    ("model.core", core_spec),
+                                    ("model.core", spec),
                                     ("model.k1", k),
                                     ("model.k2", k),
                                     ("model.reset_state_every_window", state == "reset"),

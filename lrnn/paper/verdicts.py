@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from lrnn.paper.claims import CLAIM_LIST
 from lrnn.paper.collect import for_claim
 from lrnn.paper.stats import Stat, Welch, holm, linear, log_ratio, stat, welch
 
@@ -882,16 +883,7 @@ def untying_kinds(t: dict[str, pd.DataFrame]) -> tuple[list[str], pd.DataFrame]:
 
 
 def all_verdicts(tables: dict[str, pd.DataFrame], measure: pd.DataFrame, min_seeds: int = 3) -> list[Verdict]:
-    return [
-        c1(measure),
-        c2(tables, min_seeds),
-        c3(tables, min_seeds),
-        c4(tables, min_seeds),
-        c5(measure),
-        c6(tables, min_seeds),
-        c7(tables, min_seeds),
-        c8(tables, min_seeds),
-        c9(tables, min_seeds),
-        c10(tables, min_seeds),
-        contest(tables, min_seeds),
-    ]
+    """Each claim's rule (lrnn/paper/claims.py), in the order of the claims: a claim measured without training reads
+    ``measure``, the others the tables of their runs."""
+    rules = globals()
+    return [rules[c.verdict](measure) if not c.runs else rules[c.verdict](tables, min_seeds) for c in CLAIM_LIST]

@@ -60,7 +60,7 @@ def test_key_depends_on_config_not_on_claims() -> None:
 def test_fit_args_are_lightningcli_dotted_keys() -> None:
     run = next(r for r in build_grid("converged") if "C6" in r.claims)
     args = run.fit_args()
-    assert args[:3] == ["fit", "--config", "experiments/recall_tied_k10.yaml"]  # relative: records name no machine
+    assert args[:3] == ["fit", "--config", "lrnn/experiments/recall_tied_k10.yaml"]  # relative: records name no machine
     assert "--model.k1" in args and "--data.init_args.lag" in args
     assert '"lrnn.TiedLSTM"' in args[args.index("--model.core") + 1]
 
@@ -184,21 +184,25 @@ def test_sweep_is_a_grid_over_the_run_keys() -> None:
 
 
 def test_key_is_the_resolved_config_not_the_yaml_text(tmp_path: Path, monkeypatch) -> None:
+    """The same settings in another layout (the experiment and the bases it extends as one flat, reordered file)
+    are the same run; another setting is another run."""
     import lrnn.paper.grid as grid
+    from lrnn.configs import EXTENDS, config_chain
 
     run = next(r for r in build_grid("converged") if r.claims[0] == "tune")
     key = run.key
-    config = yaml.safe_load((grid.EXPERIMENTS / f"{run.experiment}.yaml").read_text())
+    flat: dict = {}
+    for path in config_chain(grid.EXPERIMENTS / f"{run.experiment}.yaml"):
+        flat = _merge(flat, {k: v for k, v in yaml.safe_load(path.read_text()).items() if k != EXTENDS})
+    assert len(config_chain(grid.EXPERIMENTS / f"{run.experiment}.yaml")) > 1  # it does extend a base
     monkeypatch.setattr(grid, "EXPERIMENTS", tmp_path)
     grid._yaml.cache_clear()
-    (tmp_path / f"{run.experiment}.yaml").write_text(
-        "# reordered, reformatted\n" + yaml.safe_dump(config, sort_keys=True)
-    )
-    assert dataclasses.replace(run).key == run.key  # same settings, other text: the same run
-    config["model"]["dropout"] = 0.5
-    (tmp_path / f"{run.experiment}.yaml").write_text(yaml.safe_dump(config))
+    (tmp_path / f"{run.experiment}.yaml").write_text("# one flat file\n" + yaml.safe_dump(flat, sort_keys=True))
+    assert run.key == key
+    flat["model"]["dropout"] = 0.5
+    (tmp_path / f"{run.experiment}.yaml").write_text(yaml.safe_dump(flat))
     grid._yaml.cache_clear()
-    assert run.key != key  # another setting: another run
+    assert run.key != key
     grid._yaml.cache_clear()
 
 
