@@ -3,8 +3,9 @@
 The contest runs share the machine (two lanes, other work), so their own wall clocks are not timings. C10 takes the
 *tokens* to the target from their learning curves (independent of the load) and the *seconds per token* from this
 measurement: for each core, the same ``lrnn fit`` command as its equal-width contest run (tuned lr and all), cut to
-``steps`` training updates without validation, one thread; cores alternate within each repeat, so that a drift of
-the machine hits both. Each row records the load seen during its fit (``quiet``: the load stayed at its own thread).
+``steps`` training updates without validation, one thread, after a short warm-up fit that is not recorded (the
+first fit after a pause ran ~40% slower); cores alternate within each repeat, so that a drift of the machine hits
+both. Each row records the load seen during its fit (``quiet``: the load stayed at its own thread).
 
 ``python -m lrnn.paper throughput [--steps 200] [--repeats 3]`` (``make paper-throughput``) writes
 ``runs/paper-<profile>/throughput.csv`` (appended: earlier rows are kept); run it on an otherwise idle machine.
@@ -77,6 +78,9 @@ def measure_throughput(
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "WANDB_MODE": "disabled"}
     run = run or (lambda cmd, env: subprocess.run(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL).returncode)
     rows, commit = [], git_commit()
+    with tempfile.TemporaryDirectory(prefix="lrnn-throughput-") as tmp:  # warm-up, not recorded: the first fit of a
+        if run(timing_command(specs[0], Path(tmp), min(steps, 20)), env) != 0:  # session runs slower (file cache)
+            raise RuntimeError(f"the warm-up fit of {specs[0].core} failed")
     for r in range(repeats):
         for spec in specs if r % 2 == 0 else list(reversed(specs)):
             with tempfile.TemporaryDirectory(prefix="lrnn-throughput-") as tmp, LoadSampler(every_s=5.0) as load:

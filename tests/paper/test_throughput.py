@@ -33,8 +33,9 @@ def test_timing_runs_are_the_contest_commands_cut_short_and_alternate(tmp_path: 
     rows = T.measure_throughput(specs, steps=7, repeats=3, run=_fake_fit(calls, {"tied": 900.0, "untied": 600.0}),
                                 say=lambda m: None)  # fmt: skip
     assert [r["core"] for r in rows] == ["tied", "untied", "untied", "tied", "tied", "untied"]
+    assert len(calls) == 7  # a warm-up fit first, not recorded
     assert {r["core"]: r["tokens_per_s"] for r in rows} == {"tied": 900.0, "untied": 600.0}
-    cmd = calls[0]
+    cmd = calls[1]
     last = len(cmd) - 1 - cmd[::-1].index("--trainer.limit_train_batches")  # the cut overrides the run's own limit
     assert cmd[last + 1] == "7" and "--trainer.limit_val_batches" in cmd
     fit_args = specs[0].fit_args()
