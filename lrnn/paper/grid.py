@@ -79,7 +79,7 @@ class Budget:
 WIDTH_CONTEST = ("tied", "untied", "lexical", "soft_tied")
 PROFILES: dict[str, Budget] = {
     "converged": Budget(
-        name="converged", seeds=(0, 1, 2), ptb_epochs=6, ptb_decay=0.5, ptb_decay_after=2, ptb_val_interval=0.5,
+        name="converged", seeds=(0, 1, 2), ptb_epochs=8, ptb_decay=0.5, ptb_decay_after=2, ptb_val_interval=0.5,
         ptb_patience=3, ptb_limit_train=None, ptb_limit_val=None, ptb_limit_test=None, ptb_test_batch=20,
         tune_lrs=(0.5, 1.0, 2.0), tune_epochs=1, tune_seed=0, matchings=("width", "params"),
         width_cores=WIDTH_CONTEST, params_cores=CONTEST,
@@ -96,7 +96,7 @@ PROFILES: dict[str, Budget] = {
         measure_hidden=32, measure_repeats=1, wide_ptb=False,
     ),
     "full": Budget(
-        name="full", seeds=(0, 1, 2, 3, 4), ptb_epochs=6, ptb_decay=0.5, ptb_decay_after=2, ptb_val_interval=0.5,
+        name="full", seeds=(0, 1, 2, 3, 4), ptb_epochs=8, ptb_decay=0.5, ptb_decay_after=2, ptb_val_interval=0.5,
         ptb_patience=3, ptb_limit_train=None, ptb_limit_val=None, ptb_limit_test=None, ptb_test_batch=None,
         tune_lrs=(0.5, 1.0, 2.0), tune_epochs=1, tune_seed=0, matchings=("width", "params"),
         width_cores=WIDTH_CONTEST, params_cores=CONTEST,
