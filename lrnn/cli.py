@@ -172,8 +172,10 @@ class LRNNCLI(LightningCLI):
             )
         callbacks = list(trainer_config.get("callbacks") or [])
         if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+            # fast_dev_run: Lightning still writes last.ckpt at train end, into the working directory (no logger)
+            save_last = not trainer_config.get("fast_dev_run")
             callbacks.append(
-                ModelCheckpoint(monitor="val/loss", mode="min", save_top_k=1, save_last=True, filename="best")
+                ModelCheckpoint(monitor="val/loss", mode="min", save_top_k=1, save_last=save_last, filename="best")
             )
         if self.subcommand == "fit" and not any(isinstance(c, MidEpochCheckpoint) for c in callbacks):
             callbacks.append(MidEpochCheckpoint(every_minutes=config.get("checkpoint_every_minutes")))

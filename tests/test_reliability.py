@@ -112,6 +112,14 @@ def test_failed_run_records_why(tiny_corpus: Path, tmp_path: Path) -> None:
     assert results["status"] == "failed" and "bptt='full' does not fit batching='stream'" in results["error"]
 
 
+def test_fast_dev_run_leaves_no_checkpoint_in_the_working_directory(tiny_corpus: Path, tmp_path: Path) -> None:
+    """fast_dev_run has no logger, so Lightning would put last.ckpt in ``<cwd>/checkpoints``."""
+    config = _config(tmp_path, tiny_corpus)
+    result = _fit(config, tmp_path / "runs", "--wandb", "off", "--trainer.fast_dev_run", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not list(tmp_path.rglob("*.ckpt"))
+
+
 def test_short_run_validates_at_the_end_and_tests_best(tiny_corpus: Path, tmp_path: Path) -> None:
     """max_steps inside the first epoch: validation still runs, best.ckpt exists, test says what it used."""
     config = _config(tmp_path, tiny_corpus)
