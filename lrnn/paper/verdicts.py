@@ -336,12 +336,14 @@ def c3(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
     w, va, vb = _rule_gap(rule_runs, "untied", "tied")
     rule_holds = None if not _enough([va, vb], min_seeds) else bool(w.low > 0 and w.diff >= ACC_GAIN)
     gap, gap_ci = _welch_text(w, pct=True)
-    text = finished(_ptb_runs(t, "C3"), "test_ppl")
+    planned = _ptb_runs(t, "C3")
+    text = finished(planned, "test_ppl")
     text_holds, best, converged = None, None, all_converged(text)
     if not text.empty and "tied" in set(text["core"]):
         table = contest_table(text.drop(columns=["matching"], errors="ignore"))
         others = table[table["core"] != "tied"]
-        if len(others) and table["n"].min() >= min_seeds:
+        every_core = set(planned["core"]) <= set(table["core"])  # no verdict while a planned core has no run
+        if len(others) and every_core and table["n"].min() >= min_seeds:
             text_holds = not (others["result"] == "beats tied").any()
         best = others.sort_values("ratio_vs_tied").iloc[0] if len(others) else None
     text_effect = (
@@ -804,13 +806,16 @@ def contest(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
     (Welch on log ppl), p-values Holm-adjusted over that matching's comparisons. A core *beats tied* if its ratio is
     below 1 at Holm-adjusted p < 0.05. Verdict per matching: "X beats tied by Y% [95% interval]" (X the best of the
     cores that beat tied), else "nothing beats tied"; "not converged" if any of its runs has not converged;
-    inconclusive with fewer than ``min_seeds`` finished seeds for a core. (The intervals are per comparison; the
+    inconclusive with fewer than ``min_seeds`` finished seeds for a core, or while a core the grid plans for that
+    matching (a row of runs.csv without a test perplexity yet) has none. (The intervals are per comparison; the
     decision uses the Holm-adjusted p.)"""
     rule = contest.__doc__ or ""
-    runs = expand_both(finished(for_claim(t["runs"], "contest"), "test_ppl"))
+    planned = expand_both(for_claim(t["runs"], "contest"))
+    runs = expand_both(finished(planned, "test_ppl"))
     if runs.empty or "tied" not in set(runs["core"]):
         return Verdict("contest", "inconclusive", "no finished contest runs with tied", rule, "contest.png", n="0")
     table = contest_table(runs)
+    waiting = _waiting_cores(planned, table)
     verdicts, sizes, intervals, ns = [], [], [], []
     for matching, m in table.groupby("matching", sort=False):
         ns.append(f"{matching}: {seeds_text(dict(zip(m['core'], m['n'], strict=True)))}")
@@ -821,6 +826,8 @@ def contest(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
             intervals.append(f"{matching}: [{best['ratio_lo95']:.3f}, {best['ratio_hi95']:.3f}]")
         if (m["converged"] != "yes").any():
             verdicts.append(f"{matching}: {NOT_CONVERGED}")
+        elif waiting.get(matching):
+            verdicts.append(f"{matching}: inconclusive (no runs yet of {', '.join(waiting[matching])})")
         elif m["n"].min() < min_seeds or best is None:
             verdicts.append(f"{matching}: inconclusive (fewer than {min_seeds} seeds)")
         else:
@@ -842,6 +849,18 @@ def contest(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
         "contest", "; ".join(verdicts), effect, rule, "contest.png", table, size="; ".join(sizes) or "n/a",
         interval="; ".join(intervals) or "n/a", n="; ".join(ns), converged=bool((table["converged"] == "yes").all()),
     )  # fmt: skip
+
+
+def _waiting_cores(planned: pd.DataFrame, table: pd.DataFrame) -> dict[str, list[str]]:
+    """Per matching (as the contest table names it): the cores the grid plans for it with no finished run yet."""
+    if "matching" not in planned:
+        return {}
+    out: dict[str, list[str]] = {}
+    for matching, g in planned.groupby(planned["matching"].fillna("params")):
+        name = MATCHINGS.get(str(matching), str(matching))
+        done = set(table.loc[table["matching"] == name, "core"])
+        out[name] = sorted(set(g["core"]) - done)
+    return out
 
 
 UNTYING = {"tied": "tied", "lexical": "by content"}  # every other contest core unties by position

@@ -136,6 +136,15 @@ def test_contest_needs_seeds() -> None:
     assert "inconclusive" in V.contest(_runs(_contest_rows({"untied": 0.5}, seeds=2)), 3).verdict
 
 
+def test_contest_waits_for_every_planned_core() -> None:
+    """tied and untied have 3 seeds, but the grid also plans lexical at equal width: no verdict before it runs."""
+    rows = _contest_rows({"untied": 1.5, "lexical": 0.9}, matching="width")
+    unfinished = [{**r, "test_ppl": float("nan")} if r["core"] == "lexical" else r for r in rows]
+    v = V.contest(_runs(unfinished), 3)
+    assert v.verdict == "equal width: inconclusive (no runs yet of lexical)"
+    assert V.contest(_runs(rows), 3).verdict.startswith("equal width: lexical beats tied")
+
+
 def _c4_rows(gap_untied: float, penalty_small: float, converged: bool = True) -> list[dict]:
     """tied: val/train ppl 1.1 everywhere; untied at 10% data: val/train ``gap_untied`` and val ppl
     ``penalty_small`` x tied's (1.0 x with all data)."""

@@ -108,6 +108,14 @@ def test_c3(rule: dict, ptb: dict, verdict: str) -> None:
     assert "pts" in v.size and "n=5" in v.effect
 
 
+def test_c3_text_half_waits_for_every_planned_core() -> None:
+    """mixture beats tied, but it has not run yet: the text half says nothing, so the verdict cannot be mixed."""
+    rows = _rule({"tied": 0.43, "untied": 1.0}) + _ptb("C3", {"tied": 100.0, "untied": 104.0, "mixture": 95.0})
+    assert V.c3(_tables(rows), 3).verdict == "mixed"
+    waiting = [{**r, "test_ppl": float("nan")} if r["core"] == "mixture" else r for r in rows]
+    assert V.c3(_tables(waiting), 3).verdict == "inconclusive"
+
+
 def test_c3_not_converged() -> None:
     t = _tables(_rule({"tied": 0.4, "untied": 1.0}) + _ptb("C3", {"tied": 100.0, "untied": 104.0}, converged=False))
     assert V.c3(t, 3).verdict == V.NOT_CONVERGED
