@@ -26,6 +26,7 @@ from lrnn.paper.verdicts import (  # noqa: E402
     CHANCE,
     MATCHINGS,
     all_converged,
+    c4_runs,
     contest_table,
     expand_both,
     finished,
@@ -59,7 +60,9 @@ def human(v: float, _pos=None) -> str:
 def _plain_log(axis) -> None:
     """A log axis labelled 1-2-5 in plain numbers, unlabelled minor ticks."""
     lo, hi = axis.get_view_interval()
-    decades = math.log10(max(hi, 1e-300) / max(lo, 1e-300)) if lo > 0 else 3
+    if not 0 < lo < hi:  # e.g. one x value so far: matplotlib's own ticks
+        return
+    decades = math.log10(hi / lo)
     if decades > 1.5:
         subs = (1.0, 2.0, 5.0)
     elif decades > 0.7:
@@ -67,8 +70,8 @@ def _plain_log(axis) -> None:
     else:
         subs = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0)
     locator = matplotlib.ticker.LogLocator(base=10, subs=subs)
-    if sum(lo <= v <= hi for v in locator.tick_values(lo, hi)) < 3:  # a narrow range: evenly spaced round numbers
-        locator = matplotlib.ticker.MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10])
+    if sum(lo <= v <= hi for v in locator.tick_values(lo, hi)) < 5:  # a narrow range: evenly spaced round numbers
+        locator = matplotlib.ticker.MaxNLocator(nbins=10, steps=[1, 2, 2.5, 5, 10])
     axis.set_major_locator(locator)
     axis.set_major_formatter(matplotlib.ticker.FuncFormatter(human))
     axis.set_minor_locator(matplotlib.ticker.LogLocator(base=10, subs="auto"))
@@ -108,10 +111,14 @@ def budget(runs: pd.DataFrame, curves: pd.DataFrame | None = None, ptb: bool = F
                 if len(full):
                     text += f" (≤ {full['tokens'].max() / PTB_TRAIN_TOKENS:.2g} epochs)"
             parts.append(text)
-        seeds = runs.groupby("core")["seed"].nunique() if "seed" in runs else pd.Series(dtype=int)
+        # seeds that finished, per core (runs.csv also lists the planned runs still to come)
+        ran = runs[runs["status"].isin(("completed", "diverged"))] if "status" in runs else runs
+        seeds = ran.groupby("core")["seed"].nunique() if "seed" in ran else pd.Series(dtype=int)
+        planned = int(runs.groupby("core")["seed"].nunique().max()) if "seed" in runs else 0
         if len(seeds):
             lo, hi = int(seeds.min()), int(seeds.max())
-            parts.append(f"{lo} seeds" if lo == hi else f"{lo}–{hi} seeds")
+            text = f"{lo} seeds" if lo == hi else f"{lo}–{hi} seeds"
+            parts.append(text + (f" of {planned}" if hi < planned else ""))
         if ptb:
             parts.append("converged" if all_converged(finished(runs, "best_val_ppl")) else "NOT converged")
     return ", ".join(parts)
@@ -173,7 +180,8 @@ def _epochs(curves: pd.DataFrame) -> pd.Series:
 
 
 def _curve_panels(t: Tables) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
-    """(title, runs, validation curves) of every PTB group: the contest per matching, then Zaremba small (C10)."""
+    """(title, runs, validation curves) of every PTB group: the contest per matching, then C10's runs if it has
+    runs of its own (in the converged profile it uses the contest's tied and untied at equal width)."""
     panels = []
     runs, curves = expand_both(for_claim(t["runs"], "contest")), expand_both(for_claim(t["curves"], "contest"))
     if not curves.empty and "val/ppl" in curves:
@@ -183,8 +191,10 @@ def _curve_panels(t: Tables) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
             panels.append((f"contest, {MATCHINGS.get(key, key)}, dropout", runs[run_matching == key],
                            curves[matching == key]))  # fmt: skip
     c10 = for_claim(t["curves"], "C10")
-    if not c10.empty and "val/ppl" in c10:
-        panels.append(("Zaremba small, no dropout (C2, C9, C10)", for_claim(t["runs"], "C10"), c10))
+    if not c10.empty and "val/ppl" in c10 and "name" in c10:
+        c10 = c10[~c10["name"].isin(set(curves["name"]) if "name" in curves else set())]  # not drawn twice
+        if not c10.empty:
+            panels.append(("C10's own runs", for_claim(t["runs"], "C10"), c10))
     return panels
 
 
@@ -203,9 +213,11 @@ def learning_curves(t: Tables, m: pd.DataFrame, out: Path) -> str:
             x, y = line.get_data()
             i = int(np.nanargmin(y))
             ax.plot(x[i], y[i], "o", ms=9, mfc="none", color=line.get_color())
+            ax.annotate(f"{y[i]:.1f}", (x[i], y[i]), xytext=(0, -13), textcoords="offset points", ha="center",
+                        va="top", fontsize=8, color=line.get_color())  # fmt: skip
         lo, hi = val["val/ppl"].quantile(0.0), val["val/ppl"].quantile(0.98)
         ax.set_yscale("log")
-        ax.set_ylim(lo * 0.95, hi * 1.05)
+        ax.set_ylim(lo * 0.9, hi * 1.05)
         ax.set(xlabel="epochs of PTB training data", ylabel="validation perplexity")
         _title(ax, title, runs, curves, ptb=True)
         ax.legend(fontsize=8, title="core (ring: best)", title_fontsize=8, loc="best", framealpha=0.8)
@@ -216,7 +228,7 @@ def learning_curves(t: Tables, m: pd.DataFrame, out: Path) -> str:
 def length_generalization(t: Tables, m: pd.DataFrame, out: Path) -> str:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, claim, title in (
-        (axes[0], "C2", "C2: Zaremba small, no dropout"),
+        (axes[0], "C2", "C2: tied and untied at equal width"),
         (axes[1], "C8", "C8: contest cores (equal parameters)"),
     ):
         length = for_claim(t["length"], claim)
@@ -328,9 +340,9 @@ def recall_heatmap(t: Tables, m: pd.DataFrame, out: Path) -> str:
 
 
 def data_fraction(t: Tables, m: pd.DataFrame, out: Path) -> str:
-    runs = finished(for_claim(t["runs"], "C4"), "best_val_ppl")
+    runs = c4_runs(t)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.3))
-    if runs.empty or "fraction" not in runs:
+    if runs.empty:
         _empty(axes[0]), _empty(axes[1])
         return _save(fig, out, "data_fraction.png")
     _mean_line(axes[0], runs, "fraction", "best_val_ppl", log=True)

@@ -101,9 +101,19 @@ def finished(runs: pd.DataFrame, col: str) -> pd.DataFrame:
     return runs[np.isfinite(v) & (v > 0)]
 
 
+def gated(verdict: str, converged: bool | None) -> str:
+    """A PTB verdict stands only if its runs converged; "inconclusive" (runs missing) stays inconclusive."""
+    return verdict if converged is not False or verdict == "inconclusive" else NOT_CONVERGED
+
+
 def all_converged(runs: pd.DataFrame) -> bool:
     """Every row has ``converged`` true (a missing column counts as not converged)."""
     return not runs.empty and "converged" in runs and bool(runs["converged"].map(truthy).all())
+
+
+def times(log_value: float, digits: int = 3) -> str:
+    """exp(log_value) as "×1.234"; "n/a" where there is nothing to exponentiate yet (no runs)."""
+    return f"×{math.exp(log_value):.{digits}f}" if math.isfinite(log_value) else "n/a"
 
 
 def ratio_text(w: Welch, digits: int = 3) -> tuple[str, str]:
@@ -290,21 +300,21 @@ def c2(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
         intervals.append(f"{source}: {ci}")
         L = int(deg.loc[deg["source"] == source, "L"].max())
         effects.append(
-            f"{source} (longest {L} vs T): untied ×{math.exp(stat(du).mean):.3f}, tied ×{math.exp(stat(dt).mean):.3f}"
+            f"{source} (longest {L} vs T): untied {times(stat(du).mean)}, tied {times(stat(dt).mean)}"
             f", untied/tied {size} {ci} (n={len(du)}+{len(dt)})"
         )
         if not _enough([du, dt], min_seeds):
             parts.append(None)
         else:
             parts.append("shows" if w.low > 0 and w.diff >= math.log(LENGTH_GROWTH) else "clear" if w.low > 0 else "no")
-    converged = all_converged(_ptb_runs(t, "C2"))
+    converged = all_converged(finished(_ptb_runs(t, "C2"), "best_val_ppl"))
     if any(p is None for p in parts):
         verdict = "inconclusive"
     else:
         verdict = "supported" if all(p == "shows" for p in parts) else "refuted" if all(p == "no" for p in parts) \
             else "mixed"  # fmt: skip
     return Verdict(
-        "C2", verdict if converged else NOT_CONVERGED, "; ".join(effects), rule, "length.png",
+        "C2", gated(verdict, converged), "; ".join(effects), rule, "length.png",
         summary_table(deg, ["ppl_T", "ppl_L", "log_ratio"], ["source", "core"]), size="; ".join(sizes),
         interval="; ".join(intervals), n="seeds " + ", ".join(ns), converged=converged,
     )  # fmt: skip
@@ -357,8 +367,8 @@ def c3(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
         f"untied - tied {gap} {gap_ci}; {text_effect}"
     )
     verdict = _combine([rule_holds, text_holds])
-    if not text.empty and not converged:
-        verdict = NOT_CONVERGED
+    if not text.empty:
+        verdict = gated(verdict, converged)
     table = pd.concat(
         [
             summary_table(text, ["best_val_ppl", "test_ppl"], ["core"]).assign(task="PTB"),
@@ -377,6 +387,14 @@ def c3(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
     )  # fmt: skip
 
 
+def c4_runs(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """C4's finished runs with their data fraction; runs on the whole stream (the contest runs C4 shares) have no
+    ``fraction`` factor in runs.csv: they are fraction 1."""
+    runs = finished(for_claim(t["runs"], "C4"), "best_val_ppl")
+    fraction = runs["fraction"] if "fraction" in runs else pd.Series(math.nan, index=runs.index)
+    return runs.assign(fraction=pd.to_numeric(fraction, errors="coerce").fillna(1.0))
+
+
 def c4(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
     """Each data fraction f trained to convergence (early stopping), numbers at the best checkpoint. Per run, the
     generalization gap g = log(best val ppl) - log(eval-mode train ppl at the best checkpoint); per seed and f,
@@ -387,8 +405,8 @@ def c4(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
     Supported if (a) and (b), refuted if neither, mixed otherwise. "not converged" if any run has not converged;
     inconclusive with fewer than ``min_seeds`` finished seeds per core and fraction."""
     rule = c4.__doc__ or ""
-    runs = finished(for_claim(t["runs"], "C4"), "best_val_ppl")
-    if runs.empty or "fraction" not in runs:
+    runs = c4_runs(t)
+    if runs.empty:
         return Verdict("C4", "inconclusive", "no finished runs", rule, "data_fraction.png", n="0")
     converged = all_converged(runs)
     counts = runs.groupby(["fraction", "core"]).size()
@@ -414,18 +432,18 @@ def c4(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
     gap_size, gap_ci = ratio_text(welch(g_u, g_t))
     pen_size, pen_ci = ratio_text(welch(p_small, p_all))
     gaps = (
-        f"val/train ppl at {fmin:.0%} data: untied ×{math.exp(g_u.mean):.2f}, tied ×{math.exp(g_t.mean):.2f} "
+        f"val/train ppl at {fmin:.0%} data: untied {times(g_u.mean, 2)}, tied {times(g_t.mean, 2)} "
         f"(untied/tied {gap_size} {gap_ci})"
         if g_u.n and g_t.n
         else "no eval-mode train perplexity (train_eval_ppl)"
     )
     effect = (
-        f"(a) {gaps}; (b) untied/tied best val ppl ×{math.exp(p_small.mean):.2f} at {fmin:.0%} vs "
-        f"×{math.exp(p_all.mean):.2f} at {fmax:.0%} (ratio {pen_size} {pen_ci})"
+        f"(a) {gaps}; (b) untied/tied best val ppl {times(p_small.mean, 2)} at {fmin:.0%} vs "
+        f"{times(p_all.mean, 2)} at {fmax:.0%} (ratio {pen_size} {pen_ci})"
     )
     table = summary_table(runs, ["best_val_ppl", "train_eval_ppl", "gap"], ["fraction", "core"])
     return Verdict(
-        "C4", _combine([a, b]) if converged else NOT_CONVERGED, effect, rule, "data_fraction.png", table,
+        "C4", gated(_combine([a, b]), converged), effect, rule, "data_fraction.png", table,
         size=f"(a) gap untied/tied at {fmin:.0%}: {gap_size}; (b) penalty {fmin:.0%} vs {fmax:.0%}: {pen_size}",
         interval=f"(a) {gap_ci}; (b) {pen_ci}", n=n, converged=converged,
     )  # fmt: skip
@@ -545,9 +563,7 @@ def c7(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
         effects.append(f"{label}: {tied}/untied test ppl {size} {ci}")
     if not parts:
         return Verdict("C7", "inconclusive", "no runs", rule, "capacity.png", n="0")
-    verdict = _combine(parts)
-    if converged is False:
-        verdict = NOT_CONVERGED
+    verdict = gated(_combine(parts), converged)
     table = pd.concat(
         [
             summary_table(rule_runs, ["test_acc", "params"], ["core"]).assign(task="position rule"),
@@ -594,13 +610,13 @@ def c8(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
             parts.append("loses")
         else:
             parts.append("neither")
-    converged = all_converged(_ptb_runs(t, "C8"))
+    converged = all_converged(finished(_ptb_runs(t, "C8"), "best_val_ppl"))
     if any(p is None for p in parts):
         verdict = "inconclusive"
     else:
         verdict = "supported" if all(p == "keeps" for p in parts) else "refuted" if "loses" in parts else "mixed"
     return Verdict(
-        "C8", verdict if converged else NOT_CONVERGED, "; ".join(effects), rule, "length.png",
+        "C8", gated(verdict, converged), "; ".join(effects), rule, "length.png",
         summary_table(deg, ["ppl_T", "ppl_L", "log_ratio"], ["source", "core"]), size="; ".join(sizes),
         interval="; ".join(intervals), n="seeds " + ", ".join(ns), converged=converged,
     )  # fmt: skip
@@ -637,7 +653,7 @@ def c9(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
     else:
         clear = lo > 0 or (u.std == 0 and u.mean > 0)
         verdict = "refuted" if not clear else "supported" if u.mean >= math.log(RECURRENT_GROWTH) else "mixed"
-    converged = all_converged(_ptb_runs(t, "C9"))
+    converged = all_converged(finished(_ptb_runs(t, "C9"), "best_val_ppl"))
     states = _by_core(df, "log_ratio_state")
 
     def fmt(c: str, v: Stat) -> str:
@@ -650,7 +666,7 @@ def c9(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
         fmt(c, v) for c, v in s.items()
     )
     return Verdict(
-        "C9", verdict if converged else NOT_CONVERGED, effect, rule, "recurrence.png",
+        "C9", gated(verdict, converged), effect, rule, "recurrence.png",
         summary_table(df, ["ppl_carried", "ppl_cell_zeroed", "ppl_state_zeroed", "log_ratio"], ["core"]),
         size=f"untied ppl c zeroed/carried ×{math.exp(u.mean):.3f}" if u.n else "n/a",
         interval=f"[{math.exp(lo):.3f}, {math.exp(hi):.3f}]" if u.n >= 2 else "n/a", n=f"{u.n} untied seeds",
@@ -723,7 +739,7 @@ def c10(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
     if min(len(v) for v in tokens.values()) < min_seeds or min(len(v) for v in tps.values()) < 2:
         verdict = "inconclusive" if min(len(v) for v in tokens.values()) < min_seeds else QUIET
         return Verdict(
-            "C10", verdict if converged else NOT_CONVERGED, tokens_text, rule, "time_to_target.png", table,
+            "C10", gated(verdict, converged), tokens_text, rule, "time_to_target.png", table,
             size=f"tokens untied/tied {tok_size}", interval=tok_ci, n=n, converged=converged,
         )  # fmt: skip
     log = lambda v: [math.log(x) for x in v if x > 0]  # noqa: E731
@@ -737,7 +753,7 @@ def c10(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
         f"{speed_size} {speed_ci} (quiet, {stat(tps['tied']).mean:,.0f} vs {stat(tps['untied']).mean:,.0f})"
     )
     return Verdict(
-        "C10", verdict if converged else NOT_CONVERGED, effect, rule, "time_to_target.png", table,
+        "C10", gated(verdict, converged), effect, rule, "time_to_target.png", table,
         size=f"seconds untied/tied {size}; tokens {tok_size}", interval=f"{ci}; tokens {tok_ci}", n=n,
         converged=converged,
     )  # fmt: skip
@@ -824,12 +840,12 @@ def contest(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
         if best is not None:
             sizes.append(f"{matching}: best other {best['core']} ×{best['ratio_vs_tied']:.3f} tied's test ppl")
             intervals.append(f"{matching}: [{best['ratio_lo95']:.3f}, {best['ratio_hi95']:.3f}]")
-        if (m["converged"] != "yes").any():
-            verdicts.append(f"{matching}: {NOT_CONVERGED}")
-        elif waiting.get(matching):
+        if waiting.get(matching):
             verdicts.append(f"{matching}: inconclusive (no runs yet of {', '.join(waiting[matching])})")
         elif m["n"].min() < min_seeds or best is None:
             verdicts.append(f"{matching}: inconclusive (fewer than {min_seeds} seeds)")
+        elif (m["converged"] != "yes").any():
+            verdicts.append(f"{matching}: {NOT_CONVERGED}")
         else:
             beats = others[others["result"] == "beats tied"].sort_values("ratio_vs_tied")
             if beats.empty:

@@ -34,6 +34,11 @@ def test_budget_in_title_reads_the_runs() -> None:
     try:
         assert F.budget(runs, ptb=True) == "profile converged, 90–120 updates, 3 seeds, NOT converged"
         assert F.budget(runs.assign(converged=True), ptb=True).endswith("3 seeds, converged")
+        # runs.csv lists planned runs too: the title counts the seeds that finished
+        status = ["completed"] * 2 + ["missing"] + ["completed"] * 3
+        assert ", 2–3 seeds, " in F.budget(runs.assign(status=status), ptb=True)
+        status = (["completed"] * 2 + ["missing"]) * 2
+        assert ", 2 seeds of 3, " in F.budget(runs.assign(status=status), ptb=True)
     finally:
         F.PROFILE["name"] = ""
 

@@ -175,6 +175,14 @@ def test_c4_counter_example_untied_overfits_less() -> None:
     assert V.c4(_runs(_c4_rows(1.02, 0.9)), 3).verdict == "refuted"
 
 
+def test_c4_whole_stream_runs_have_no_fraction_in_runs_csv() -> None:
+    """The contest runs C4 shares train on all of PTB and runs.csv leaves their ``fraction`` empty: they are 1.0."""
+    rows = [{**r, "fraction": float("nan")} if r["fraction"] == 1.0 else r for r in _c4_rows(2.0, 1.5)]
+    v = V.c4(_runs(rows), 3)
+    assert v.verdict == "supported" and "2 fractions" in v.n
+    assert sorted(set(v.table["fraction"])) == [0.1, 1.0]
+
+
 def test_c4_no_verdict_before_convergence() -> None:
     rows = _c4_rows(2.0, 1.5)
     rows[-1]["converged"] = False

@@ -26,7 +26,7 @@ def _tables(runs: list[dict], **evals: list[dict]) -> dict[str, pd.DataFrame]:
 
 def _run(claim: str, core: str, seed: int, **cols) -> dict:
     return {"name": f"{claim}-{core}-s{seed}", "claims": claim, "core": core, "seed": seed, "seq_len": 20,
-            "converged": True, **cols}  # fmt: skip
+            "converged": True, "best_val_ppl": 100.0, **cols}  # fmt: skip
 
 
 # ---- C2 / C8: length degradation from windows and sentences ------------------------------------------------------
@@ -200,6 +200,23 @@ def test_c9_counter_example_and_gates() -> None:
     assert V.c9(_c9({"untied": 0.9}), 3).verdict == "refuted"  # zeroing the cell helps: not carried
     assert V.c9(_c9({"untied": 1.5}, converged=False), 3).verdict == V.NOT_CONVERGED
     assert V.c9(_c9({"untied": 1.5}), 6).verdict == "inconclusive"
+
+
+def test_runs_not_yet_finished_make_a_claim_inconclusive_not_unconverged() -> None:
+    """runs.csv lists every planned run; one still to run has no best_val_ppl and no converged flag."""
+    t = _c9({"tied": 1.5, "untied": 1.5})
+    runs = t["runs"]
+    t["runs"] = runs.assign(best_val_ppl=runs["best_val_ppl"].where(runs["core"] == "tied"),
+                            converged=runs["converged"].where(runs["core"] == "tied"))  # fmt: skip
+    t["recurrence"] = t["recurrence"][t["recurrence"]["core"] == "tied"]
+    v = V.c9(t, 3)
+    assert v.verdict == "inconclusive" and v.converged is True
+    w = _length_tables("C2", {"tied": 1.0, "untied": 1.3})
+    w["runs"] = w["runs"].assign(best_val_ppl=w["runs"]["best_val_ppl"].where(w["runs"]["core"] == "tied"),
+                                 converged=w["runs"]["converged"].where(w["runs"]["core"] == "tied"))  # fmt: skip
+    for k in ("length", "sentence_length"):
+        w[k] = w[k][w[k]["core"] == "tied"]
+    assert V.c2(w, 3).verdict == "inconclusive"
 
 
 def test_c6_with_runs_not_finished_says_so_without_nan() -> None:
