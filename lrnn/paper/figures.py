@@ -325,10 +325,12 @@ def recall_heatmap(t: Tables, m: pd.DataFrame, out: Path) -> str:
         for i, d in enumerate(p.index):
             for j, k in enumerate(p.columns):
                 v = p.values[i, j]
-                text = "n/a" if np.isnan(v) else f"{v:+.2f}" if diff else f"{v:.2f}"
+                if np.isnan(v):  # not a cell of the grid (D in {k, k + 1, 2k} and a control per k)
+                    continue
+                text = f"{v:+.2f}" if diff else f"{v:.2f}"
                 dark = abs(v) > 0.3 if diff else v < 0.6
                 ax.text(j, i, text + ("*" if d >= int(k.split("/")[1]) else ""), ha="center", va="center",
-                        color="grey" if np.isnan(v) else "w" if dark else "k", fontsize=9)  # fmt: skip
+                        color="w" if dark else "k", fontsize=9)  # fmt: skip
         ax.set_xticks(range(len(p.columns)), p.columns)
         ax.set_yticks(range(len(p.index)), [int(d) for d in p.index])
         ax.set(xlabel="truncation k1/k2", ylabel="lag D")
