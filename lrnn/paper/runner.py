@@ -422,21 +422,22 @@ def run_lanes(
                 _CHILDREN.stopping.wait(poll_s)
                 continue
             try:
-                state = execute(
-                    spec, runs, profile=profile, wandb=wandb, threads=threads, devices=devices,
-                    eval_lengths=eval_lengths, eval_splits=eval_splits, say=locked_say,
-                )  # fmt: skip
-            except Exception as e:  # noqa: BLE001 - one broken run must not stop the lane
-                locked_say(f"failed {spec.name}: {type(e).__name__}: {e}")
-                state = RunState(spec, None, "failed")
+                try:
+                    state = execute(
+                        spec, runs, profile=profile, wandb=wandb, threads=threads, devices=devices,
+                        eval_lengths=eval_lengths, eval_splits=eval_splits, say=locked_say,
+                    )  # fmt: skip
+                except Exception as e:  # noqa: BLE001 - one broken run must not stop the lane
+                    locked_say(f"failed {spec.name}: {type(e).__name__}: {e}")
+                    state = RunState(spec, None, "failed")
+                with lock:  # before the lock file goes: another lane must not pick a failed run up again
+                    states.append(state)
+                    if state.version is None or needs_evaluation(spec, state.version):
+                        failed.add(spec.key)  # failed, or its evaluation did: not retried until the next make paper
             finally:
-                release(runs, spec)
                 with lock:
                     active[0] -= 1
-            with lock:
-                states.append(state)
-                if state.version is None or needs_evaluation(spec, state.version):
-                    failed.add(spec.key)  # failed, or its evaluation did: not retried until the next make paper
+                release(runs, spec)
 
     def on_sigterm(signum: int, frame: Any) -> None:
         raise GridInterrupted(signum, 0)
