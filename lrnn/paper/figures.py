@@ -240,6 +240,9 @@ def length_generalization(t: Tables, m: pd.DataFrame, out: Path) -> str:
         if at_t is not None:
             stream = stream.assign(rel=stream["ppl"] / stream["name"].map(at_t))
             _mean_line(ax, stream, "length", "rel")
+            lo, hi = ax.get_ylim()
+            ax.set_ylim(min(lo, 0.95), max(hi, 1.05))  # tied alone is 1.000 everywhere: no 1e-10 offset axis
+            ax.ticklabel_format(axis="y", useOffset=False)
             ax.axvline(20, color="grey", ls=":", lw=1)
             ax.set_ylabel("val ppl / val ppl at T = 20")
         else:
