@@ -276,6 +276,11 @@ def _ptb_runs(t: dict[str, pd.DataFrame], claim: str) -> pd.DataFrame:
     return runs[runs["task"] != "rule"]
 
 
+def _ptb_converged(t: dict[str, pd.DataFrame], claim: str) -> bool:
+    """Whether every finished PTB run of ``claim`` has converged (see ``all_converged``)."""
+    return all_converged(finished(_ptb_runs(t, claim), "best_val_ppl"))
+
+
 def c2(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
     """Tied and untied at equal width (2x200, all data, trained on windows of T; the untied core has max_len = T
     and reuses its last weight set past it: ``clamp``). Two sources of a length degradation d per run: stream
@@ -307,7 +312,7 @@ def c2(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
             parts.append(None)
         else:
             parts.append("shows" if w.low > 0 and w.diff >= math.log(LENGTH_GROWTH) else "clear" if w.low > 0 else "no")
-    converged = all_converged(finished(_ptb_runs(t, "C2"), "best_val_ppl"))
+    converged = _ptb_converged(t, "C2")
     if any(p is None for p in parts):
         verdict = "inconclusive"
     else:
@@ -610,7 +615,7 @@ def c8(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
             parts.append("loses")
         else:
             parts.append("neither")
-    converged = all_converged(finished(_ptb_runs(t, "C8"), "best_val_ppl"))
+    converged = _ptb_converged(t, "C8")
     if any(p is None for p in parts):
         verdict = "inconclusive"
     else:
@@ -653,7 +658,7 @@ def c9(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
     else:
         clear = lo > 0 or (u.std == 0 and u.mean > 0)
         verdict = "refuted" if not clear else "supported" if u.mean >= math.log(RECURRENT_GROWTH) else "mixed"
-    converged = all_converged(finished(_ptb_runs(t, "C9"), "best_val_ppl"))
+    converged = _ptb_converged(t, "C9")
     states = _by_core(df, "log_ratio_state")
 
     def fmt(c: str, v: Stat) -> str:
