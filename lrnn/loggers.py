@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -55,15 +56,17 @@ def resolve_wandb_mode(requested: str = "auto") -> Literal["online", "offline", 
     return "online" if _has_api_key(host) and _reachable(host) else "offline"
 
 
-def git_commit() -> str | None:
-    """The current commit of the working directory's repository (with ``-dirty`` for local changes), if any."""
+def git_commit(paths: Sequence[str] = ()) -> str | None:
+    """The current commit of the working directory's repository, with ``-dirty`` for local changes to tracked files
+    (only those under ``paths`` when given: a render that rewrites ``paper/`` is still made by clean code), if any."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
         ).stdout.strip()
         dirty = subprocess.run(  # tracked files only: run folders written into the checkout do not change the code
-            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5
-        ).stdout
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *paths],
+            capture_output=True, text=True, timeout=5,
+        ).stdout  # fmt: skip
         return commit + ("-dirty" if dirty.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None

@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run"
         else f"python -m lrnn.paper render --profile {args.profile} --out {args.out}",
         "argv": ["python -m lrnn.paper", *sys.argv[1:]],
-        "commit": git_commit(),
+        "commit": git_commit(("lrnn", "pyproject.toml")),  # the code: a render rewrites paper/ and runs/
         "machine": machine(),
         "profile": args.profile,
         "jobs": jobs,

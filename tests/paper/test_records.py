@@ -51,3 +51,27 @@ def test_committed_records_name_a_clean_commit() -> None:
             if not re.fullmatch(r"[0-9a-f]{40}", commit):
                 dirty.append((path, commit))
     assert not dirty, f"records made at a modified checkout (or none): {dirty[:5]}"
+
+
+def test_render_commit_is_dirty_only_for_changed_code(tmp_path, monkeypatch) -> None:
+    """The paper's header names the commit of the code that rendered it: rewriting ``paper/`` (what a render does)
+    leaves it clean, a change under ``lrnn/`` marks it ``-dirty``."""
+    from lrnn.loggers import git_commit
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "lrnn").mkdir()
+    (tmp_path / "paper").mkdir()
+    (tmp_path / "lrnn" / "core.py").write_text("x = 1\n")
+    (tmp_path / "paper" / "README.md").write_text("old\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "paper" / "README.md").write_text("new\n")
+    code = git_commit(("lrnn",))
+    assert code is not None and not code.endswith("-dirty")
+    assert git_commit() == code + "-dirty"
+    (tmp_path / "lrnn" / "core.py").write_text("x = 2\n")
+    assert git_commit(("lrnn",)) == code + "-dirty"
