@@ -181,7 +181,9 @@ def render(
             lines += [f"![{v.claim}](figures/{v.figure})", ""]
         lines += [markdown_table(_readable(v.table)), ""]
         example = _example_command(runs, v.claim)
-        lines += [f"Figure and table: `{cmd}` (rendered by `python -m lrnn.paper render --profile {budget.name}`)."]
+        render_cmd = f"python -m lrnn.paper render --profile {budget.name}"
+        also = "" if cmd.startswith(render_cmd) else f" (rendered by `{render_cmd}`)"
+        lines += [f"Figure and table: `{cmd}`{also}."]
         if example:
             lines += [f"One of its runs: `{example}`"]
         lines += [""]
