@@ -479,8 +479,17 @@ def untying_kinds_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
             err = [[r["ratio_vs_tied"] - lo], [hi - r["ratio_vs_tied"]]] if np.isfinite(lo) else None
             ax.errorbar([i], [r["ratio_vs_tied"]], yerr=err, fmt="o", ms=7, capsize=4, color=KIND_COLORS[r["kind"]])
         for kind, kg in g.groupby("kind"):
-            ax.text(kg.index.to_numpy().mean(), 0.97, kind, ha="center", va="top", fontsize=10, weight="bold",
-                    color=KIND_COLORS[kind], transform=ax.get_xaxis_transform())  # fmt: skip
+            ax.text(
+                kg.index.to_numpy().mean(),
+                1.01,
+                kind,
+                ha="center",
+                va="bottom",
+                fontsize=10,
+                weight="bold",
+                color=KIND_COLORS[kind],
+                transform=ax.get_xaxis_transform(),
+            )  # above the frame: never on a point
         bounds = [i - 0.5 for i in range(1, len(g)) if g["kind"].iloc[i] != g["kind"].iloc[i - 1]]
         for b in bounds:
             ax.axvline(b, color="0.8", lw=1)
@@ -491,7 +500,7 @@ def untying_kinds_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
         _plain_log(ax.yaxis)
         ax.set_ylabel("test ppl / tied's (95% interval); below 1 beats tied")
         ax.grid(alpha=0.3, which="major", axis="y")
-        _title(ax, f"which kind of untying helps? {matching}", runs, ptb=True)
+        _title(ax, f"which kind of untying helps? {matching}", runs, ptb=True, pad=20)
     return _save(fig, out, "untying_kinds.png")
 
 
