@@ -49,8 +49,8 @@ def _results(run_dir: Path) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("signame", "step", "extra_model"),
-    [("SIGINT", 80, ""), ("SIGTERM", 130, "  bptt: tbptt\n  k1: 5\n  k2: 10\n")],
-    ids=["sigint-window", "sigterm-tbptt"],
+    [("SIGINT", 80, ""), ("SIGTERM", 130, "  bptt: tbptt\n  k1: 5\n  k2: 10\n"), ("SIGINT", 30, "")],
+    ids=["sigint-window", "sigterm-tbptt", "sigint-before-the-first-validation"],
 )
 def test_interrupt_then_resume_matches_an_uninterrupted_run(
     tiny_corpus: Path, tmp_path: Path, signame: str, step: int, extra_model: str
@@ -70,7 +70,8 @@ def test_interrupt_then_resume_matches_an_uninterrupted_run(
     assert first["status"] == "interrupted" and step <= first["global_step"] <= step + 2  # TBPTT: 1-2 per batch
     assert signame in first["error"] and (run_dir / "checkpoints" / "last.ckpt").exists()
     assert "test" not in first
-    rows_before = (run_dir / "metrics.csv").read_text().splitlines()
+    metrics = run_dir / "metrics.csv"  # none yet when stopped before the first row was written
+    rows_before = metrics.read_text().splitlines() if metrics.exists() else []
 
     resumed = run(["-m", "lrnn", "fit", "--resume", str(run_dir)], cwd=tmp_path, env={"PYTHONPATH": str(Path.cwd())})
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -80,6 +81,8 @@ def test_interrupt_then_resume_matches_an_uninterrupted_run(
     assert final["earlier_attempts"][0]["status"] == "interrupted"  # the earlier record is kept
     assert final["wandb"]["id"] == first["wandb"]["id"]  # the same W&B run
     assert not (out / "tiny" / "version_1").exists()  # the same folder
+    # the validations after the resume overwrite last.ckpt (the file --resume reads), not a last-v1.ckpt beside it
+    assert sorted(p.name for p in (run_dir / "checkpoints").glob("*.ckpt")) == ["best.ckpt", "last.ckpt"]
     # bit-identical on CPU: test, best validation, last epoch's train loss and lr
     assert final["test"] == expected["test"]
     assert final["best_val_loss"] == expected["best_val_loss"]
@@ -87,7 +90,7 @@ def test_interrupt_then_resume_matches_an_uninterrupted_run(
         assert final["fit"][key] == expected["fit"][key], key
     rows_after = (run_dir / "metrics.csv").read_text().splitlines()
     steps = lambda rows: [tuple(r.split(",")[:2]) for r in rows[1:]]  # noqa: E731  (epoch, step) of each row
-    assert steps(rows_after)[: len(rows_before) - 1] == steps(rows_before)  # the earlier rows are all kept
+    assert steps(rows_after)[: max(len(rows_before) - 1, 0)] == steps(rows_before)  # the earlier rows are all kept
 
 
 @pytest.mark.parametrize("lr", ["1e12", ".nan"])

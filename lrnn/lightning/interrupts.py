@@ -38,6 +38,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 
 
@@ -125,6 +126,7 @@ class MidEpochCheckpoint(L.Callback):
             return None
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        _claim_last(trainer, path)
         trainer.save_checkpoint(tmp)
         if trainer.is_global_zero:
             os.replace(tmp, path)
@@ -158,6 +160,20 @@ class MidEpochCheckpoint(L.Callback):
                 requeue_slurm_job()
             raise RunInterrupted(signum, trainer.global_step, str(path) if path else None)
         rank_zero_info(f"step {trainer.global_step}: mid-epoch checkpoint {path}")
+
+
+def _claim_last(trainer: L.Trainer, path: Path) -> None:
+    """Tell a ``ModelCheckpoint(save_last=True)`` writing the same file that ``path`` is its own last checkpoint.
+
+    ModelCheckpoint only overwrites a ``last.ckpt`` it wrote itself (its ``last_model_path``, restored on resume);
+    any other file of that name makes it write ``last-v1.ckpt`` instead. A run stopped before its first validation
+    has only this callback's ``last.ckpt``, so after the resume the validations' checkpoints went to ``last-v1.ckpt``
+    while ``--resume`` reads ``last.ckpt``."""
+    for cb in trainer.checkpoint_callbacks:
+        if isinstance(cb, ModelCheckpoint) and cb.save_last and cb.dirpath:
+            theirs = cb.format_checkpoint_name({}, cb.CHECKPOINT_NAME_LAST)
+            if Path(theirs) == path:
+                cb.last_model_path = theirs
 
 
 def slurm_requeue_signal(trainer: L.Trainer) -> int | None:
