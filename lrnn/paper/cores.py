@@ -82,11 +82,11 @@ CORES: dict[str, Core] = _entries(
          ptb=(("max_len", 20),), positions=lambda n: {"max_len": n}, measure=lambda t: {"max_len": t}),
     # untied by content: the 127 most frequent tokens own a rank-8 delta on W_hh; K = 64 and 256 sets are tried at
     # the chosen lr and penalty. Not on the synthetic tasks or in the measurements (its sets follow the tokens).
-    Core("lexical", "lrnn.LexicalLSTM", "lexical_ptb", "tab:gray", "P", cost=1.5,
+    Core("lexical", "lrnn.LexicalLSTM", "lexical_ptb", "tab:orange", "P", cost=1.5,
          ptb=(("num_sets", 128), ("rank", 8)), reg=("penalty", (1e-4, 1e-3)),
          variants=((("num_sets", 64),), (("num_sets", 256),))),
     # C7: a tied LSTM widened to the untied core's parameter count (the width is solved per task)
-    Core("tied_wide", "lrnn.TiedLSTM", "tied_ptb_wide", "tab:orange", "s", positions=lambda n: {}, task_cost=0.15),
+    Core("tied_wide", "lrnn.TiedLSTM", "tied_ptb_wide", "tab:cyan", "s", positions=lambda n: {}, task_cost=0.15),
 )  # fmt: skip
 CORE_ORDER = tuple(CORES)
 CONTEST = tuple(name for name, c in CORES.items() if c.ptb is not None)  # the PTB contest at equal parameters

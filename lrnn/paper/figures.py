@@ -209,18 +209,17 @@ def learning_curves(t: Tables, m: pd.DataFrame, out: Path) -> str:
         val = curves.dropna(subset=["val/ppl"])
         val = val.assign(epoch=_epochs(val).round(3))
         _mean_line(ax, val, "epoch", "val/ppl", log=True)
-        for line in ax.get_lines():  # the best point of each mean curve
+        for line in list(ax.get_lines()):  # the best point of each mean curve, its value in the legend
             x, y = line.get_data()
             i = int(np.nanargmin(y))
             ax.plot(x[i], y[i], "o", ms=9, mfc="none", color=line.get_color())
-            ax.annotate(f"{y[i]:.1f}", (x[i], y[i]), xytext=(0, -13), textcoords="offset points", ha="center",
-                        va="top", fontsize=8, color=line.get_color())  # fmt: skip
+            line.set_label(f"{line.get_label()}: {y[i]:.1f}")
         lo, hi = val["val/ppl"].quantile(0.0), val["val/ppl"].quantile(0.98)
         ax.set_yscale("log")
         ax.set_ylim(lo * 0.9, hi * 1.05)
         ax.set(xlabel="epochs of PTB training data", ylabel="validation perplexity")
         _title(ax, title, runs, curves, ptb=True)
-        ax.legend(fontsize=8, title="core (ring: best)", title_fontsize=8, loc="best", framealpha=0.8)
+        ax.legend(fontsize=8, title="core: best (ringed)", title_fontsize=8, loc="best", framealpha=0.8)
         ax.grid(alpha=0.3, which="both")
     return _save(fig, out, "learning_curves.png")
 
@@ -434,8 +433,10 @@ def contest_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
         labels = []
         for r in g.itertuples():
             label = r.core + (f" (lr {r.lr})" if r.lr != "n/a" else "")
-            if r.core != "tied":
+            if r.core != "tied" and np.isfinite(r.ratio_lo95):
                 label += f"\n×{r.ratio_vs_tied:.3f} [{r.ratio_lo95:.3f}, {r.ratio_hi95:.3f}]\n{r.result}"
+            elif r.core != "tied":  # one seed: no interval, no test yet
+                label += f"\n×{r.ratio_vs_tied:.3f}\n({r.n} seed{'s' * (r.n != 1)}: no interval yet)"
             labels.append(label + ("" if r.converged == "yes" else " (not converged)"))
         ax.set_yticks(range(len(g)), labels, fontsize=8)
         ax.set_xscale("log")
@@ -457,7 +458,7 @@ def contest_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
     return _save(fig, out, "contest.png")
 
 
-KIND_COLORS = {"tied": "0.35", "by position": "tab:blue", "by content": "tab:orange"}
+KIND_COLORS = {"tied": "tab:blue", "by position": "tab:pink", "by content": "tab:orange"}  # as tied, untied, lexical
 
 
 def untying_kinds_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:

@@ -363,7 +363,7 @@ def c3(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
         best = others.sort_values("ratio_vs_tied").iloc[0] if len(others) else None
     text_effect = (
         f"PTB: best other core {best['core']} ×{best['ratio_vs_tied']:.3f} tied's test ppl "
-        f"[{best['ratio_lo95']:.3f}, {best['ratio_hi95']:.3f}] ({best['result']})"
+        f"{ratio_interval(best)} ({best['result']})"
         if best is not None else "PTB: no contest runs"
     )  # fmt: skip
     acc = _by_core(rule_runs, "test_acc")
@@ -385,7 +385,7 @@ def c3(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
         size=f"rule: untied - tied acc {gap}; PTB: best other/tied "
         + (f"×{best['ratio_vs_tied']:.3f}" if best is not None else "n/a"),
         interval=f"rule: {gap_ci}; PTB: "
-        + (f"[{best['ratio_lo95']:.3f}, {best['ratio_hi95']:.3f}]" if best is not None else "n/a"),
+        + (ratio_interval(best) if best is not None else "n/a"),
         n=f"rule {len(va)}+{len(vb)} seeds; PTB " + (seeds_text(text.groupby("core").size().to_dict())
                                                       if not text.empty else "0"),
         converged=converged if not text.empty else None,
@@ -786,6 +786,12 @@ def _result(core: str, ratio: float, p_holm: float) -> str:
     return "no clear difference" if p_holm >= ALPHA else "beats tied" if ratio < 1 else "worse than tied"
 
 
+def ratio_interval(row: pd.Series) -> str:
+    """A contest row's 95% interval of its ratio to tied, "[low, high]"; "n/a" while it has none (one seed)."""
+    lo, hi = float(row["ratio_lo95"]), float(row["ratio_hi95"])
+    return f"[{lo:.3f}, {hi:.3f}]" if math.isfinite(lo) and math.isfinite(hi) else "n/a"
+
+
 def contest_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Per matching and core: seeds, converged, tuned lr, parameters, width, geometric-mean test and best val ppl
     with 95% intervals, and against tied: the test ppl ratio with its 95% interval (Welch on log ppl), p and the
@@ -844,7 +850,7 @@ def contest(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
         best = others.sort_values("ratio_vs_tied").iloc[0] if len(others) else None
         if best is not None:
             sizes.append(f"{matching}: best other {best['core']} ×{best['ratio_vs_tied']:.3f} tied's test ppl")
-            intervals.append(f"{matching}: [{best['ratio_lo95']:.3f}, {best['ratio_hi95']:.3f}]")
+            intervals.append(f"{matching}: {ratio_interval(best)}")
         if waiting.get(matching):
             verdicts.append(f"{matching}: inconclusive (no runs yet of {', '.join(waiting[matching])})")
         elif m["n"].min() < min_seeds or best is None:
@@ -909,7 +915,7 @@ def untying_kinds(t: dict[str, pd.DataFrame]) -> tuple[list[str], pd.DataFrame]:
             if kind in best:
                 b = best[kind]
                 parts.append(f"best {kind} {b['core']} ×{b['ratio_vs_tied']:.3f} tied's test ppl "
-                             f"[{b['ratio_lo95']:.3f}, {b['ratio_hi95']:.3f}] ({b['result']}, n={b['n']})")  # fmt: skip
+                             f"{ratio_interval(b)} ({b['result']}, n={b['n']})")  # fmt: skip
                 rows.append({"matching": matching, "kind": kind, **b.to_dict()})
         if len(best) == 2:
             here = runs[runs["matching"].map(lambda k: MATCHINGS.get(k, k)) == matching]

@@ -136,6 +136,12 @@ def test_contest_needs_seeds() -> None:
     assert "inconclusive" in V.contest(_runs(_contest_rows({"untied": 0.5}, seeds=2)), 3).verdict
 
 
+def test_contest_one_seed_has_no_interval_not_nan() -> None:
+    rows = [r for r in _contest_rows({"lexical": 0.97}) if r["core"] == "tied" or r["seed"] == 0]
+    v = V.contest(_runs(rows), 3)
+    assert "inconclusive" in v.verdict and "nan" not in v.interval and v.interval == "equal parameters: n/a"
+
+
 def test_contest_waits_for_every_planned_core() -> None:
     """tied and untied have 3 seeds, but the grid also plans lexical at equal width: no verdict before it runs."""
     rows = _contest_rows({"untied": 1.5, "lexical": 0.9}, matching="width")
