@@ -117,7 +117,7 @@ def budget(runs: pd.DataFrame, curves: pd.DataFrame | None = None, ptb: bool = F
         planned = int(runs.groupby("core")["seed"].nunique().max()) if "seed" in runs else 0
         if len(seeds):
             lo, hi = int(seeds.min()), int(seeds.max())
-            text = f"{lo} seeds" if lo == hi else f"{lo}–{hi} seeds"
+            text = f"{lo} seed{'s' * (lo != 1)}" if lo == hi else f"{lo}–{hi} seeds"
             parts.append(text + (f" of {planned}" if hi < planned else ""))
         if ptb:
             parts.append("converged" if all_converged(finished(runs, "best_val_ppl")) else "NOT converged")
@@ -516,23 +516,30 @@ def tuning_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
         _empty(axes[0][0])
     for ax, matching in zip(axes[0], matchings, strict=False):
         g = tun[tun["matching"] == matching]
-        top = g["best_val_ppl"].astype(float).max() * 1.15 if g["best_val_ppl"].notna().any() else 1000.0
+        done = g.loc[g["status"] == "completed", "best_val_ppl"].astype(float)
+        top = done.max() * 1.15 if done.notna().any() else 1000.0
         extra = [c for c in ("reg", "num_sets") if c in g and g[c].notna().any()]
+        diverged = False
         for keys, line in g.groupby(["core", *extra], dropna=False, sort=False):
             keys = keys if isinstance(keys, tuple) else (keys,)
             core = keys[0]
             label = core + "".join(f", {c} {v:g}" for c, v in zip(extra, keys[1:], strict=True) if v == v)
             line = line.sort_values("lr")
-            y = line["best_val_ppl"].astype(float).where(line["status"] == "completed", top)
+            ok = line["status"] == "completed"
             ls = "-" if len(keys) < 2 or keys[1] != keys[1] or keys[1] == min(g[extra[0]].dropna()) else "--"
-            ax.plot(line["lr"], y, marker=MARKERS.get(core, "o"), ms=5, ls=ls, color=COLORS.get(core), label=label)
+            ax.plot(line["lr"][ok], line["best_val_ppl"][ok].astype(float), marker=MARKERS.get(core, "o"), ms=5,
+                    ls=ls, color=COLORS.get(core), label=label)  # fmt: skip
+            ax.scatter(line["lr"][~ok], np.full(int((~ok).sum()), top), marker="x", s=60, color=COLORS.get(core))
+            diverged = diverged or bool((~ok).any())
             chosen = line[line["chosen"].map(lambda x: str(x).lower() in ("true", "1"))]
             ax.scatter(chosen["lr"], chosen["best_val_ppl"], s=160, facecolors="none", edgecolors="k", zorder=5)
         ax.set(xscale="log", yscale="log", xlabel="learning rate", ylabel="best validation perplexity (1 epoch)")
         _plain_log_x(ax, g["lr"])
         _plain_log(ax.yaxis)
         ax.grid(alpha=0.3, which="major")
-        ax.legend(fontsize=7, ncol=2)
+        if diverged:
+            ax.scatter([], [], marker="x", s=60, color="0.4", label="diverged (drawn at the top)")
+        ax.legend(fontsize=7, ncol=2, loc="best")
         _title(ax, f"tuning, {MATCHINGS[matching]} (ringed: the contest's choice)", g)
     return _save(fig, out, "tuning.png")
 
