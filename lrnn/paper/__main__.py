@@ -152,8 +152,10 @@ def render_all(args, grid: list[RunSpec], budget: Budget, runs: Path, provenance
     say(f"wrote {path}")
     if out.resolve() == (ROOT / "paper").resolve():
         from lrnn.paper.render import update_top_readme
+        from lrnn.paper.verdicts import untying_kinds
 
-        if update_top_readme(ROOT / "README.md", out, verdicts, budget.name, provenance.get("commit")):
+        kinds, _ = untying_kinds(tables)
+        if update_top_readme(ROOT / "README.md", out, verdicts, budget.name, provenance.get("commit"), kinds):
             say("updated the verdict table at the top of README.md")
     for v in verdicts:
         say(f"  {v.claim:<8} {v.verdict:<12} {v.effect[:110]}")

@@ -182,7 +182,6 @@ def collect(specs: list[RunSpec], runs: Path) -> dict[str, pd.DataFrame]:
                     )
                 )
     tables = {"runs": pd.DataFrame(rows), "curves": pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()}
-    tables["contest"] = contest_table(tables["runs"])
     tables["tuning"] = tuning_table(tables["runs"])
     for kind, frames in evals.items():
         tables[kind] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -204,17 +203,6 @@ def tuning_table(runs: pd.DataFrame) -> pd.DataFrame:
         if (group["status"].isin(["completed", "diverged"])).all():
             df.loc[loss[group.index].idxmin(), "chosen"] = True
     return df
-
-
-def contest_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """The contest's rows, one per (run, matching): tied 2x200 serves both matchings (``matching == "both"`` in
-    ``runs.csv``) and appears once under each."""
-    df = for_claim(runs, "contest")
-    if df.empty or "matching" not in df:
-        return df
-    both = df[df["matching"] == "both"]
-    parts = [df[df["matching"] != "both"], both.assign(matching="width"), both.assign(matching="params")]
-    return pd.concat(parts, ignore_index=True)
 
 
 def for_claim(df: pd.DataFrame, claim: str) -> pd.DataFrame:

@@ -255,9 +255,12 @@ def _tuning_section(tuning: pd.DataFrame, out: Path) -> list[str]:
 START, END = "<!-- paper:verdicts -->", "<!-- /paper:verdicts -->"
 
 
-def update_top_readme(readme: Path, out: Path, verdicts: list[Verdict], profile: str, commit: str | None) -> bool:
+def update_top_readme(
+    readme: Path, out: Path, verdicts: list[Verdict], profile: str, commit: str | None, kinds: list[str] = ()
+) -> bool:
     """Replace the block between the ``paper:verdicts`` markers of the repository README with the verdict table
-    (links into ``out``). Returns False (and changes nothing) when the markers are missing."""
+    (links into ``out``), the learning curves and ``kinds`` (the lines of "Which kind of untying helps"). Returns
+    False (and changes nothing) when the markers are missing."""
     text = readme.read_text() if readme.is_file() else ""
     if START not in text or END not in text:
         return False
@@ -267,6 +270,11 @@ def update_top_readme(readme: Path, out: Path, verdicts: list[Verdict], profile:
         block += (
             f"\n\nLearning curves of the PTB runs (validation perplexity per epoch, mean over seeds and its 95% "
             f"interval):\n\n![learning curves]({rel}/figures/learning_curves.png)"
+        )
+    if kinds:
+        block += (
+            f"\n\n**Which kind of untying helps** (test perplexity against tied's, [{rel}/README.md]"
+            f"({rel}/README.md#which-kind-of-untying-helps)):\n\n" + "\n".join(f"- {line}" for line in kinds)
         )
     before, rest = text.split(START, 1)
     after = rest.split(END, 1)[1]

@@ -355,7 +355,7 @@ def c3(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
     text = finished(planned, "test_ppl")
     text_holds, best, converged = None, None, all_converged(text)
     if not text.empty and "tied" in set(text["core"]):
-        table = contest_table(text.drop(columns=["matching"], errors="ignore"))
+        table = contest_table(text.drop(columns=["matching"], errors="ignore"), min_seeds)
         others = table[table["core"] != "tied"]
         every_core = set(planned["core"]) <= set(table["core"])  # no verdict while a planned core has no run
         if len(others) and every_core and table["n"].min() >= min_seeds:
@@ -792,11 +792,11 @@ def ratio_interval(row: pd.Series) -> str:
     return f"[{lo:.3f}, {hi:.3f}]" if math.isfinite(lo) and math.isfinite(hi) else "n/a"
 
 
-def contest_table(runs: pd.DataFrame) -> pd.DataFrame:
+def contest_table(runs: pd.DataFrame, min_seeds: int = 3) -> pd.DataFrame:
     """Per matching and core: seeds, converged, tuned lr, parameters, width, geometric-mean test and best val ppl
     with 95% intervals, and against tied: the test ppl ratio with its 95% interval (Welch on log ppl), p and the
     Holm-adjusted p over that matching's comparisons; ``result``: beats tied / worse than tied / no clear
-    difference (Holm-adjusted p < 0.05)."""
+    difference (Holm-adjusted p < 0.05), marked provisional while either side has fewer than ``min_seeds``."""
     rows = []
     runs = runs.assign(matching=runs["matching"].fillna("params")) if "matching" in runs else runs.assign(
         matching="params")  # fmt: skip
@@ -822,6 +822,8 @@ def contest_table(runs: pd.DataFrame) -> pd.DataFrame:
         for r, p in zip(block, adjusted, strict=True):
             r["p_holm"] = p
             r["result"] = _result(r["core"], r["ratio_vs_tied"], p)
+            if r["core"] != "tied" and min(r["n"], len(tied)) < min_seeds:
+                r["result"] += f", provisional: {r['n']} seed{'s' * (r['n'] != 1)}"
         rows += sorted(block, key=lambda r: r["test_ppl"])
     return pd.DataFrame(rows)
 
@@ -841,7 +843,7 @@ def contest(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
     runs = expand_both(finished(planned, "test_ppl"))
     if runs.empty or "tied" not in set(runs["core"]):
         return Verdict("contest", "inconclusive", "no finished contest runs with tied", rule, "contest.png", n="0")
-    table = contest_table(runs)
+    table = contest_table(runs, min_seeds)
     waiting = _waiting_cores(planned, table)
     verdicts, sizes, intervals, ns = [], [], [], []
     for matching, m in table.groupby("matching", sort=False):

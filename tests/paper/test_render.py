@@ -213,6 +213,9 @@ def test_top_readme_table_between_markers(rendered: Path, tmp_path: Path) -> Non
     assert update_top_readme(readme, tmp_path / "paper", verdicts, "cpu", "abc")
     text = readme.read_text()
     assert "old" not in text and "## rest" in text and "[C1](paper/README.md#c1)" in text
-    assert "[params_vs_T.png](paper/figures/params_vs_T.png)" in text
+    assert "[params_vs_T.png](paper/figures/params_vs_T.png)" in text and "Which kind" not in text
+    assert update_top_readme(readme, tmp_path / "paper", verdicts, "cpu", "abc", ["equal width: lexical x0.97"])
+    text = readme.read_text()
+    assert "**Which kind of untying helps**" in text and "- equal width: lexical x0.97" in text
     readme.write_text("no markers")
     assert not update_top_readme(readme, tmp_path / "paper", verdicts, "cpu", "abc")

@@ -140,6 +140,7 @@ def test_contest_one_seed_has_no_interval_not_nan() -> None:
     rows = [r for r in _contest_rows({"lexical": 0.97}) if r["core"] == "tied" or r["seed"] == 0]
     v = V.contest(_runs(rows), 3)
     assert "inconclusive" in v.verdict and "nan" not in v.interval and v.interval == "equal parameters: n/a"
+    assert v.table.set_index("core").loc["lexical", "result"].endswith(", provisional: 1 seed")
 
 
 def test_contest_waits_for_every_planned_core() -> None:
