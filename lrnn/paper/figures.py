@@ -479,18 +479,9 @@ def untying_kinds_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
             lo, hi = r["ratio_lo95"], r["ratio_hi95"]
             err = [[r["ratio_vs_tied"] - lo], [hi - r["ratio_vs_tied"]]] if np.isfinite(lo) else None
             ax.errorbar([i], [r["ratio_vs_tied"]], yerr=err, fmt="o", ms=7, capsize=4, color=KIND_COLORS[r["kind"]])
-        for kind, kg in g.groupby("kind"):
-            ax.text(
-                kg.index.to_numpy().mean(),
-                1.01,
-                kind,
-                ha="center",
-                va="bottom",
-                fontsize=10,
-                weight="bold",
-                color=KIND_COLORS[kind],
-                transform=ax.get_xaxis_transform(),
-            )  # above the frame: never on a point
+        for kind, kg in g.groupby("kind"):  # the kind names above the frame, never on a point
+            ax.text(kg.index.to_numpy().mean(), 1.01, kind, ha="center", va="bottom", fontsize=10, weight="bold",
+                    color=KIND_COLORS[kind], transform=ax.get_xaxis_transform())  # fmt: skip
         bounds = [i - 0.5 for i in range(1, len(g)) if g["kind"].iloc[i] != g["kind"].iloc[i - 1]]
         for b in bounds:
             ax.axvline(b, color="0.8", lw=1)

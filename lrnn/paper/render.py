@@ -4,6 +4,7 @@ the commands), then provenance. Everything comes from the tables and verdicts pa
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -256,7 +257,7 @@ START, END = "<!-- paper:verdicts -->", "<!-- /paper:verdicts -->"
 
 
 def update_top_readme(
-    readme: Path, out: Path, verdicts: list[Verdict], profile: str, commit: str | None, kinds: list[str] = ()
+    readme: Path, out: Path, verdicts: list[Verdict], profile: str, commit: str | None, kinds: Sequence[str] = ()
 ) -> bool:
     """Replace the block between the ``paper:verdicts`` markers of the repository README with the verdict table
     (links into ``out``), the learning curves and ``kinds`` (the lines of "Which kind of untying helps"). Returns
