@@ -83,7 +83,8 @@ def _save(fig, out: Path, name: str) -> str:
         for axis, scale in ((ax.yaxis, ax.get_yscale()), (ax.xaxis, ax.get_xscale())):
             if scale == "log" and not isinstance(axis.get_major_locator(), matplotlib.ticker.FixedLocator):
                 _plain_log(axis)
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:  # a figure made with layout="constrained" keeps it
+        fig.tight_layout()
     fig.savefig(out / name, dpi=110)
     plt.close(fig)
     return name
@@ -411,7 +412,7 @@ def contest_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
     groups = list(table.groupby("matching", sort=False)) if not table.empty else []
     n = max(len(groups), 1) + (not rule.empty)
     rows = max((len(g) for _, g in groups), default=5)
-    fig, axes = plt.subplots(1, n, figsize=(5.8 * n, 0.75 * max(rows, 5) + 1.6), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(5.8 * n, 0.75 * max(rows, 5) + 1.8), squeeze=False, layout="constrained")
     axes = list(axes[0])
     keys = runs["matching"].fillna("params") if "matching" in runs else pd.Series("params", index=runs.index)
     run_matching = keys.map(lambda k: MATCHINGS.get(k, k))
@@ -443,10 +444,7 @@ def contest_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
         lo, hi = np.nanmin(g["test_lo95"].fillna(g["test_ppl"])), np.nanmax(g["test_hi95"].fillna(g["test_ppl"]))
         ax.set_xlim(lo / 1.04, hi * 1.04)
         ax.set_ylim(-0.6, len(g) - 0.4)
-        ax.set_xlabel(
-            "test perplexity, lower is better (geometric mean, 95% interval; dots: seeds)\n"
-            "labels: ratio to tied [95% interval], Holm-adjusted outcome"
-        )
+        ax.set_xlabel("test perplexity, lower is better")
         ax.legend(fontsize=8, loc="lower right")
         ax.grid(alpha=0.3, which="both", axis="x")
         _title(ax, f"contest, {matching}: each core vs tied", mruns, ptb=True)
@@ -454,7 +452,9 @@ def contest_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
         _points(axes[-1], rule, "test_acc", "test accuracy", chance=CHANCE)
         axes[-1].set_ylim(0, 1.05)
         _title(axes[-1], "C3: position-dependent rules", rule)
-    fig.tight_layout()
+    if groups:  # said once for every panel (two long axis labels ran into each other)
+        fig.supxlabel("points: geometric mean over seeds with its 95% interval; dots: seeds; "
+                      "labels: ratio to tied [95% interval], Holm-adjusted outcome", fontsize=9)  # fmt: skip
     return _save(fig, out, "contest.png")
 
 
