@@ -402,6 +402,12 @@ def time_to_target_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
     return _save(fig, out, "time_to_target.png")
 
 
+def _of_matching(runs: pd.DataFrame, matching: str) -> pd.DataFrame:
+    """The contest runs of one matching, by its display name ("equal width"; a run without one is equal params)."""
+    keys = runs["matching"].fillna("params") if "matching" in runs else pd.Series("params", index=runs.index)
+    return runs[keys.map(lambda k: MATCHINGS.get(k, k)) == matching]
+
+
 def contest_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
     """Per matching: each core's test perplexity (geometric mean over seeds, 95% interval) on a log axis, tied's
     interval as a band, the ratio to tied and the Holm-adjusted outcome written beside each core."""
@@ -414,13 +420,11 @@ def contest_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
     rows = max((len(g) for _, g in groups), default=5)
     fig, axes = plt.subplots(1, n, figsize=(5.8 * n, 0.75 * max(rows, 5) + 1.8), squeeze=False, layout="constrained")
     axes = list(axes[0])
-    keys = runs["matching"].fillna("params") if "matching" in runs else pd.Series("params", index=runs.index)
-    run_matching = keys.map(lambda k: MATCHINGS.get(k, k))
     if not groups:
         _empty(axes[0])
     for ax, (matching, g) in zip(axes, groups, strict=False):
         g = g.iloc[::-1].reset_index(drop=True)  # best at the top
-        mruns = runs[run_matching == matching]
+        mruns = _of_matching(runs, matching)
         tied = g[g["core"] == "tied"]
         if len(tied) and np.isfinite(tied["test_lo95"].iloc[0]):
             ax.axvspan(tied["test_lo95"].iloc[0], tied["test_hi95"].iloc[0], color=COLORS["tied"], alpha=0.15,
@@ -479,6 +483,10 @@ def untying_kinds_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
             lo, hi = r["ratio_lo95"], r["ratio_hi95"]
             err = [[r["ratio_vs_tied"] - lo], [hi - r["ratio_vs_tied"]]] if np.isfinite(lo) else None
             ax.errorbar([i], [r["ratio_vs_tied"]], yerr=err, fmt="o", ms=7, capsize=4, color=KIND_COLORS[r["kind"]])
+            if r["core"] != "tied":  # the ratio beside its point: near 1 the axis alone does not say it
+                ax.annotate(f"×{r['ratio_vs_tied']:.3f}", (i, r["ratio_vs_tied"]), xytext=(9, 0),
+                            textcoords="offset points", va="center", fontsize=8,
+                            bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 1})  # fmt: skip
         for kind, kg in g.groupby("kind"):  # the kind names above the frame, never on a point
             ax.text(kg.index.to_numpy().mean(), 1.01, kind, ha="center", va="bottom", fontsize=10, weight="bold",
                     color=KIND_COLORS[kind], transform=ax.get_xaxis_transform())  # fmt: skip
@@ -492,7 +500,7 @@ def untying_kinds_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
         _plain_log(ax.yaxis)
         ax.set_ylabel("test ppl / tied's (95% interval); below 1 beats tied")
         ax.grid(alpha=0.3, which="major", axis="y")
-        _title(ax, f"which kind of untying helps? {matching}", runs, ptb=True, pad=20)
+        _title(ax, f"which kind of untying helps? {matching}", _of_matching(runs, matching), ptb=True, pad=20)
     return _save(fig, out, "untying_kinds.png")
 
 

@@ -80,6 +80,23 @@ def test_contest_figure_points_on_a_log_axis_per_matching(tmp_path: Path, monkey
     assert not left.overlaps(right)  # the panels' axis labels do not run into each other
 
 
+def test_untying_kinds_titles_count_their_own_matching_and_label_each_ratio(tmp_path: Path, monkeypatch) -> None:
+    made = {}
+    real = F._save
+
+    def keep(fig, out, name):
+        made["titles"] = [ax.get_title() for ax in fig.axes]
+        made["texts"] = [[t.get_text() for t in ax.texts] for ax in fig.axes]
+        return real(fig, out, name)
+
+    monkeypatch.setattr(F, "_save", keep)
+    assert F.untying_kinds_fig(_contest(provisional=True), pd.DataFrame(), tmp_path) == "untying_kinds.png"
+    (width, params), (width_texts, params_texts) = made["titles"], made["texts"]
+    assert "2–3 seeds" in width and "2–3 seeds" not in params and "3 seeds" in params  # soft_tied's 2 are width's
+    ratios = [[t for t in texts if t.startswith("×")] for texts in (width_texts, params_texts)]
+    assert ratios == [["×0.800", "×1.025"], ["×1.500"]]  # every core but tied, its ratio (soft_tied: seeds 0-1)
+
+
 @pytest.mark.parametrize("name", ["learning_curves", "data_fraction", "time_to_target_fig", "capacity_fig"])
 def test_figures_survive_empty_tables(tmp_path: Path, name: str) -> None:
     empty = pd.DataFrame()
