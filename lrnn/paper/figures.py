@@ -555,34 +555,38 @@ def capacity_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
     return _save(fig, out, "capacity.png")
 
 
-def state_reset_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
-    """PTB: validation perplexity by window length with the state carried across windows vs reset at each."""
-    sr = t["state_reset"]
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    if sr.empty:
+def recurrence_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
+    """C9, PTB validation, the equal-width runs. Left, within a window: per core, val ppl with the cell state c
+    zeroed before every step (and with h and c zeroed) relative to carried, windows of T: geometric mean over seeds
+    with its 95% interval; 1 = the cell carries nothing. Right, across windows: val ppl by window length with the
+    state carried from window to window vs reset at every window (mean over seeds)."""
+    rec = for_claim(t.get("recurrence", pd.DataFrame()), "C9")
+    sr = for_claim(t.get("state_reset", pd.DataFrame()), "C9")
+    fig, (ax, ax_sr) = plt.subplots(1, 2, figsize=(12, 4.2))
+    runs = for_claim(t["runs"], "C9")
+    if rec.empty:
         _empty(ax)
+    else:
+        _cell_zeroed(ax, rec[rec["split"] == "val"])
+        _title(ax, "C9, within a window: the cell zeroed every step", runs, ptb=True)
+    if sr.empty:
+        _empty(ax_sr)
     else:
         sr = sr[sr["split"] == "val"]
         for core in _order(sr["core"]):
             for state, ls in (("carried", "-"), ("reset", "--")):
                 g = sr[(sr["core"] == core) & (sr["state"] == state)].groupby("length")["ppl"].mean()
-                ax.plot(g.index, g.values, ls=ls, marker="o", ms=3, color=COLORS.get(core), label=f"{core} {state}")
-        ax.set(yscale="log", xlabel="window length", ylabel="val ppl")
-        _plain_log_x(ax, sr["length"])
-        _title(ax, "state carried across windows vs reset at each", for_claim(t["runs"], "C9"), ptb=True)
-        ax.legend(fontsize=8)
-    return _save(fig, out, "state_reset.png")
+                ax_sr.plot(g.index, g.values, ls=ls, marker="o", ms=3, color=COLORS.get(core),
+                           label=f"{core}, state {state}")  # fmt: skip
+        ax_sr.set(yscale="log", xlabel="evaluation window length", ylabel="val ppl")
+        _plain_log_x(ax_sr, sr["length"])
+        _title(ax_sr, "across windows: state carried vs reset at every window", runs, ptb=True)
+        ax_sr.legend(fontsize=8)
+    return _save(fig, out, "recurrence.png")
 
 
-def recurrence_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
-    """C9: per core, val ppl with the cell state c zeroed before every step (and with h and c zeroed) relative to
-    carried, windows of T: geometric mean over seeds with its 95% interval; 1 = the cell carries nothing."""
-    rec = for_claim(t.get("recurrence", pd.DataFrame()), "C9")
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    if rec.empty:
-        _empty(ax)
-        return _save(fig, out, "recurrence.png")
-    rec = rec[rec["split"] == "val"]
+def _cell_zeroed(ax, rec: pd.DataFrame) -> None:
+    """Per core, ppl with c (and with h and c) zeroed every step / ppl carried, one point per state."""
     wide = rec.pivot_table(index=["name", "core"], columns="state", values="ppl").reset_index()
     cores = _order(wide["core"])
     for dx, (state, marker, label) in enumerate(
@@ -601,11 +605,9 @@ def recurrence_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
     ax.text(len(cores) - 0.5, 1.0, " carried (= 1)", va="bottom", ha="right", color="grey", fontsize=8)
     ax.set_xticks(range(len(cores)), cores)
     ax.set_xlim(-0.5, len(cores) - 0.2)
-    ax.set(yscale="log", ylabel="val ppl / val ppl carried")
+    ax.set(yscale="log", ylabel="val ppl / val ppl carried (windows of T)")
     _plain_log(ax.yaxis)
-    _title(ax, "C9: is the core recurrent through its cell? (windows of T)", for_claim(t["runs"], "C9"), ptb=True)
     ax.legend(fontsize=8)
-    return _save(fig, out, "recurrence.png")
 
 
 FIGURES: list[Callable[[Tables, pd.DataFrame, Path], str]] = [
@@ -618,7 +620,6 @@ FIGURES: list[Callable[[Tables, pd.DataFrame, Path], str]] = [
     time_to_target_fig,
     contest_fig,
     capacity_fig,
-    state_reset_fig,
     recurrence_fig,
     untying_kinds_fig,
     tuning_fig,

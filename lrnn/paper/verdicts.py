@@ -633,8 +633,9 @@ def c9(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
     zeroed before every step / ppl with c carried); the hidden state h still carries, so r is what the cell adds
     across time. Supported if the untied core's mean r has its 95% t interval above 0 and exp(mean r) >= 1.05;
     mixed if the interval is above 0 but the increase < 5%; refuted otherwise. (Zeroing h and c, no recurrence at
-    all, is reported alongside.) "not converged" if a run has not converged; inconclusive with fewer than
-    ``min_seeds`` seeds."""
+    all, is reported alongside; the figure's right panel shows what the state carried *across* windows adds, by
+    window length, which is not this test.) "not converged" if a run has not converged; inconclusive with fewer
+    than ``min_seeds`` seeds."""
     rule = c9.__doc__ or ""
     rec = for_claim(t.get("recurrence", pd.DataFrame()), "C9")
     if rec.empty:

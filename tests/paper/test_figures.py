@@ -97,7 +97,36 @@ def test_untying_kinds_titles_count_their_own_matching_and_label_each_ratio(tmp_
     assert ratios == [["×0.800", "×1.025"], ["×1.500"]]  # every core but tied, its ratio (soft_tied: seeds 0-1)
 
 
-@pytest.mark.parametrize("name", ["learning_curves", "data_fraction", "time_to_target_fig", "capacity_fig"])
+def test_recurrence_figure_draws_only_c9_runs_within_and_across_windows(tmp_path: Path, monkeypatch) -> None:
+    made = {}
+    real = F._save
+
+    def keep(fig, out, name):
+        made["legends"] = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes]
+        return real(fig, out, name)
+
+    rec, sr = [], []
+    for core, claims in (("tied", "C9 contest"), ("untied", "C9"), ("lexical", "contest")):  # lexical: not C9's
+        for seed in range(3):
+            name = f"{core}-{seed}"
+            for state, f in (("carried", 1.0), ("cell_zeroed", 1.4), ("state_zeroed", 1.6)):
+                rec.append({"split": "val", "state": state, "length": 20, "ppl": 100 * f, "name": name,
+                            "core": core, "claims": claims})  # fmt: skip
+            for length in (10, 20, 40):
+                for state, f in (("carried", 1.0), ("reset", 1.2)):
+                    sr.append({"split": "val", "state": state, "length": length, "ppl": 100 * f, "name": name,
+                               "core": core, "claims": claims})  # fmt: skip
+    empty = pd.DataFrame()
+    t = {"runs": empty, "recurrence": pd.DataFrame(rec), "state_reset": pd.DataFrame(sr)}
+    monkeypatch.setattr(F, "_save", keep)
+    assert F.recurrence_fig(t, empty, tmp_path) == "recurrence.png"
+    within, across = made["legends"]
+    assert within == ["c zeroed every step", "h and c zeroed every step"]
+    assert across == ["tied, state carried", "tied, state reset", "untied, state carried", "untied, state reset"]
+
+
+@pytest.mark.parametrize("name", ["learning_curves", "data_fraction", "time_to_target_fig", "capacity_fig",
+                                  "recurrence_fig"])  # fmt: skip
 def test_figures_survive_empty_tables(tmp_path: Path, name: str) -> None:
     empty = pd.DataFrame()
     t = {"runs": empty, "curves": empty, "length": empty, "state_reset": empty, "position": empty}
