@@ -226,33 +226,70 @@ def learning_curves(t: Tables, m: pd.DataFrame, out: Path) -> str:
 
 
 def length_generalization(t: Tables, m: pd.DataFrame, out: Path) -> str:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, claim, title in (
-        (axes[0], "C2", "C2: tied and untied at equal width"),
-        (axes[1], "C8", "C8: contest cores (equal parameters)"),
-    ):
+    """C2 (left) and C8 (right), PTB validation. Top: stream windows of each length, state carried, ppl relative to
+    the run's own at T = 20. Bottom: real sentences, each from a zero state, by length bin, ppl relative to the
+    run's own on the sentences up to T (token-weighted); a tick says the bin and its number of sentences."""
+    fig, axes = plt.subplots(2, 2, figsize=(11.5, 8))
+    for col, claim, title in ((0, "C2", "C2: tied and untied at equal width"),
+                              (1, "C8", "C8: contest cores (equal parameters)")):  # fmt: skip
+        ax, ax_s = axes[0][col], axes[1][col]
+        runs = for_claim(t["runs"], claim)
         length = for_claim(t["length"], claim)
         if length.empty:
             _empty(ax)
-            continue
-        stream = length[(length["split"] == "val") & (length["mode"] == "stream")]
-        at_t = stream[stream["length"] == 20].set_index("name")["ppl"] if (stream["length"] == 20).any() else None
-        if at_t is not None:
-            stream = stream.assign(rel=stream["ppl"] / stream["name"].map(at_t))
-            _mean_line(ax, stream, "length", "rel")
-            lo, hi = ax.get_ylim()
-            ax.set_ylim(min(lo, 0.95), max(hi, 1.05))  # tied alone is 1.000 everywhere: no 1e-10 offset axis
-            ax.ticklabel_format(axis="y", useOffset=False)
-            ax.axvline(20, color="grey", ls=":", lw=1)
-            ax.set_ylabel("val ppl / val ppl at T = 20")
         else:
-            _mean_line(ax, stream, "length", "ppl")
-            ax.set_ylabel("val ppl")
-        _plain_log_x(ax, stream["length"])
-        ax.set(xlabel="evaluation window length (state carried)")
-        _title(ax, title, for_claim(t["runs"], claim), ptb=True)
-        ax.legend(fontsize=8)
+            stream = length[(length["split"] == "val") & (length["mode"] == "stream")]
+            at_t = stream[stream["length"] == 20].set_index("name")["ppl"] if (stream["length"] == 20).any() else None
+            if at_t is not None:
+                _mean_line(ax, stream.assign(rel=stream["ppl"] / stream["name"].map(at_t)), "length", "rel")
+                _near_one(ax)
+                ax.axvline(20, color="grey", ls=":", lw=1)
+                ax.set_ylabel("val ppl / val ppl at T = 20")
+            else:
+                _mean_line(ax, stream, "length", "ppl")
+                ax.set_ylabel("val ppl")
+            _plain_log_x(ax, stream["length"])
+            ax.set(xlabel="evaluation window length (state carried)")
+            _title(ax, f"{title}, windows", runs, ptb=True)
+            ax.legend(fontsize=8)
+        _sentences(ax_s, for_claim(t.get("sentence_length", pd.DataFrame()), claim), f"{title}, sentences", runs)
     return _save(fig, out, "length.png")
+
+
+def _near_one(ax) -> None:
+    """A ratio axis that shows 1 plainly: tied alone is 1.000 everywhere, no 1e-10 offset."""
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(min(lo, 0.95), max(hi, 1.05))
+    ax.ticklabel_format(axis="y", useOffset=False)
+
+
+def _sentences(ax, sentences: pd.DataFrame, title: str, runs: pd.DataFrame, seq_len: int = 20,
+               min_sentences: int = 50) -> None:  # fmt: skip
+    """Per core, ppl by sentence-length bin / the run's ppl on sentences up to ``seq_len`` (token-weighted; mean over
+    seeds, 95% band); the longest bins are pooled into one holding >= ``min_sentences``. The untied core reuses its
+    last weight set past ``seq_len`` (the dotted line)."""
+    val = sentences[sentences["split"] == "val"] if not sentences.empty else sentences
+    if val.empty or "bin_lo" not in val:
+        return _empty(ax)
+    bins = val.groupby("length").agg(lo=("bin_lo", "first"), n=("sentences", "max")).sort_index()
+    last = len(bins) - 1  # the first bin of the pooled tail
+    beyond = int((bins.index <= seq_len).sum())  # the first bin past seq_len: never pooled with those up to it
+    while last > beyond and bins["n"].iloc[last:].sum() < min_sentences:
+        last -= 1
+    bins["pos"] = np.minimum(np.arange(len(bins)), last)
+    val = val.assign(pos=val["length"].map(bins["pos"]), weighted=val["loss"] * val["tokens"])
+    pooled = val.groupby(["core", "name", "pos"], as_index=False)[["weighted", "tokens"]].sum()
+    pooled["ppl"] = np.exp(pooled["weighted"] / pooled["tokens"])
+    short = val[val["length"] <= seq_len].groupby("name")
+    base = np.exp(short["weighted"].sum() / short["tokens"].sum())
+    _mean_line(ax, pooled.assign(rel=pooled["ppl"] / pooled["name"].map(base)), "pos", "rel")
+    _near_one(ax)
+    ax.axvline(bins.loc[bins.index <= seq_len, "pos"].max() + 0.5, color="grey", ls=":", lw=1)
+    ticks = bins.reset_index().groupby("pos").agg(lo=("lo", "min"), hi=("length", "max"), n=("n", "sum"))
+    ax.set_xticks(ticks.index, [f"{r.lo:.0f}–{r.hi:.0f}\n({r.n:,.0f})" for r in ticks.itertuples()], fontsize=8)
+    ax.set(xlabel="sentence length in tokens (number of sentences)", ylabel=f"val ppl / val ppl, sentences ≤ {seq_len}")
+    _title(ax, title, runs, ptb=True)
+    ax.legend(fontsize=8)
 
 
 def _lines_vs_t(ax, m: pd.DataFrame, y: str) -> None:

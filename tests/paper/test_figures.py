@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -123,6 +124,25 @@ def test_recurrence_figure_draws_only_c9_runs_within_and_across_windows(tmp_path
     within, across = made["legends"]
     assert within == ["c zeroed every step", "h and c zeroed every step"]
     assert across == ["tied, state carried", "tied, state reset", "untied, state carried", "untied, state reset"]
+
+
+def test_sentence_panel_pools_the_sparse_longest_bins_but_never_across_t() -> None:
+    rows = []
+    for core, growth in (("tied", 1.0), ("untied", 1.5)):
+        for seed in range(2):
+            for length, n in ((10, 100), (20, 100), (30, 10), (40, 5)):
+                ppl = 100.0 * (growth if length > 20 else 1.0)
+                rows.append({"split": "val", "length": length, "bin_lo": length - 9, "loss": np.log(ppl),
+                             "ppl": ppl, "tokens": n * length, "sentences": n, "name": f"{core}-{seed}",
+                             "core": core})  # fmt: skip
+    fig, ax = plt.subplots()
+    F._sentences(ax, pd.DataFrame(rows), "t", pd.DataFrame())
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks == ["1–10\n(100)", "11–20\n(100)", "21–40\n(15)"]  # 15 < 50 sentences, yet not pooled into 11–20
+    lines = {line.get_label(): line.get_ydata() for line in ax.get_lines() if not line.get_label().startswith("_")}
+    np.testing.assert_allclose(lines["untied"], [1.0, 1.0, 1.5])
+    np.testing.assert_allclose(lines["tied"], [1.0, 1.0, 1.0])
+    plt.close(fig)
 
 
 @pytest.mark.parametrize("name", ["learning_curves", "data_fraction", "time_to_target_fig", "capacity_fig",
