@@ -587,7 +587,7 @@ def capacity_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
     _points(axes[0], runs[task == "rule"], "test_acc", "test accuracy", chance=CHANCE)
     axes[0].set_ylim(0, 1.05)
     _title(axes[0], "C7: position rule, tied widened to untied's parameters", runs[task == "rule"])
-    _points(axes[1], finished(runs[task != "rule"], "best_val_ppl"), "best_val_ppl", "best val ppl", log=True)
+    _points(axes[1], finished(runs[task != "rule"], "test_ppl"), "test_ppl", "test ppl (the rule's quantity)", log=True)
     _title(axes[1], "C7: PTB at equal parameters", runs[task != "rule"], ptb=True)
     return _save(fig, out, "capacity.png")
 

@@ -145,6 +145,24 @@ def test_sentence_panel_pools_the_sparse_longest_bins_but_never_across_t() -> No
     plt.close(fig)
 
 
+def test_capacity_ptb_panel_draws_the_rules_test_perplexity(tmp_path: Path, monkeypatch) -> None:
+    made = {}
+    real = F._save
+
+    def keep(fig, out, name):
+        ax = fig.axes[1]
+        made["ylabel"] = ax.get_ylabel()
+        made["y"] = [float(line.get_ydata()[0]) for line in ax.get_lines() if line.get_marker() == "o"]
+        return real(fig, out, name)
+
+    rows = [{"name": f"{core}-{seed}", "claims": "C7", "core": core, "seed": seed, "task": "ptb", "steps": 10,
+             "test_ppl": test, "best_val_ppl": test + 5, "converged": True}
+            for core, test in (("tied", 100.0), ("untied", 120.0)) for seed in range(3)]  # fmt: skip
+    monkeypatch.setattr(F, "_save", keep)
+    F.capacity_fig({"runs": pd.DataFrame(rows)}, pd.DataFrame(), tmp_path)
+    assert made["ylabel"].startswith("test ppl") and made["y"] == pytest.approx([100.0, 120.0])
+
+
 @pytest.mark.parametrize("name", ["learning_curves", "data_fraction", "time_to_target_fig", "capacity_fig",
                                   "recurrence_fig"])  # fmt: skip
 def test_figures_survive_empty_tables(tmp_path: Path, name: str) -> None:
