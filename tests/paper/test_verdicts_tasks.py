@@ -108,6 +108,14 @@ def test_c3(rule: dict, ptb: dict, verdict: str) -> None:
     assert "pts" in v.size and "n=5" in v.effect
 
 
+def test_c3_text_half_is_about_position_a_core_untied_by_content_does_not_count() -> None:
+    """lexical (weights chosen by the token, shared across time) beats tied: no evidence against C3's text half."""
+    rule = _rule({"tied": 0.43, "untied": 1.0})
+    ptb = {"tied": 100.0, "untied": 104.0, "mixture": 101.0}
+    assert V.c3(_tables(rule + _ptb("C3 C8", ptb | {"lexical": 95.0})), 3).verdict == "supported"
+    assert V.c3(_tables(rule + _ptb("C3 C8", ptb | {"share5": 95.0})), 3).verdict == "mixed"  # by position: counts
+
+
 def test_c3_text_half_waits_for_every_planned_core() -> None:
     """mixture beats tied, but it has not run yet: the text half says nothing, so the verdict cannot be mixed."""
     rows = _rule({"tied": 0.43, "untied": 1.0}) + _ptb("C3", {"tied": 100.0, "untied": 104.0, "mixture": 95.0})
