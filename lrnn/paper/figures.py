@@ -563,8 +563,12 @@ def tuning_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
             line = line.sort_values("lr")
             ok = line["status"] == "completed"
             ls = "-" if len(keys) < 2 or keys[1] != keys[1] or keys[1] == min(g[extra[0]].dropna()) else "--"
-            ax.plot(line["lr"][ok], line["best_val_ppl"][ok].astype(float), marker=MARKERS.get(core, "o"), ms=5,
-                    ls=ls, color=COLORS.get(core), label=label)  # fmt: skip
+            marker = MARKERS.get(core, "o")
+            if "num_sets" in extra and keys[1 + extra.index("num_sets")] == keys[1 + extra.index("num_sets")]:
+                sets = sorted(g["num_sets"].dropna().unique())  # a structure variant: its own marker, one per value
+                marker = "sD^v"[sets.index(keys[1 + extra.index("num_sets")]) % 4]
+            ax.plot(line["lr"][ok], line["best_val_ppl"][ok].astype(float), marker=marker, ms=5, ls=ls,
+                    color=COLORS.get(core), label=label)  # fmt: skip
             ax.scatter(line["lr"][~ok], np.full(int((~ok).sum()), top), marker="x", s=60, color=COLORS.get(core))
             diverged = diverged or bool((~ok).any())
             chosen = line[line["chosen"].map(lambda x: str(x).lower() in ("true", "1"))]

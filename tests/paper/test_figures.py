@@ -163,6 +163,31 @@ def test_capacity_ptb_panel_draws_the_rules_test_perplexity(tmp_path: Path, monk
     assert made["ylabel"].startswith("test ppl") and made["y"] == pytest.approx([100.0, 120.0])
 
 
+def test_tuning_figure_tells_every_line_apart(tmp_path: Path, monkeypatch) -> None:
+    """Each (core, strength, structure) line differs from the others in colour, line style or marker, and a
+    diverged run is an x at the top with its legend entry."""
+    made = {}
+    real = F._save
+
+    def keep(fig, out, name):
+        ax = fig.axes[0]
+        made["lines"] = {ln.get_label(): (ln.get_color(), ln.get_linestyle(), ln.get_marker()) for ln in ax.get_lines()}
+        made["legend"] = [t.get_text() for t in ax.get_legend().get_texts()]
+        return real(fig, out, name)
+
+    rows = [{"matching": "params", "core": core, "lr": lr, "reg": reg, "num_sets": sets, "status": status,
+             "best_val_ppl": 200.0 + lr if status == "completed" else float("nan"), "chosen": False, "seed": 0,
+             "steps": 10}
+            for core, reg, sets in (("lexical", 1e-4, None), ("lexical", 1e-3, None), ("lexical", 1e-4, 64),
+                                    ("lexical", 1e-4, 256), ("tied", None, None))
+            for lr, status in ((0.5, "completed"), (1.0, "completed"), (2.0, "diverged"))]  # fmt: skip
+    monkeypatch.setattr(F, "_save", keep)
+    F.tuning_fig({"tuning": pd.DataFrame(rows)}, pd.DataFrame(), tmp_path)
+    styles = [style for label, style in made["lines"].items() if not label.startswith("_")]
+    assert len(styles) == 5 and len(set(styles)) == 5
+    assert "diverged (drawn at the top)" in made["legend"]
+
+
 @pytest.mark.parametrize("name", ["learning_curves", "data_fraction", "time_to_target_fig", "capacity_fig",
                                   "recurrence_fig"])  # fmt: skip
 def test_figures_survive_empty_tables(tmp_path: Path, name: str) -> None:
