@@ -82,6 +82,15 @@ def test_c8(tv: float, verdict: str) -> None:
     assert "time_varying/untied" in v.effect
 
 
+def test_c8_waits_for_the_convergence_of_the_cores_it_reads_only() -> None:
+    t = _length_tables("C8", {"tied": 1.0, "time_varying": 1.0, "untied": 1.3})
+    other = _length_tables("C8", {"mixture": 1.0}, converged=False)  # a contest core the rule does not read
+    t["runs"] = pd.concat([t["runs"], other["runs"]], ignore_index=True)
+    assert V.c8(t, 3).verdict == "supported"
+    t["runs"].loc[t["runs"]["core"] == "time_varying", "converged"] = False
+    assert V.c8(t, 3).verdict == V.NOT_CONVERGED
+
+
 # ---- C3 / C7: the position rule and PTB ------------------------------------------------------------------------
 def _rule(acc: dict[str, float]) -> list[dict]:
     claims = {"tied": "C3 C7", "untied": "C3 C7", "tied_wide": "C7"}
