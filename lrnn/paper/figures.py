@@ -186,11 +186,10 @@ def _curve_panels(t: Tables) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
     panels = []
     runs, curves = expand_both(for_claim(t["runs"], "contest")), expand_both(for_claim(t["curves"], "contest"))
     if not curves.empty and "val/ppl" in curves:
-        matching = curves["matching"].fillna("params") if "matching" in curves else pd.Series("params", curves.index)
-        run_matching = runs["matching"].fillna("params") if "matching" in runs else pd.Series("params", runs.index)
-        for key in [k for k in MATCHINGS if k in set(matching)] + sorted(set(matching) - set(MATCHINGS)):
-            panels.append((f"contest, {MATCHINGS.get(key, key)}, dropout", runs[run_matching == key],
-                           curves[matching == key]))  # fmt: skip
+        keys = set(_matching_keys(curves))
+        for key in [k for k in MATCHINGS if k in keys] + sorted(keys - set(MATCHINGS)):
+            name = MATCHINGS.get(key, key)
+            panels.append((f"contest, {name}, dropout", _of_matching(runs, name), _of_matching(curves, name)))
     c10 = for_claim(t["curves"], "C10")
     if not c10.empty and "val/ppl" in c10 and "name" in c10:
         c10 = c10[~c10["name"].isin(set(curves["name"]) if "name" in curves else set())]  # not drawn twice
@@ -439,10 +438,14 @@ def time_to_target_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
     return _save(fig, out, "time_to_target.png")
 
 
-def _of_matching(runs: pd.DataFrame, matching: str) -> pd.DataFrame:
-    """The contest runs of one matching, by its display name ("equal width"; a run without one is equal params)."""
-    keys = runs["matching"].fillna("params") if "matching" in runs else pd.Series("params", index=runs.index)
-    return runs[keys.map(lambda k: MATCHINGS.get(k, k)) == matching]
+def _matching_keys(rows: pd.DataFrame) -> pd.Series:
+    """Each contest row's matching key ("width", "params"); a row without one is equal parameters."""
+    return rows["matching"].fillna("params") if "matching" in rows else pd.Series("params", index=rows.index)
+
+
+def _of_matching(rows: pd.DataFrame, matching: str) -> pd.DataFrame:
+    """The contest rows (runs or curves) of one matching, by its display name ("equal width")."""
+    return rows[_matching_keys(rows).map(lambda k: MATCHINGS.get(k, k)) == matching]
 
 
 def contest_fig(t: Tables, m: pd.DataFrame, out: Path) -> str:
