@@ -68,7 +68,7 @@ def _plain_log(axis) -> None:
     elif decades > 0.7:
         subs = (1.0, 1.5, 2.0, 3.0, 5.0, 7.0)
     else:
-        subs = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0)
+        subs = (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0)
     locator = matplotlib.ticker.LogLocator(base=10, subs=subs)
     if sum(lo <= v <= hi for v in locator.tick_values(lo, hi)) < 5:  # a narrow range: evenly spaced round numbers
         locator = matplotlib.ticker.MaxNLocator(nbins=10, steps=[1, 2, 2.5, 5, 10])

@@ -28,6 +28,18 @@ def test_log_axes_get_plain_labels(tmp_path: Path) -> None:
     assert "1M" in xs and "10M" in xs
 
 
+def test_narrow_log_axis_labels_its_low_end(tmp_path: Path) -> None:
+    # learning curves from ~105 to ~370: a label near the converged end, not only every 50 from 150 up
+    fig, ax = plt.subplots()
+    ax.plot([0, 8], [370, 105])
+    ax.set_yscale("log")
+    ax.set_ylim(100.5, 380)
+    F._save(fig, tmp_path, "x.png")
+    fig.canvas.draw()
+    ys = [float(t.get_text()) for t in ax.get_yticklabels() if t.get_text() and 100.5 <= t.get_position()[1] <= 380]
+    assert min(ys) <= 120 and len(ys) >= 5, ys
+
+
 def test_budget_in_title_reads_the_runs() -> None:
     runs = pd.DataFrame({"core": ["tied"] * 3 + ["untied"] * 3, "seed": [0, 1, 2] * 2, "steps": [100, 120, 90] * 2,
                          "best_val_ppl": 100.0, "converged": [True] * 5 + [False]})  # fmt: skip
