@@ -450,7 +450,9 @@ def tuned(tuning: list[RunSpec], runs_dir: Path) -> tuple[float, float | None, V
 def ptb_runs(b: Budget, runs_dir: Path) -> list[RunSpec]:
     """PTB, in the order that answers the seed first: per matching (equal width, then equal parameters) the tuning
     runs and then the contest runs (equal width: + C2, C9, C10 from tied and untied; equal parameters: + C3's text
-    half, C7, C8); then C4's smaller data fractions (tied and untied at equal width, their tuned lr)."""
+    half, C7, C8); then C4's smaller data fractions (tied and untied at equal width, their tuned lr), smallest
+    fraction first and tied/untied paired by seed, so that C4's rule (smallest fraction vs the whole stream) can
+    decide before the middle fractions are in."""
     contest: list[RunSpec] = []
     fractions: list[RunSpec] = []
     both = "tied" in b.width_cores and "tied" in b.params_cores and "width" in b.matchings and "params" in b.matchings
@@ -484,7 +486,7 @@ def ptb_runs(b: Budget, runs_dir: Path) -> list[RunSpec]:
                         waiting="" if choice is not None else f"tuning of {core} at equal {matching}",
                     )  # fmt: skip
                     (contest if fraction == 1.0 else fractions).append(spec)
-    out = contest + fractions
+    out = contest + sorted(fractions, key=lambda s: (dict(s.factors)["fraction"], s.seed))  # stable: tied first
     if b.wide_ptb:  # C7 on PTB at the untied model's size: tied_ptb_wide (17M parameters) vs untied 2x200
         for core, experiment in (("tied_wide", "tied_ptb_wide"), ("untied", "untied_ptb_dropout")):
             for seed in b.seeds:

@@ -222,3 +222,12 @@ def test_committed_records_belong_to_the_converged_grid() -> None:
     keys = {r.key for r in build_grid("converged")}
     stale = sorted(p.name for p in committed.glob("*/") if p.is_dir() and p.name not in keys)
     assert not stale, f"runs/paper-converged/ has records of runs no longer in the grid: {stale[:5]}; rerun make paper"
+
+
+def test_c4_runs_come_smallest_fraction_first_with_tied_and_untied_paired_by_seed() -> None:
+    budget = PROFILES["converged"]
+    grid = build_grid("converged")
+    c4 = [(dict(r.factors)["fraction"], r.seed, r.core) for r in grid if "fraction" in dict(r.factors)]
+    small = min(budget.fractions)
+    assert c4[: 2 * len(budget.seeds)] == [(small, s, core) for s in budget.seeds for core in ("tied", "untied")]
+    assert [f for f, _, _ in c4] == sorted(f for f, _, _ in c4)
