@@ -440,21 +440,25 @@ def c4(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
     p_small, p_all = stat(penalty(fmin)), stat(penalty(fmax))
     b = clearly_greater(p_small, p_all, min_seeds) if fmin != fmax else None
     gap_size, gap_ci = ratio_text(welch(g_u, g_t))
-    pen_size, pen_ci = ratio_text(welch(p_small, p_all))
+    pen_size, pen_ci = ratio_text(welch(p_small, p_all) if fmin != fmax else welch(stat([]), stat([])))
+    missing = [core for core, g in (("untied", g_u), ("tied", g_t)) if not g.n]
     gaps = (
         f"val/train ppl at {fmin:.0%} data: untied {times(g_u.mean, 2)}, tied {times(g_t.mean, 2)} "
         f"(untied/tied {gap_size} {gap_ci})"
-        if g_u.n and g_t.n
-        else "no eval-mode train perplexity (train_eval_ppl)"
+        if not missing
+        else f"no finished {' or '.join(missing)} run with an eval-mode train perplexity at {fmin:.0%} data"
     )
     effect = (
         f"(a) {gaps}; (b) untied/tied best val ppl {times(p_small.mean, 2)} at {fmin:.0%} vs "
         f"{times(p_all.mean, 2)} at {fmax:.0%} (ratio {pen_size} {pen_ci})"
+        if fmin != fmax
+        else f"(a) {gaps}; (b) needs a second data fraction"
     )
     table = summary_table(runs, ["best_val_ppl", "train_eval_ppl", "gap"], ["fraction", "core"])
     return Verdict(
         "C4", gated(_combine([a, b]), converged), effect, rule, "data_fraction.png", table,
-        size=f"(a) gap untied/tied at {fmin:.0%}: {gap_size}; (b) penalty {fmin:.0%} vs {fmax:.0%}: {pen_size}",
+        size=f"(a) gap untied/tied at {fmin:.0%}: {gap_size}; (b) "
+        + (f"penalty {fmin:.0%} vs {fmax:.0%}: {pen_size}" if fmin != fmax else "penalty: n/a (one fraction)"),
         interval=f"(a) {gap_ci}; (b) {pen_ci}", n=n, converged=converged,
     )  # fmt: skip
 

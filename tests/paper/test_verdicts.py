@@ -265,3 +265,17 @@ def test_time_to_target_interpolates_in_log_ppl() -> None:
     assert df["wall_s"].iloc[0] == 10.0
     _, df = V.time_to_target(c, target=50.0)  # never reached
     assert math.isnan(df["wall_s"].iloc[0])
+
+
+def test_c4_with_one_fraction_is_inconclusive_and_compares_nothing_with_itself() -> None:
+    """Only the whole stream finished: no data penalty to compare (not "x1.000"), no verdict."""
+    v = V.c4(_runs([r for r in _c4_rows(2.0, 1.5) if r["fraction"] == 1.0]), 3)
+    assert v.verdict == "inconclusive" and "1 fractions" in v.n
+    assert v.size.endswith("(b) penalty: n/a (one fraction)") and v.interval.endswith("(b) n/a")
+    assert "needs a second data fraction" in v.effect
+
+
+def test_c4_names_the_core_missing_at_the_smallest_fraction() -> None:
+    rows = [r for r in _c4_rows(2.0, 1.5) if not (r["core"] == "untied" and r["fraction"] == 0.1)]
+    v = V.c4(_runs(rows), 3)
+    assert v.verdict == "inconclusive" and "no finished untied run" in v.effect and "at 10% data" in v.effect
