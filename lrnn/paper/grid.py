@@ -308,9 +308,10 @@ def early_stopping(patience: int) -> dict[str, Any]:
 
 
 def _ptb_overrides(b: Budget, lr: float, fraction: float = 1.0) -> list[tuple[str, Any]]:
-    """The converged schedule. A fraction f < 1 of the training stream keeps the same schedule *in updates*:
-    epochs / f, decay after ``ptb_decay_after`` / f epochs, decay**f per epoch, validation every ~half a full
-    epoch's updates; early stopping decides when it ends."""
+    """The converged schedule. A fraction f < 1 of the training stream keeps the same schedule *in updates*
+    (epochs / f, decay after ``ptb_decay_after`` / f epochs, decay**f per epoch) but validates after every pass over
+    its data: a small fraction overfits within a few passes, and early stopping, which decides when it ends, must see
+    its best point (validating every half of a full epoch's updates, 5 passes at 10%, missed it)."""
     o = _ptb_common(b) + [("model.optimizer.init_args.lr", lr)]
     if fraction == 1.0:
         o += [
@@ -328,7 +329,7 @@ def _ptb_overrides(b: Budget, lr: float, fraction: float = 1.0) -> list[tuple[st
             ("trainer.max_epochs", math.ceil(b.ptb_epochs / fraction)),
             ("model.lr_decay", round(b.ptb_decay**fraction, 6)),
             ("model.lr_decay_after", round(b.ptb_decay_after / fraction)),
-            ("trainer.check_val_every_n_epoch", max(1, round(b.ptb_val_interval / fraction))),
+            ("trainer.check_val_every_n_epoch", 1),
         ]
     return [*o, ("trainer.callbacks", [early_stopping(b.ptb_patience)])]
 

@@ -99,8 +99,9 @@ def _profile_note(budget: Budget) -> list[str]:
         return [
             f"> **{budget.name} profile**: every PTB run trains {budget.ptb_epochs} epochs (lr constant for "
             f"{budget.ptb_decay_after}, then x{budget.ptb_decay} per epoch; validation every "
-            f"{budget.ptb_val_interval:g} epoch; early stopping after {budget.ptb_patience} validations without a "
-            f"new best; the best checkpoint is tested with batch {budget.ptb_test_batch or 1}). Each core's lr "
+            f"{budget.ptb_val_interval:g} epoch, C4's data fractions after every pass over their data; early "
+            f"stopping after {budget.ptb_patience} validations without a new best; the best checkpoint is tested "
+            f"with batch {budget.ptb_test_batch or 1}). Each core's lr "
             f"(from {', '.join(map(str, budget.tune_lrs))}) and regularization strength are tuned first on "
             f"{budget.tune_epochs} epoch at a constant lr. A PTB verdict needs every run converged (early stopping "
             "ended it, or its last epoch improved the best validation perplexity by < 1%).",
