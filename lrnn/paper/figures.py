@@ -57,20 +57,31 @@ def human(v: float, _pos=None) -> str:
     return f"{v:g}"
 
 
+LOG_SUBS = (  # sparse to dense
+    (1.0, 2.0, 5.0),
+    (1.0, 1.5, 2.0, 3.0, 5.0, 7.0),
+    (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.0),
+    (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0),
+)
+
+
 def _plain_log(axis) -> None:
-    """A log axis labelled 1-2-5 in plain numbers, unlabelled minor ticks."""
+    """A log axis labelled 1-2-5 in plain numbers, unlabelled minor ticks: the sparsest of ``LOG_SUBS`` that puts at
+    least 5 labels on the axis with one near its low end (within 1.3x), as long as a denser one stays at <= 9."""
     lo, hi = axis.get_view_interval()
     if not 0 < lo < hi:  # e.g. one x value so far: matplotlib's own ticks
         return
-    decades = math.log10(hi / lo)
-    if decades > 1.5:
-        subs = (1.0, 2.0, 5.0)
-    elif decades > 0.7:
-        subs = (1.0, 1.5, 2.0, 3.0, 5.0, 7.0)
-    else:
-        subs = (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0)
-    locator = matplotlib.ticker.LogLocator(base=10, subs=subs)
-    if sum(lo <= v <= hi for v in locator.tick_values(lo, hi)) < 5:  # a narrow range: evenly spaced round numbers
+    locator = None
+    for subs in LOG_SUBS:
+        candidate = matplotlib.ticker.LogLocator(base=10, subs=subs)
+        ticks = [v for v in candidate.tick_values(lo, hi) if lo <= v <= hi]
+        if locator is not None and len(ticks) > 9:
+            break
+        if len(ticks) >= 5:
+            locator = candidate
+            if ticks[0] <= 1.3 * lo:
+                break
+    if locator is None:  # a narrow range: evenly spaced round numbers
         locator = matplotlib.ticker.MaxNLocator(nbins=10, steps=[1, 2, 2.5, 5, 10])
     axis.set_major_locator(locator)
     axis.set_major_formatter(matplotlib.ticker.FuncFormatter(human))

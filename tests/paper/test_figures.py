@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -38,6 +39,22 @@ def test_narrow_log_axis_labels_its_low_end(tmp_path: Path) -> None:
     fig.canvas.draw()
     ys = [float(t.get_text()) for t in ax.get_yticklabels() if t.get_text() and 100.5 <= t.get_position()[1] <= 380]
     assert min(ys) <= 120 and len(ys) >= 5, ys
+
+
+@pytest.mark.parametrize(("lo", "hi"), [(100.5, 380), (105, 520), (102, 530), (0.01, 1.0), (1, 1e5)])
+def test_log_axis_labels_its_low_end_with_five_to_nine_labels_or_one_per_decade(
+    tmp_path: Path, lo: float, hi: float
+) -> None:
+    # 102-530: C4's validation perplexities (tied 113 at all data), once labelled only from 150 up
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [lo, hi])
+    ax.set_yscale("log")
+    ax.set_ylim(lo, hi)
+    F._save(fig, tmp_path, "x.png")
+    fig.canvas.draw()
+    ys = [float(t.get_text().replace("k", "e3")) for t in ax.get_yticklabels() if t.get_text()]
+    ys = [y for y in ys if lo <= y <= hi]
+    assert min(ys) <= 1.3 * lo and 5 <= len(ys) <= max(9, 3 * math.log10(hi / lo) + 1), ys
 
 
 def test_budget_in_title_reads_the_runs() -> None:
