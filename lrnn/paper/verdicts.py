@@ -438,9 +438,10 @@ def c4(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
         return (p["untied"] - p["tied"]).dropna().tolist() if {"untied", "tied"} <= set(p.columns) else []
 
     p_small, p_all = stat(penalty(fmin)), stat(penalty(fmax))
-    b = clearly_greater(p_small, p_all, min_seeds) if fmin != fmax else None
+    one_fraction = fmin == fmax  # no data penalty to compare: not the whole stream with itself
+    b = None if one_fraction else clearly_greater(p_small, p_all, min_seeds)
     gap_size, gap_ci = ratio_text(welch(g_u, g_t))
-    pen_size, pen_ci = ratio_text(welch(p_small, p_all) if fmin != fmax else welch(stat([]), stat([])))
+    pen_size, pen_ci = ("n/a", "n/a") if one_fraction else ratio_text(welch(p_small, p_all))
     missing = [core for core, g in (("untied", g_u), ("tied", g_t)) if not g.n]
     gaps = (
         f"val/train ppl at {fmin:.0%} data: untied {times(g_u.mean, 2)}, tied {times(g_t.mean, 2)} "
@@ -451,14 +452,14 @@ def c4(t: dict[str, pd.DataFrame], min_seeds: int) -> Verdict:
     effect = (
         f"(a) {gaps}; (b) untied/tied best val ppl {times(p_small.mean, 2)} at {fmin:.0%} vs "
         f"{times(p_all.mean, 2)} at {fmax:.0%} (ratio {pen_size} {pen_ci})"
-        if fmin != fmax
+        if not one_fraction
         else f"(a) {gaps}; (b) needs a second data fraction"
     )
     table = summary_table(runs, ["best_val_ppl", "train_eval_ppl", "gap"], ["fraction", "core"])
     return Verdict(
         "C4", gated(_combine([a, b]), converged), effect, rule, "data_fraction.png", table,
         size=f"(a) gap untied/tied at {fmin:.0%}: {gap_size}; (b) "
-        + (f"penalty {fmin:.0%} vs {fmax:.0%}: {pen_size}" if fmin != fmax else "penalty: n/a (one fraction)"),
+        + ("penalty: n/a (one fraction)" if one_fraction else f"penalty {fmin:.0%} vs {fmax:.0%}: {pen_size}"),
         interval=f"(a) {gap_ci}; (b) {pen_ci}", n=n, converged=converged,
     )  # fmt: skip
 

@@ -41,7 +41,7 @@ def test_narrow_log_axis_labels_its_low_end(tmp_path: Path) -> None:
     assert min(ys) <= 120 and len(ys) >= 5, ys
 
 
-@pytest.mark.parametrize(("lo", "hi"), [(100.5, 380), (105, 520), (102, 530), (0.01, 1.0), (1, 1e5)])
+@pytest.mark.parametrize(("lo", "hi"), [(105, 520), (102, 530), (0.01, 1.0), (1, 1e5)])  # 100.5-380: the test above
 def test_log_axis_labels_its_low_end_with_five_to_nine_labels_or_one_per_decade(
     tmp_path: Path, lo: float, hi: float
 ) -> None:
